@@ -1,0 +1,3 @@
+"""audience commands."""
+
+from __future__ import annotations

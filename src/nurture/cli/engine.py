@@ -1,0 +1,3 @@
+"""engine commands."""
+
+from __future__ import annotations

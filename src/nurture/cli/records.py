@@ -1,0 +1,3 @@
+"""Record commands: demo data, CSV import/export, filter counts."""
+
+from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Business records: the target-model registry and the records campaigns target."""

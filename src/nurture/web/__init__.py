@@ -1,0 +1,1 @@
+"""HTTP interface: the FastAPI application (UI, REST API, public endpoints)."""

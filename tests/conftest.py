@@ -1,0 +1,84 @@
+"""Shared fixtures: every database test runs on SQLite and on PostgreSQL.
+
+``NURTURE_TEST_BACKENDS`` (default ``sqlite,postgresql``) selects the back ends;
+``NURTURE_TEST_PG_URL`` points at a PostgreSQL server (default: the local one). Each
+session creates its own PostgreSQL database and drops it at the end. When PostgreSQL is
+unreachable, its tests fail under CI=true and are skipped (with the reason) otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.orm import Session
+
+from nurture.db import Database
+
+BACKENDS = [b.strip() for b in os.environ.get("NURTURE_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
+PG_ADMIN_URL = os.environ.get("NURTURE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def _pg_database() -> tuple[str, str]:
+    name = f"nurture_test_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(f"PostgreSQL is required in CI and is unreachable: {exc}") from exc
+        pytest.skip(f"PostgreSQL unreachable at {PG_ADMIN_URL}: {exc}")
+    finally:
+        admin.dispose()
+    base = PG_ADMIN_URL.rsplit("/", 1)[0]
+    return name, f"{base}/{name}"
+
+
+def _drop_pg_database(name: str) -> None:
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Database]:
+    """A migrated database of one back end, shared by the tests of a session."""
+    backend: str = request.param
+    pg_name = None
+    if backend == "sqlite":
+        path: Path = tmp_path_factory.mktemp("db") / "nurture.db"
+        url = f"sqlite:///{path}"
+    elif backend == "postgresql":
+        pg_name, url = _pg_database()
+    else:
+        raise ValueError(f"unknown test backend {backend!r}")
+    db = Database(url)
+    db.migrate()
+    try:
+        yield db
+    finally:
+        db.dispose()
+        if pg_name:
+            _drop_pg_database(pg_name)
+
+
+@pytest.fixture
+def db(database: Database) -> Iterator[Database]:
+    """The shared database, emptied after each test."""
+    try:
+        yield database
+    finally:
+        database.wipe()
+
+
+@pytest.fixture
+def session(db: Database) -> Iterator[Session]:
+    """A session in a transaction committed at the end of the test body."""
+    with db.transaction() as s:
+        yield s

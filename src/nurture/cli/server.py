@@ -20,18 +20,28 @@ def migrate() -> None:
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--no-demo", is_flag=True, help="Do not load demo data into an empty database.")
 def serve(host: str, port: int, no_demo: bool) -> None:
-    """Start the web server (embedded mode: migrate, demo data on first start, in-process worker)."""
+    """Start the web server.
+
+    Embedded mode (SQLite): migrates, loads demo data on first start, and runs the
+    worker in-process. With PostgreSQL, run `nurture migrate` and `nurture worker`
+    separately (set NURTURE_EMBEDDED_WORKER=true to keep an in-process worker too).
+    """
     import uvicorn
 
+    from nurture.engine.runner import InProcessRunner
     from nurture.web.app import create_app
 
     rt = runtime()
     if rt.settings.is_sqlite:
         rt.db.migrate()
+    elif not rt.db.is_up_to_date():
+        raise click.ClickException("database schema is out of date: run `nurture migrate`")
     if not no_demo:
         from nurture.records.demo import load_demo_if_empty
 
         if load_demo_if_empty(rt.db):
             click.echo("demo data loaded")
-    app = create_app(rt)
+    runner = InProcessRunner(rt) if rt.settings.embedded_worker else None
+    app = create_app(rt, runner=runner)
+    click.echo(f"Nurture listening on http://{host}:{port} ({rt.db.dialect})")
     uvicorn.run(app, host=host, port=port, log_level=rt.settings.log_level.lower())

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, Protocol
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -10,9 +13,33 @@ from fastapi.responses import JSONResponse
 from nurture import __version__
 from nurture.runtime import Runtime
 
+log = logging.getLogger(__name__)
 
-def create_app(rt: Runtime) -> FastAPI:
-    app = FastAPI(title="Nurture", version=__version__)
+
+class BackgroundRunner(Protocol):
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+
+def create_app(rt: Runtime, *, runner: BackgroundRunner | None = None) -> FastAPI:
+    """Build the ASGI app; ``runner`` (the in-process worker) lives as long as the app."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if runner is not None:
+            runner.start()
+            log.info("in-process worker started")
+        try:
+            yield
+        finally:
+            if runner is not None:
+                # Graceful stop: the runner finishes its batch and releases its leases.
+                runner.stop()
+                log.info("in-process worker stopped")
+            rt.db.dispose()
+
+    app = FastAPI(title="Nurture", version=__version__, lifespan=lifespan)
     app.state.runtime = rt
 
     @app.get("/healthz", tags=["health"])
@@ -30,8 +57,9 @@ def create_app(rt: Runtime) -> FastAPI:
             migrated = rt.db.is_up_to_date()
             with rt.db.read() as session:
                 counts = record_counts(session=session)
-        except Exception as exc:  # the probe reports, never raises
-            return JSONResponse({"status": "unavailable", "error": type(exc).__name__}, 503)
+        except Exception:  # the probe reports, never raises
+            log.exception("readiness probe failed")
+            return JSONResponse({"status": "unavailable"}, 503)
         status = "ok" if migrated else "migration pending"
         return JSONResponse(
             {"status": status, "database": rt.db.dialect, "records": counts},

@@ -1,0 +1,1 @@
+"""Reproducible benchmarks; each prints the ratio it is judged by."""

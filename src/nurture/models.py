@@ -1,5 +1,12 @@
-"""Imports every module that defines tables, so ``Base.metadata`` is complete."""
+"""Imports every module that defines tables, so ``Base.metadata`` is complete.
 
+It also imports the engine's record listeners, so continuous enrolment is wired wherever
+the models are loaded.
+"""
+
+from nurture.campaigns import models as campaigns_models
+from nurture.engine import enrol as engine_enrol  # registers the record-change listeners
+from nurture.engine import models as engine_models
 from nurture.records import models as records_models
 
-__all__ = ["records_models"]
+__all__ = ["campaigns_models", "engine_enrol", "engine_models", "records_models"]

@@ -6,6 +6,7 @@ import sys
 
 import click
 
+from nurture.cli import accounts as _accounts  # noqa: E402,F401
 from nurture.cli import audience as _audience  # noqa: E402,F401
 from nurture.cli import engine as _engine  # noqa: E402,F401
 from nurture.cli import records as _records  # noqa: E402,F401

@@ -1,3 +1,157 @@
-"""Record commands: demo data, CSV import/export, filter counts."""
+"""Record commands: demo data, CSV import/export."""
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import IO
+
+import click
+
+from nurture.cli.base import cli, runtime
+from nurture.clock import utcnow
+from nurture.errors import NurtureError
+
+MAX_ERRORS_SHOWN = 20
+
+
+def _fail(exc: NurtureError) -> click.ClickException:
+    return click.ClickException(exc.message)
+
+
+@cli.command()
+@click.option("--force", is_flag=True, help="Load the demo data even though records exist.")
+def demo(force: bool) -> None:
+    """Load the demo dataset (users, contacts, leads, a newsletter, an event)."""
+    from nurture.records.demo import database_is_empty, load_demo
+
+    rt = runtime()
+    if rt.settings.is_sqlite:
+        rt.db.migrate()
+    if not force and not database_is_empty(rt.db):
+        raise click.ClickException(
+            "the database already holds records; use --force to add the demo data anyway"
+        )
+    counts = load_demo(rt.db, utcnow())
+    summary = ", ".join(f"{n} {name}" for name, n in counts.items())
+    click.echo(f"demo data loaded: {summary}")
+
+
+def _parse_mapping(items: tuple[str, ...]) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in items:
+        if "=" not in item:
+            raise click.BadParameter(f"expected COLUMN=FIELD, got {item!r}", param_hint="--map")
+        column, _, field = item.partition("=")
+        mapping[column.strip()] = field.strip()
+    return mapping
+
+
+@cli.command("import")
+@click.argument("model")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--map",
+    "mappings",
+    multiple=True,
+    metavar="COLUMN=FIELD",
+    help="Map a CSV column to a field (repeatable); COLUMN= skips the column.",
+)
+@click.option(
+    "--upsert-by", metavar="FIELD", help="Update the record with the same value (e.g. email)."
+)
+@click.option(
+    "--errors",
+    "errors_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the rejected rows, with line and reason, to this CSV file.",
+)
+@click.option("--batch-size", default=5000, show_default=True, type=click.IntRange(1, 100_000))
+@click.option("--delimiter", help="Field separator (default: guessed from the header).")
+@click.option("--list", "list_name", help="mailing_contact: subscribe every row to this list.")
+@click.option("--no-progress", is_flag=True, help="Do not show the progress bar.")
+def import_command(
+    model: str,
+    file: Path,
+    mappings: tuple[str, ...],
+    upsert_by: str | None,
+    errors_path: Path | None,
+    batch_size: int,
+    delimiter: str | None,
+    list_name: str | None,
+    no_progress: bool,
+) -> None:
+    """Import records of MODEL (contact, lead, mailing_contact, event_registration) from FILE.
+
+    Headers match field names or labels (case-insensitive). Valid rows are imported; rows
+    with errors are reported with their line number and the command exits with status 1.
+    """
+    from nurture.records.csv_io import import_csv
+
+    rt = runtime()
+    mapping = _parse_mapping(mappings)
+    errors_file: IO[str] | None = None
+    try:
+        if errors_path is not None:
+            errors_file = errors_path.open("w", encoding="utf-8", newline="")
+        result = import_csv(
+            db=rt.db,
+            model=model,
+            source=file,
+            now=utcnow(),
+            mapping=mapping,
+            upsert_by=upsert_by,
+            batch_size=batch_size,
+            errors_to=errors_file,
+            progress=not no_progress,
+            delimiter=delimiter,
+            subscribe_list=list_name,
+        )
+    except NurtureError as exc:
+        raise _fail(exc) from None
+    finally:
+        if errors_file is not None:
+            errors_file.close()
+    for error in result.errors[:MAX_ERRORS_SHOWN]:
+        click.echo(f"line {error.line}: {error.message}", err=True)
+    if result.error_count > MAX_ERRORS_SHOWN:
+        click.echo(f"… and {result.error_count - MAX_ERRORS_SHOWN} more rejected rows", err=True)
+    if result.ignored_columns:
+        click.echo(f"ignored columns: {', '.join(result.ignored_columns)}", err=True)
+    click.echo(
+        f"{model}: {result.created} created, {result.updated} updated, "
+        f"{result.error_count} rejected"
+        + (f" (see {errors_path})" if errors_path is not None and result.error_count else "")
+    )
+    if result.error_count:
+        sys.exit(1)
+
+
+@cli.command("export")
+@click.argument("model")
+@click.option("--filter", "domain", metavar="DOMAIN", help="Only records matching this domain.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file (default: standard output).",
+)
+def export_command(model: str, domain: str | None, output: Path | None) -> None:
+    """Export records of MODEL as CSV (field names as headers; re-importable)."""
+    from nurture.records.csv_io import export_csv
+
+    rt = runtime()
+    try:
+        with rt.db.read() as session:
+            if output is None:
+                count = export_csv(
+                    session=session, model=model, out=sys.stdout, now=utcnow(), domain=domain
+                )
+            else:
+                with output.open("w", encoding="utf-8", newline="") as out:
+                    count = export_csv(
+                        session=session, model=model, out=out, now=utcnow(), domain=domain
+                    )
+    except NurtureError as exc:
+        raise _fail(exc) from None
+    click.echo(f"{count} {model} records exported", err=True)

@@ -1,0 +1,1 @@
+"""The campaign engine: enrolment, execution of due traces, events, test mode, runners."""

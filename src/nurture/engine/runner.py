@@ -1,20 +1,31 @@
-"""In-process runner used by ``nurture serve`` in embedded mode.
-
-INTERFACE ONLY for now: the engine work fills in ``start``/``stop`` (a background thread
-that loops continuous enrolment, due traces and event-window expiry with ``now=utcnow()``).
-"""
+"""In-process runner used by ``nurture serve`` in embedded mode: the engine loop in a thread."""
 
 from __future__ import annotations
 
+import threading
+
+from nurture.engine.loop import Worker, new_worker_id
 from nurture.runtime import Runtime
 
 
 class InProcessRunner:
-    def __init__(self, rt: Runtime) -> None:
+    def __init__(self, rt: Runtime, *, poll_interval: float = 0.2) -> None:
         self.rt = rt
+        self.worker = Worker(rt.db, worker_id=new_worker_id("embedded"), poll_interval=poll_interval)
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         """Start the background loop (returns at once)."""
+        if self._thread is not None and self._thread.is_alive():
+            return
+        self.worker.stopping.clear()
+        self._thread = threading.Thread(target=self.worker.run, name="nurture-engine", daemon=True)
+        self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Ask the loop to finish its batch, release leases and return."""
+        if self._thread is None:
+            return
+        self.worker.stop()
+        self._thread.join(timeout)
+        self._thread = None

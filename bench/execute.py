@@ -1,0 +1,122 @@
+"""Executing 1,000,000 due traces of a field-update action (children created) vs one UPDATE.
+
+    .venv/bin/python -m bench.execute [--backend sqlite|postgresql|both] [--rows N] [--batch B]
+
+The baseline is one set-based ``UPDATE`` marking the same trace rows processed, timed in
+the same run (and rolled back). Nurture's side is the worker path: ``run_due`` batches
+(claim with a lease, applied-filter check, lease-checked processed UPDATE, the server
+action's set-based field update on the contacts, child traces, completion) until the
+queue is empty. Target: ratio ≤ 5, peak RSS < 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+from datetime import datetime, timedelta
+
+from sqlalchemy import text
+
+from bench._engine_common import backends, fmt, fresh_database, generate_contacts, timed
+from nurture.campaigns import service as cs
+from nurture.db import Database
+from nurture.engine.enrol import enrol_campaign
+from nurture.engine.execute import BatchResult, run_due
+
+NOW = datetime(2026, 1, 5, 9, 0)
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def baseline(db: Database, activity_id: int) -> float:
+    conn = db.engine.connect()
+    try:
+        trans = conn.begin()
+        start = datetime.now()
+        t, _ = timed(
+            lambda: conn.execute(
+                text(
+                    "UPDATE trace SET state = 'processed', executed_at = :now "
+                    "WHERE activity_id = :a AND state = 'scheduled'"
+                ),
+                {"a": activity_id, "now": NOW},
+            )
+        )
+        del start
+        trans.rollback()
+    finally:
+        conn.close()
+    return t
+
+
+def drain(db: Database, batch: int) -> BatchResult:
+    total = BatchResult()
+    while True:
+        result = run_due(db, now=NOW, limit=batch, worker_id="bench")
+        total.add(result)
+        if not result.claimed:
+            return total
+
+
+def run(backend: str, rows: int, batch: int) -> float:
+    with fresh_database(backend, "execute") as db:
+        print(f"[{backend}] generating {rows:,} contacts and their due traces …", flush=True)
+        generate_contacts(db, rows)
+        with db.transaction() as s:
+            campaign = cs.create_campaign(session=s, now=NOW, name="Bench", model="contact")
+            action = cs.create_server_action(
+                session=s, now=NOW, name="Set city", model="contact", values={"city": "Paris"}
+            )
+            first = cs.add_activity(
+                session=s, now=NOW, campaign_id=campaign.id, name="Set city",
+                activity_type="action", server_action_id=action.id,
+            )
+            cs.add_activity(
+                session=s, now=NOW, campaign_id=campaign.id, name="Later",
+                activity_type="action", server_action_id=action.id,
+                trigger_type="activity", parent_id=first.id, interval_number=1, interval_unit="days",
+            )
+            cs.start_campaign(session=s, now=NOW - timedelta(hours=1), campaign_id=campaign.id)
+            cid, aid = campaign.id, first.id
+        with db.transaction() as s:
+            enrol_campaign(s, campaign_id=cid, now=NOW)
+        from bench._engine_common import analyse
+
+        analyse(db)
+        raw = baseline(db, aid)
+        rss_before = peak_rss_mb()
+        engine, result = timed(lambda: drain(db, batch))
+        assert result.processed == rows, result
+        with db.engine.connect() as conn:
+            children = conn.execute(
+                text("SELECT count(*) FROM trace WHERE activity_id <> :a AND state = 'scheduled'"),
+                {"a": aid},
+            ).scalar()
+            paris = conn.execute(text("SELECT count(*) FROM contact WHERE city = 'Paris'")).scalar()
+        assert children == rows and paris == rows, (children, paris)
+        ratio = engine / raw
+        rss = peak_rss_mb()
+        print(
+            f"[{backend}] execute {rows:,} traces (batch {batch}): nurture {fmt(engine)} "
+            f"({rows / engine:,.0f}/s)  one UPDATE {fmt(raw)}  ratio {ratio:.2f} (target ≤ 5) "
+            f"{'OK' if ratio <= 5 else 'OVER'}; peak RSS {rss:.0f} MB (before run {rss_before:.0f} MB, "
+            f"target < 300) {'OK' if rss < 300 else 'OVER'}",
+            flush=True,
+        )
+        return ratio
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Execution benchmark")
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--batch", type=int, default=2000)
+    args = parser.parse_args()
+    for backend in backends(args.backend):
+        run(backend, args.rows, args.batch)
+
+
+if __name__ == "__main__":
+    main()

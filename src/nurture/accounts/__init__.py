@@ -1,0 +1,1 @@
+"""Accounts and security: users, passwords, API tokens, sessions, roles, audit log."""

@@ -1,0 +1,295 @@
+"""Compiling a domain to a SQLAlchemy condition, and counting matches.
+
+The condition is built in negation normal form: ``!`` is pushed down to the leaves, and each
+leaf emits its exact two-valued meaning (a negative test on a nullable column says
+``OR column IS NULL`` itself), so SQL's three-valued logic never changes a result.
+Relations are followed with ``EXISTS`` (``has()`` / ``any()``), never joins, so a record is
+counted once however many related records match.
+
+Text tests that SQLite and PostgreSQL do differently are small constructs compiled per
+dialect: case-sensitive ``like`` (SQLite's ``LIKE`` ignores case, so ``instr``/``GLOB``
+there), ``ilike`` (ASCII case folding on both: SQLite's ``LIKE``, PostgreSQL's
+``lower(x COLLATE "C")``) and ordering of text (code-point order: ``COLLATE "C"``).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Boolean, ColumnElement, String, and_, false, func, not_, or_, select, true
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from nurture.audience.domain import AND, Branch, Negation
+from nurture.audience.validate import (
+    IS_SET,
+    CheckedNode,
+    Condition,
+    Constant,
+    analyse,
+    operand_at,
+)
+from nurture.records.catalog import REGISTRY
+
+ESCAPE = "\\"
+ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def ascii_lower(text: str) -> str:
+    """Lower-case A–Z only: the case folding ``ilike`` uses on every back end."""
+    return text.translate(ASCII_LOWER)
+
+
+def escape_like(text: str) -> str:
+    """``text`` as a literal inside a LIKE pattern (escape character ``\\``)."""
+    return text.replace(ESCAPE, ESCAPE * 2).replace("%", ESCAPE + "%").replace("_", ESCAPE + "_")
+
+
+def like_to_glob(pattern: str) -> str:
+    """A LIKE pattern (``%``, ``_``, ``\\`` escapes) as the equivalent SQLite GLOB pattern."""
+    out: list[str] = []
+    chars = iter(pattern)
+    for ch in chars:
+        if ch == ESCAPE:
+            ch = next(chars, "")
+            out.append(_glob_literal(ch))
+        elif ch == "%":
+            out.append("*")
+        elif ch == "_":
+            out.append("?")
+        else:
+            out.append(_glob_literal(ch))
+    return "".join(out)
+
+
+def _glob_literal(ch: str) -> str:
+    return f"[{ch}]" if ch in "*?[" else ch
+
+
+# -- per-dialect constructs -------------------------------------------------------------
+
+
+class _BoolFn(FunctionElement[bool]):
+    type = Boolean()
+    inherit_cache = True
+    _is_implicitly_boolean = True  # already a condition: no "= 1" on SQLite
+
+
+class text_contains(_BoolFn):  # noqa: N801
+    """Case-sensitive substring test."""
+
+    name = "nurture_contains"
+    inherit_cache = True
+
+
+class ascii_ilike(_BoolFn):  # noqa: N801
+    """``column`` matches an already lower-cased LIKE pattern, folding A–Z only."""
+
+    name = "nurture_ilike"
+    inherit_cache = True
+
+
+class cs_like(_BoolFn):  # noqa: N801
+    """Case-sensitive LIKE pattern (arguments: column, LIKE pattern, GLOB pattern)."""
+
+    name = "nurture_like"
+    inherit_cache = True
+
+
+class c_text(FunctionElement[str]):  # noqa: N801
+    """Text in code-point order (for ``<``, ``>`` on text)."""
+
+    type = String()
+    name = "nurture_c_text"
+    inherit_cache = True
+
+
+def _args(element: FunctionElement[Any], compiler: SQLCompiler, **kw: Any) -> list[str]:
+    return [compiler.process(arg, **kw) for arg in element.clauses]
+
+
+@compiles(text_contains)
+def _contains_pg(element: text_contains, compiler: SQLCompiler, **kw: Any) -> str:
+    column, needle = _args(element, compiler, **kw)
+    return f"(strpos({column}, {needle}) > 0)"
+
+
+@compiles(text_contains, "sqlite")
+def _contains_sqlite(element: text_contains, compiler: SQLCompiler, **kw: Any) -> str:
+    column, needle = _args(element, compiler, **kw)
+    return f"(instr({column}, {needle}) > 0)"
+
+
+@compiles(ascii_ilike)
+def _ilike_pg(element: ascii_ilike, compiler: SQLCompiler, **kw: Any) -> str:
+    column, pattern = _args(element, compiler, **kw)
+    return f"(lower({column} COLLATE \"C\") LIKE {pattern} ESCAPE '\\')"
+
+
+@compiles(ascii_ilike, "sqlite")
+def _ilike_sqlite(element: ascii_ilike, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite's LIKE folds ASCII letters only, exactly the rule ilike follows.
+    column, pattern = _args(element, compiler, **kw)
+    return f"({column} LIKE {pattern} ESCAPE '\\')"
+
+
+@compiles(cs_like)
+def _like_pg(element: cs_like, compiler: SQLCompiler, **kw: Any) -> str:
+    column, pattern, _glob = list(element.clauses)
+    return (
+        f"({compiler.process(column, **kw)} LIKE {compiler.process(pattern, **kw)} ESCAPE '\\')"
+    )
+
+
+@compiles(cs_like, "sqlite")
+def _like_sqlite(element: cs_like, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite's LIKE ignores case; GLOB is its case-sensitive matcher.
+    column, _pattern, glob = list(element.clauses)
+    return f"({compiler.process(column, **kw)} GLOB {compiler.process(glob, **kw)})"
+
+
+@compiles(c_text)
+def _c_text_pg(element: c_text, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = _args(element, compiler, **kw)
+    return f'({column} COLLATE "C")'
+
+
+@compiles(c_text, "sqlite")
+def _c_text_sqlite(element: c_text, compiler: SQLCompiler, **kw: Any) -> str:
+    (column,) = _args(element, compiler, **kw)
+    return column  # the default BINARY collation is code-point order already
+
+
+# -- compilation ----------------------------------------------------------------------
+
+
+def compile_domain(
+    model: str, domain: str | list[Any] | tuple[Any, ...] | None, *, now: datetime
+) -> ColumnElement[bool]:
+    """The WHERE condition selecting ``model``'s records that match ``domain``.
+
+    For ``select(orm).where(...)``; values travel as bound parameters only. Relative dates
+    are resolved at ``now``. Raises :class:`FilterError` for an invalid domain.
+    """
+    node = analyse(model, domain)
+    if node is None:
+        return true()
+    return _node(node, False, now)
+
+
+def _node(node: CheckedNode, negate: bool, now: datetime) -> ColumnElement[bool]:
+    if isinstance(node, Negation):
+        return _node(node.child, not negate, now)
+    if isinstance(node, Branch):
+        parts = [_node(child, negate, now) for child in node.children]
+        conjunction = (node.operator == AND) != negate
+        return and_(*parts) if conjunction else or_(*parts)
+    if isinstance(node, Constant):
+        return true() if node.value != negate else false()
+    return _leaf(node, negate, now)
+
+
+def _leaf(cond: Condition, negate: bool, now: datetime) -> ColumnElement[bool]:
+    flip = negate != cond.negative
+    if not cond.hops:
+        test, null_safe = _scalar(cond, now)
+        if not flip:
+            return test
+        column = getattr(cond.model.orm, cond.attribute)
+        return not_(test) if null_safe else or_(not_(test), column.is_(None))
+    if cond.field.is_to_many:
+        inner: ColumnElement[bool] | None = None
+    else:
+        inner = _scalar(cond, now)[0]
+    for owner, relation in reversed(cond.hops):
+        attribute = getattr(owner.orm, relation.name)
+        inner = attribute.has(inner) if relation.type == "many2one" else attribute.any(inner)
+    assert inner is not None
+    return not_(inner) if flip else inner
+
+
+def _scalar(cond: Condition, now: datetime) -> tuple[ColumnElement[bool], bool]:
+    """The positive test on the last field: (condition, True when it is never NULL)."""
+    column = getattr(cond.model.orm, cond.attribute)
+    op = cond.positive
+    value = operand_at(cond, now)
+    text = cond.value_type in ("char", "text", "selection")
+    if cond.value_type == "boolean":
+        # An unset boolean counts as false.
+        if value:
+            return column == true(), False
+        return or_(column == false(), column.is_(None)), True
+    if op == IS_SET:
+        if text:
+            return and_(column.is_not(None), column != ""), True
+        return column.is_not(None), True
+    if op == "=":
+        return column == value, False
+    if op == "in":
+        if not value:
+            if cond.has_null:
+                return _unset(column, text), True
+            return false(), True
+        test = column.in_(value)
+        if cond.has_null:
+            return or_(test, _unset(column, text)), True
+        return test, False
+    if op in ("<", "<=", ">", ">="):
+        left = c_text(column) if text else column
+        if op == "<":
+            return left < value, False
+        if op == "<=":
+            return left <= value, False
+        if op == ">":
+            return left > value, False
+        return left >= value, False
+    if op == "like":
+        return text_contains(column, value), False
+    if op == "ilike":
+        return ascii_ilike(column, "%" + escape_like(ascii_lower(value)) + "%"), False
+    if op == "=ilike":
+        return ascii_ilike(column, ascii_lower(value)), False
+    if op == "=like":
+        return cs_like(column, value, like_to_glob(value)), False
+    raise AssertionError(f"unhandled operator {op!r}")  # pragma: no cover
+
+
+def _unset(column: Any, text: bool) -> ColumnElement[bool]:
+    if text:
+        return or_(column.is_(None), column == "")
+    result: ColumnElement[bool] = column.is_(None)
+    return result
+
+
+# -- archived records and counting ----------------------------------------------------
+
+
+def active_condition(model: str, *, include_archived: bool) -> ColumnElement[bool]:
+    """Excludes archived records (``active`` false) unless ``include_archived``."""
+    mdef = REGISTRY.get(model)
+    if include_archived or not mdef.has_active:
+        return true()
+    result: ColumnElement[bool] = mdef.orm.active == true()
+    return result
+
+
+def count_matching(
+    session: Session,
+    model: str,
+    domain: str | list[Any] | tuple[Any, ...] | None,
+    *,
+    now: datetime,
+    include_archived: bool = False,
+) -> int:
+    """How many records of ``model`` match ``domain`` (the ``#records`` figure)."""
+    mdef = REGISTRY.get(model)
+    condition = compile_domain(model, domain, now=now)
+    statement = (
+        select(func.count())
+        .select_from(mdef.orm)
+        .where(condition, active_condition(model, include_archived=include_archived))
+    )
+    return int(session.execute(statement).scalar_one())

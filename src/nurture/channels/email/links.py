@@ -1,0 +1,190 @@
+"""Link tracking in HTML: rewrite ``<a href>`` through a shortener, add UTM, add the pixel.
+
+The HTML is not re-serialised: :class:`html.parser.HTMLParser` finds the start tags of
+real ``<a>``/``<area>`` elements (so links inside comments, ``<script>``, ``<style>`` or
+attribute values are left alone), and only the ``href`` value inside each such tag's source
+text is replaced. Everything else — whitespace, entity spelling, attribute order and
+quoting, conditional comments — stays byte for byte.
+
+Skipped: anything that is not an absolute ``http``/``https`` URL (``mailto:``, ``tel:``,
+``#anchors``, relative and ``javascript:`` URLs, template leftovers), the unsubscribe link
+(``skip_urls``, ``skip_prefixes``: the sender passes its unsubscribe and view-online URLs and
+its own ``/r/`` prefix so unsubscribes never count as clicks and links are not shortened
+twice), and ``<a>`` tags carrying a ``data-notrack`` attribute.
+
+Known limit: links inside Outlook conditional comments (``<!--[if mso]>…<![endif]-->``,
+VML buttons) are comments to an HTML parser and are not tracked.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
+from html.parser import HTMLParser
+from urllib.parse import quote, urlsplit, urlunsplit
+
+Shorten = Callable[[str], str]
+
+_ATTR = re.compile(
+    r"""(?P<name>[^\s"'>/=]+)(?:\s*=\s*(?P<value>"[^"]*"|'[^']*'|[^\s>]+))?""",
+)
+_TAG_NAME = re.compile(r"<\s*([a-zA-Z][^\s/>]*)")
+_LINK_TAGS = frozenset({"a", "area"})
+
+
+@dataclass(frozen=True)
+class Utm:
+    """UTM values added to every tracked URL (existing ``utm_*`` parameters win)."""
+
+    campaign: str | None = None
+    medium: str | None = "email"
+    source: str | None = None
+
+    def params(self) -> list[tuple[str, str]]:
+        pairs = [("utm_campaign", self.campaign), ("utm_medium", self.medium), ("utm_source", self.source)]
+        return [(k, v) for k, v in pairs if v]
+
+
+def add_utm(url: str, utm: Utm | None) -> str:
+    """``url`` with the UTM parameters it does not already have, appended to its query.
+
+    The existing query string is kept as it is (not decoded and re-encoded), so signed or
+    unusual query strings survive; the fragment stays last.
+    """
+    if utm is None:
+        return url
+    parts = urlsplit(url)
+    present = {p.split("=", 1)[0].lower() for p in parts.query.split("&") if p}
+    extra = "&".join(
+        f"{k}={quote(v, safe='')}" for k, v in utm.params() if k not in present
+    )
+    if not extra:
+        return url
+    query = f"{parts.query}&{extra}" if parts.query else extra
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def is_trackable(url: str) -> bool:
+    """An absolute http(s) URL with a host (what may be shortened and redirected to)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.netloc) and "{{" not in url
+
+
+class _LinkFinder(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.found: list[tuple[int, int, str]] = []  # (line, column, raw start tag)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _LINK_TAGS:
+            raw = self.get_starttag_text()
+            if raw is not None:
+                line, col = self.getpos()
+                self.found.append((line, col, raw))
+
+    handle_startendtag = handle_starttag
+
+
+def _rewrite_tag(raw: str, replace: Callable[[str], str | None]) -> str:
+    """The tag source with its (first) href value replaced, or unchanged."""
+    name = _TAG_NAME.match(raw)
+    if name is None:
+        return raw
+    pos = name.end()
+    href: tuple[int, int, str] | None = None
+    notrack = False
+    end = len(raw) - (2 if raw.endswith("/>") else 1)
+    while pos < end:
+        match = _ATTR.search(raw, pos, end)
+        if match is None:
+            break
+        attr = match.group("name").lower()
+        value = match.group("value")
+        if attr == "data-notrack":
+            notrack = True
+        if attr == "href" and value is not None and href is None:
+            start, stop = match.span("value")
+            if value[:1] in ("'", '"'):
+                start, stop, value = start + 1, stop - 1, value[1:-1]
+            href = (start, stop, value)
+        pos = match.end()
+    if href is None or notrack:
+        return raw
+    start, stop, value = href
+    new = replace(html_lib.unescape(value).strip())
+    if new is None:
+        return raw
+    quote_char = raw[start - 1] if start > 0 and raw[start - 1] in "'\"" else None
+    escaped = html_lib.escape(new, quote=True)
+    if quote_char is None:
+        return f'{raw[:start]}"{escaped}"{raw[stop:]}'
+    return raw[:start] + escaped + raw[stop:]
+
+
+def rewrite_links(
+    html: str,
+    shorten: Shorten,
+    *,
+    utm: Utm | None = None,
+    skip_urls: Collection[str] = (),
+    skip_prefixes: Sequence[str] = (),
+) -> str:
+    """Replace each trackable link's href by ``shorten(url_with_utm)``.
+
+    ``shorten`` is called once per distinct URL and returns the tracked URL (it stores the
+    URL it was given: the redirect only ever goes to stored URLs).
+    """
+    finder = _LinkFinder()
+    finder.feed(html)
+    finder.close()
+    if not finder.found:
+        return html
+    skip = set(skip_urls)
+    cache: dict[str, str] = {}
+
+    def replace(url: str) -> str | None:
+        if not is_trackable(url) or url in skip or any(url.startswith(p) for p in skip_prefixes):
+            return None
+        if url not in cache:
+            cache[url] = shorten(add_utm(url, utm))
+        return cache[url]
+
+    line_starts = [0]
+    for match in re.finditer("\n", html):
+        line_starts.append(match.end())
+    out: list[str] = []
+    last = 0
+    for line, col, raw in finder.found:
+        start = line_starts[line - 1] + col
+        if html[start : start + len(raw)] != raw:  # defensive: never splice blindly
+            continue
+        out.append(html[last:start])
+        out.append(_rewrite_tag(raw, replace))
+        last = start + len(raw)
+    out.append(html[last:])
+    return "".join(out)
+
+
+_BODY_CLOSE = re.compile(r"</body\s*>", re.I)
+
+
+def open_pixel(url: str) -> str:
+    return (
+        f'<img src="{html_lib.escape(url, quote=True)}" alt="" width="1" height="1" border="0" '
+        'style="display:block;height:1px;width:1px;border:0;margin:0;padding:0">'
+    )
+
+
+def add_open_pixel(html: str, pixel_url: str) -> str:
+    """Append the open pixel just before the last ``</body>`` (or at the end)."""
+    pixel = open_pixel(pixel_url)
+    matches = list(_BODY_CLOSE.finditer(html))
+    if not matches:
+        return html + pixel
+    at = matches[-1].start()
+    return html[:at] + pixel + html[at:]

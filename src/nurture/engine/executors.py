@@ -1,0 +1,147 @@
+"""Executors: what running an activity means, one per activity type.
+
+An executor receives a batch of traces of one activity (all already checked for expiry,
+filter and ``*_not_*`` events, and already marked ``processed`` in the same transaction)
+and returns the outcome of the traces that did *not* succeed; traces it does not mention
+are processed. It runs inside the batch's transaction (within a savepoint), so its writes
+commit with the trace states or not at all; an exception turns every trace of the batch
+into ``error``. Email and SMS channels register theirs with :func:`register_executor`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import delete, exists, insert, inspect, literal, select, update
+from sqlalchemy.orm import Session
+
+from nurture.campaigns.models import Activity, Campaign, ServerAction
+from nurture.campaigns.service import ensure_tags
+from nurture.records.catalog import REGISTRY
+from nurture.records.models import Tag
+from nurture.records.registry import ModelDef
+
+
+@dataclass(frozen=True)
+class DueTrace:
+    id: int
+    participant_id: int
+    res_id: int
+    parent_id: int | None
+    schedule_date: datetime | None
+    is_test: bool
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A trace that did not succeed: ``error`` or ``canceled``, with the human reason."""
+
+    state: str
+    message: str
+
+
+@dataclass
+class ExecutionBatch:
+    session: Session
+    campaign: Campaign
+    activity: Activity
+    traces: list[DueTrace]
+    now: datetime
+
+    @property
+    def res_ids(self) -> list[int]:
+        return [t.res_id for t in self.traces]
+
+
+Executor = Callable[[ExecutionBatch], Mapping[int, Outcome]]
+ActionHandler = Callable[[ExecutionBatch, ServerAction], Mapping[int, Outcome]]
+
+_executors: dict[str, Executor] = {}
+_action_handlers: dict[str, ActionHandler] = {}
+
+
+def register_executor(activity_type: str, executor: Executor) -> Executor:
+    """Make ``executor`` run the activities of ``activity_type`` (replaces any previous one)."""
+    _executors[activity_type] = executor
+    return executor
+
+
+def get_executor(activity_type: str) -> Executor | None:
+    return _executors.get(activity_type)
+
+
+def register_action_handler(action_type: str, handler: ActionHandler) -> ActionHandler:
+    """Make ``handler`` run server actions of ``action_type``."""
+    _action_handlers[action_type] = handler
+    return handler
+
+
+def run_server_action(batch: ExecutionBatch) -> Mapping[int, Outcome]:
+    """The ``action`` activity type: run the activity's server action on the batch's records."""
+    action_id = batch.activity.server_action_id
+    action = batch.session.get(ServerAction, action_id) if action_id else None
+    if action is None:
+        return {t.id: Outcome("error", "No server action set") for t in batch.traces}
+    handler = _action_handlers.get(action.action_type)
+    if handler is None:
+        message = f"No handler for server action type {action.action_type!r}"
+        return {t.id: Outcome("error", message) for t in batch.traces}
+    return handler(batch, action)
+
+
+def _tag_link(mdef: ModelDef) -> tuple[Any, Any, Any]:
+    """(secondary table, column pointing at the record, column pointing at the tag)."""
+    rel = inspect(mdef.orm).relationships["tags"]
+    table = rel.secondary
+    assert table is not None
+    ((_, record_col),) = rel.synchronize_pairs
+    ((_, tag_col),) = rel.secondary_synchronize_pairs
+    return table, table.c[record_col.name], table.c[tag_col.name]
+
+
+def update_record(batch: ExecutionBatch, action: ServerAction) -> Mapping[int, Outcome]:
+    """Set field values and add/remove tags on all the batch's records, set-based."""
+    session = batch.session
+    mdef = REGISTRY.get(action.model)
+    orm = mdef.orm
+    payload: dict[str, Any] = json.loads(action.payload or "{}")
+    res_ids = sorted(set(batch.res_ids))
+    values: dict[str, Any] = {}
+    for key, value in (payload.get("set") or {}).items():
+        fdef = mdef.field(key)
+        column = fdef.fk_column if fdef.type == "many2one" and fdef.fk_column else key
+        if fdef.type == "datetime" and isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        values[column] = value
+    if values:
+        if "updated_at" in mdef.fields:
+            values["updated_at"] = batch.now
+        session.execute(
+            update(orm)
+            .where(orm.id.in_(res_ids))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+    add = list(payload.get("add_tags") or [])
+    remove = list(payload.get("remove_tags") or [])
+    if add or remove:
+        table, record_col, tag_col = _tag_link(mdef)
+        if add:
+            for tag_id in ensure_tags(session, add).values():
+                present = exists().where(record_col == orm.id, tag_col == tag_id)
+                source = select(orm.id, literal(tag_id)).where(orm.id.in_(res_ids), ~present)
+                session.execute(insert(table).from_select([record_col.name, tag_col.name], source))
+        if remove:
+            tag_ids = select(Tag.id).where(Tag.name.in_(remove))
+            session.execute(
+                delete(table).where(record_col.in_(res_ids), tag_col.in_(tag_ids))
+            )
+    return {}
+
+
+register_executor("action", run_server_action)
+register_action_handler("update_record", update_record)

@@ -1,0 +1,136 @@
+"""The engine loop shared by every runner: enrolment, event-window expiry, due traces.
+
+``nurture tick`` runs it once to exhaustion at a given time; ``nurture worker`` and the
+in-process runner of ``nurture serve`` run it forever with the wall clock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from nurture.clock import utcnow
+from nurture.db import Database
+from nurture.engine import events as engine_events
+from nurture.engine.enrol import sync_campaigns
+from nurture.engine.execute import BatchResult, release_leases, run_due
+from nurture.engine.schedule import expire_waiting
+
+log = logging.getLogger(__name__)
+
+DEFAULT_BATCH = 500
+
+
+def new_worker_id(prefix: str = "worker") -> str:
+    return f"{prefix}-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"[:64]
+
+
+@dataclass
+class CycleResult:
+    enrolled: int = 0
+    expired_waits: int = 0
+    traces: BatchResult = field(default_factory=BatchResult)
+
+
+def drain(
+    db: Database,
+    *,
+    now: datetime,
+    worker_id: str,
+    batch_size: int = DEFAULT_BATCH,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> BatchResult:
+    """Run batches of due traces until none is left (or a stop is asked between batches)."""
+    total = BatchResult()
+    while not should_stop():
+        result = run_due(db, now=now, limit=batch_size, worker_id=worker_id)
+        total.add(result)
+        if result.claimed == 0:
+            break
+    return total
+
+
+def tick(
+    db: Database, *, now: datetime, batch_size: int = DEFAULT_BATCH, worker_id: str | None = None
+) -> CycleResult:
+    """Process everything due as of ``now``: full enrolment, expiries, all due traces."""
+    worker_id = worker_id or new_worker_id("tick")
+    result = CycleResult()
+    result.enrolled = sync_campaigns(db, now=now, full=True)
+    with db.transaction() as session:
+        result.expired_waits = expire_waiting(session, now=now)
+    result.traces = drain(db, now=now, worker_id=worker_id, batch_size=batch_size)
+    with db.transaction() as session:
+        result.expired_waits += expire_waiting(session, now=now)
+    return result
+
+
+class Worker:
+    """The long-running loop (``nurture worker``, the in-process runner)."""
+
+    def __init__(
+        self,
+        db: Database,
+        *,
+        worker_id: str | None = None,
+        batch_size: int = DEFAULT_BATCH,
+        poll_interval: float = 0.2,
+        full_sync_every: float = 60.0,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.db = db
+        self.worker_id = worker_id or new_worker_id()
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self.full_sync_every = full_sync_every
+        self.clock = clock
+        self.stopping = threading.Event()
+        self._last_full_sync = float("-inf")
+
+    def stop(self) -> None:
+        """Ask the loop to stop after the current batch."""
+        self.stopping.set()
+        engine_events.wakeup.set()
+
+    def cycle(self) -> CycleResult:
+        now = self.clock()
+        result = CycleResult()
+        full = time.monotonic() - self._last_full_sync >= self.full_sync_every
+        if full:
+            self._last_full_sync = time.monotonic()
+        result.enrolled = sync_campaigns(self.db, now=now, full=full)
+        with self.db.transaction() as session:
+            result.expired_waits = expire_waiting(session, now=now)
+        result.traces = drain(
+            self.db,
+            now=now,
+            worker_id=self.worker_id,
+            batch_size=self.batch_size,
+            should_stop=self.stopping.is_set,
+        )
+        return result
+
+    def run(self) -> None:
+        log.info("worker %s started", self.worker_id)
+        try:
+            while not self.stopping.is_set():
+                try:
+                    result = self.cycle()
+                except Exception:
+                    log.exception("engine cycle failed; retrying shortly")
+                    result = CycleResult()
+                    self.stopping.wait(1.0)
+                if result.traces.claimed == 0 and not self.stopping.is_set():
+                    engine_events.wakeup.wait(self.poll_interval)
+                    engine_events.wakeup.clear()
+        finally:
+            with self.db.transaction() as session:
+                released = release_leases(session, worker_id=self.worker_id)
+            log.info("worker %s stopped (%d leases released)", self.worker_id, released)

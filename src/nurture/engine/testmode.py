@@ -1,0 +1,121 @@
+"""Test mode (SPEC §5, "Test mode"): run a campaign's workflow by hand on one record.
+
+A test participant is an ordinary participant flagged ``is_test``: the workers never run
+its traces (the marketer presses *Run*), and it never counts in metrics or de-duplication.
+The campaign may be in draft.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nurture.campaigns.models import Activity
+from nurture.campaigns.service import get_campaign
+from nurture.engine.enrol import begin_traces
+from nurture.engine.events import record_event
+from nurture.engine.execute import BatchResult, process_group
+from nurture.engine.executors import DueTrace
+from nurture.engine.models import Participant, Trace
+from nurture.engine.schedule import cancel_scheduled, complete_participants
+from nurture.errors import Conflict, NotFound, ValidationError
+from nurture.records.catalog import REGISTRY
+
+MSG_TEST_STOPPED = "Test stopped"
+
+
+def launch_test(
+    session: Session, *, campaign_id: int, res_id: int, now: datetime
+) -> Participant:
+    """Make a test participant for record ``res_id`` with its ``begin`` traces."""
+    campaign = get_campaign(session=session, campaign_id=campaign_id)
+    if not campaign.activities:
+        raise ValidationError("add at least one activity before testing", field="activities")
+    orm = REGISTRY.target(campaign.model).orm
+    if session.get(orm, res_id) is None:
+        raise ValidationError(f"{campaign.model} {res_id} does not exist", field="res_id")
+    participant = Participant(
+        campaign_id=campaign.id,
+        model=campaign.model,
+        res_id=res_id,
+        unicity_value=None,
+        state="running",
+        is_test=True,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(participant)
+    session.flush()
+    begins = session.scalars(
+        select(Activity)
+        .where(Activity.campaign_id == campaign.id, Activity.trigger_type == "begin")
+        .order_by(Activity.id)
+    ).all()
+    for activity in begins:
+        begin_traces(
+            session,
+            campaign_id=campaign.id,
+            activity=activity,
+            now=now,
+            participant_filter=Participant.id == participant.id,
+        )
+    complete_participants(session, now=now, participant_ids=[participant.id])
+    session.refresh(participant)
+    return participant
+
+
+def _test_trace(session: Session, trace_id: int) -> Trace:
+    trace = session.get(Trace, trace_id)
+    if trace is None:
+        raise NotFound(f"trace {trace_id} does not exist", field="trace_id")
+    if not trace.is_test:
+        raise ValidationError("only the steps of a test can be run by hand", field="trace_id")
+    return trace
+
+
+def run_step(session: Session, *, trace_id: int, now: datetime) -> BatchResult:
+    """*Run*: execute a scheduled test step now, ignoring its delay; its children appear."""
+    trace = _test_trace(session, trace_id)
+    if trace.state != "scheduled":
+        raise Conflict(f"this step is already {trace.state}", field="trace_id")
+    due = DueTrace(
+        trace.id, trace.participant_id, trace.res_id, trace.parent_id, trace.schedule_date, True
+    )
+    result = process_group(
+        session,
+        activity_id=trace.activity_id,
+        traces=[due],
+        now=now,
+        worker_id=None,
+        check_expiry=False,
+    )
+    session.expire_all()
+    return result
+
+
+def simulate_event(session: Session, *, trace_id: int, event: str, now: datetime) -> int:
+    """Simulate the recipient opening, clicking, replying to or bouncing a test message."""
+    trace = _test_trace(session, trace_id)
+    if trace.state != "processed":
+        raise Conflict("the message of this step has not been sent yet", field="trace_id")
+    return record_event(session, trace_id=trace_id, event=event, now=now)
+
+
+def stop_test(session: Session, *, participant_id: int, now: datetime) -> Participant:
+    """End a test: its scheduled steps are canceled and it is ``completed``."""
+    participant = session.get(Participant, participant_id)
+    if participant is None or not participant.is_test:
+        raise NotFound(f"test {participant_id} does not exist", field="participant_id")
+    cancel_scheduled(
+        session,
+        trace_filter=Trace.participant_id == participant.id,
+        message=MSG_TEST_STOPPED,
+        now=now,
+    )
+    if participant.state == "running":
+        participant.state = "completed"
+        participant.updated_at = now
+    session.flush()
+    return participant

@@ -1,0 +1,1 @@
+"""Tracking: signed URL and mail tokens (opens, clicks, unsubscribes, VERP, Message-ID)."""

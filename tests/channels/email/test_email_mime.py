@@ -1,0 +1,120 @@
+"""The outgoing MIME message and its headers."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime
+from email.message import EmailMessage
+
+import pytest
+
+from nurture.channels.email.mime import (
+    MessageSpec,
+    Unsubscribe,
+    build_message,
+    parse_address,
+    verp_address,
+)
+from nurture.tracking.tokens import KIND_MESSAGE, TokenSigner, message_token
+
+SIGNER = TokenSigner("mime-test-secret-0123456789")
+TOKEN = message_token(SIGNER, 4242)
+
+
+def spec(**overrides: object) -> MessageSpec:
+    values: dict[str, object] = {
+        "from_addr": "Zoë from Acme <news@news.example.com>",
+        "to_addr": "Jürgen Müller <juergen@example.de>",
+        "subject": "Größte Rabatte — 20% off ✓",
+        "html": "<html><body><p>Hallo Jürgen, <a href='https://x.example/'>shop</a></p>" + "x" * 2000 + "</body></html>",
+        "text": "Hallo Jürgen,\n\nshop: https://x.example/\n.\nA line starting with a dot\n",
+        "token": TOKEN,
+        "domain": "news.example.com",
+        "reply_to": "Support <support@acme.example>",
+        "unsubscribe": Unsubscribe("https://news.example.com/u/abc", "unsubscribe+abc@news.example.com"),
+        "date": datetime(2026, 11, 29, 10, 0, tzinfo=UTC),
+    }
+    values.update(overrides)
+    return MessageSpec(**values)  # type: ignore[arg-type]
+
+
+def reparse(raw: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def test_structure_and_headers() -> None:
+    out = build_message(spec())
+    raw = out.as_bytes()
+    assert raw.isascii() and b"\r\n" in raw  # RFC 2047-encoded, CRLF
+    assert all(len(line) <= 998 for line in raw.split(b"\r\n"))
+    msg = reparse(raw)
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    assert all(p.get_content_charset() == "utf-8" for p in parts)
+    assert "Hallo Jürgen" in parts[0].get_content() and ".\nA line starting with a dot" in parts[0].get_content()
+    assert "<a href='https://x.example/'>shop</a>" in parts[1].get_content()
+    assert msg["Subject"] == "Größte Rabatte — 20% off ✓"
+    assert msg["From"].addresses[0].display_name == "Zoë from Acme"
+    assert msg["From"].addresses[0].addr_spec == "news@news.example.com"
+    assert msg["To"].addresses[0].addr_spec == "juergen@example.de"
+    assert msg["Reply-To"].addresses[0].addr_spec == "support@acme.example"
+    assert msg["Message-ID"] == f"<{TOKEN}@news.example.com>"
+    assert msg["Date"] == "Sun, 29 Nov 2026 10:00:00 +0000"
+    assert msg["MIME-Version"] == "1.0"
+    assert msg["List-Unsubscribe"] == (
+        "<https://news.example.com/u/abc>, <mailto:unsubscribe+abc@news.example.com?subject=unsubscribe>"
+    )
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert msg["Precedence"] == "bulk"
+    assert msg["Auto-Submitted"] == "auto-generated"
+
+
+def test_envelope_is_verp_and_message_id_token_verifies() -> None:
+    out = build_message(spec())
+    assert out.envelope_from == f"bounce+{TOKEN}@news.example.com" == verp_address(TOKEN, "news.example.com")
+    assert out.recipients == ("juergen@example.de",)
+    msg = reparse(out.as_bytes())
+    token = msg["Message-ID"].strip("<>").split("@")[0]
+    data = SIGNER.verify(token, kind=KIND_MESSAGE)
+    assert data is not None and data.ids == (4242,)
+
+
+def test_transactional_variant_and_extra_headers() -> None:
+    out = build_message(spec(bulk=False, unsubscribe=None, reply_to=None, headers={"X-Campaign": "7"}))
+    msg = reparse(out.as_bytes())
+    for absent in ("Precedence", "Auto-Submitted", "List-Unsubscribe", "List-Unsubscribe-Post", "Reply-To"):
+        assert msg[absent] is None
+    assert msg["X-Campaign"] == "7"
+
+
+def test_subject_whitespace_collapsed_and_date_defaults_to_now() -> None:
+    out = build_message(spec(subject="  Hello\n  there\t!  ", date=None))
+    msg = reparse(out.as_bytes())
+    assert msg["Subject"] == "Hello there !"
+    assert msg["Date"] is not None
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"to_addr": "victim@example.com\r\nBcc: everyone@example.com"},
+        {"from_addr": "a@b.example\nX-Evil: 1"},
+        {"to_addr": "not an address"},
+        {"to_addr": "a@b.example, c@d.example"},
+        {"headers": {"X-Evil": "a\r\nBcc: x@y.example"}},
+        {"token": "abc\r\nX: y"},
+    ],
+)
+def test_header_injection_and_bad_addresses_are_refused(overrides: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        build_message(spec(**overrides))
+
+
+def test_parse_address() -> None:
+    addr = parse_address('"Doe, Jane" <jane@example.com>')
+    assert addr.display_name == "Doe, Jane" and addr.addr_spec == "jane@example.com"
+    assert parse_address("plain@example.com").display_name == ""

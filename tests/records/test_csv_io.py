@@ -1,0 +1,227 @@
+"""CSV import and export on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from nurture.db import Database
+from nurture.errors import ValidationError
+from nurture.records import models as m
+from nurture.records import service as svc
+from nurture.records.csv_io import export_csv, import_csv
+
+from .helpers import NOW, listening
+
+
+def _write(tmp_path: Path, content: str, name: str = "in.csv") -> Path:
+    path = tmp_path / name
+    path.write_text(content, encoding="utf-8")
+    return path
+
+
+def _count(db: Database, orm: type) -> int:
+    with db.read() as s:
+        return int(s.scalar(select(func.count()).select_from(orm)) or 0)
+
+
+def _seed_users(db: Database) -> int:
+    with db.transaction() as s:
+        return svc.create_record(
+            session=s, model="user",
+            values={"login": "sophie@example.com", "name": "Sophie Laurent", "role": "marketer"},
+            now=NOW,
+        )  # fmt: skip
+
+
+MIXED = """Name,Email,Phone,Country,Tags,Salesperson
+Ann One,Ann@Example.COM,06 12 34 56 78,fr,"VIP, Hot",Sophie Laurent
+Bad Email,not-an-email,,FR,Ghost tag,
+"Multi
+line",multi@example.com,,US,,sophie@example.com
+,noname@example.com,,,,
+Carl,carl@example.com,,FRANCE,,
+Dan,dan@example.com,,US,,Nobody
+Eve,eve@example.com,12,DE,,{uid}
+Short,row
+"""
+
+
+def test_import_keeps_good_rows_and_reports_bad_ones_by_line(db: Database, tmp_path: Path) -> None:
+    uid = _seed_users(db)
+    path = _write(tmp_path, MIXED.format(uid=uid))
+    errors = io.StringIO()
+    with listening() as heard:
+        result = import_csv(
+            db=db, model="contact", source=path, now=NOW, errors_to=errors, batch_size=2
+        )
+    assert (result.created, result.updated, result.error_count) == (3, 0, 5)
+    assert [(e.line, e.field) for e in result.errors] == [
+        (3, "email"), (6, "name"), (7, "country_code"), (8, "salesperson"), (10, None),
+    ]  # fmt: skip
+    rejected = list(csv.reader(io.StringIO(errors.getvalue())))
+    assert rejected[0][:3] == ["line", "field", "error"]
+    assert [r[0] for r in rejected[1:]] == ["3", "6", "7", "8", "10"]
+    assert rejected[1][3:] == ["Bad Email", "not-an-email", "", "FR", "Ghost tag", ""]
+    with db.read() as s:
+        contacts = {c.name: c for c in s.scalars(select(m.Contact))}
+        assert set(contacts) == {"Ann One", "Multi\nline", "Eve"}
+        ann = contacts["Ann One"]
+        assert (ann.email, ann.phone, ann.phone_valid) == ("ann@example.com", "+33612345678", True)
+        assert sorted(t.name for t in ann.tags) == ["Hot", "VIP"]
+        assert ann.salesperson_id == uid and ann.created_at == NOW
+        assert contacts["Multi\nline"].salesperson_id == uid
+        assert (contacts["Eve"].phone, contacts["Eve"].phone_valid) == ("12", False)
+        assert sorted(s.scalars(select(m.Tag.name))) == ["Hot", "VIP"]  # no "Ghost tag"
+        assert sorted(heard.changed_ids("contact")) == sorted(c.id for c in contacts.values())
+
+
+def test_unknown_column_refuses_the_file_before_writing(db: Database, tmp_path: Path) -> None:
+    path = _write(tmp_path, "name,email,shoe size\nAnn,ann@example.com,38\n")
+    with pytest.raises(ValidationError) as info:
+        import_csv(db=db, model="contact", source=path, now=NOW)
+    assert info.value.field == "shoe size"
+    assert _count(db, m.Contact) == 0
+    result = import_csv(
+        db=db, model="contact", source=path, now=NOW,
+        mapping={"shoe size": "", "email": "email"},
+    )  # fmt: skip
+    assert result.created == 1 and result.ignored_columns == ["shoe size"]
+
+
+def test_missing_required_column_and_unknown_model_are_refused(db: Database, tmp_path: Path) -> None:
+    path = _write(tmp_path, "email\nann@example.com\n")
+    with pytest.raises(ValidationError) as info:
+        import_csv(db=db, model="contact", source=path, now=NOW)
+    assert info.value.field == "name"
+    with pytest.raises(ValidationError) as info:
+        import_csv(db=db, model="tag", source=path, now=NOW)
+    assert info.value.field == "model"
+
+
+def test_header_mapping_and_semicolon_files(db: Database, tmp_path: Path) -> None:
+    path = _write(tmp_path, "Full name;E-mail;Société\nAnn;ann@example.com;Acme\n")
+    result = import_csv(
+        db=db, model="contact", source=path, now=NOW,
+        mapping={"Full name": "name", "E-mail": "email", "Société": "Company"},
+    )  # fmt: skip
+    assert result.created == 1 and result.error_count == 0
+    with db.read() as s:
+        c = s.scalar(select(m.Contact))
+        assert c is not None and (c.name, c.email, c.company_name) == ("Ann", "ann@example.com", "Acme")
+
+
+def test_upsert_by_email_updates_existing_and_dedupes_the_file(db: Database, tmp_path: Path) -> None:
+    with db.transaction() as s:
+        existing = svc.create_record(
+            session=s, model="contact",
+            values={"name": "Old Name", "email": "ann@example.com", "tags": ["Old"]}, now=NOW,
+        )  # fmt: skip
+    path = _write(
+        tmp_path,
+        "name,email,city,tags\n"
+        "Ann New,ANN@example.com,Paris,VIP\n"
+        "Bob,bob@example.com,Lyon,\n"
+        "Bobby,bob@example.com,Nice,Hot\n"
+        "No Email,,Rome,\n",
+    )
+    result = import_csv(db=db, model="contact", source=path, now=NOW, upsert_by="email", batch_size=3)
+    assert (result.created, result.updated, result.error_count) == (2, 1, 0)
+    with db.read() as s:
+        rows = {c.email: c for c in s.scalars(select(m.Contact))}
+        assert len(rows) == 3
+        ann = rows["ann@example.com"]
+        assert (ann.id, ann.name, ann.city) == (existing, "Ann New", "Paris")
+        assert [t.name for t in ann.tags] == ["VIP"]
+        # Rows 3 and 4 share an address: one record, the later row's values.
+        bob = rows["bob@example.com"]
+        assert (bob.name, bob.city, [t.name for t in bob.tags]) == ("Bobby", "Nice", ["Hot"])
+        assert rows[None].name == "No Email"
+
+
+def test_export_round_trip(db: Database, tmp_path: Path) -> None:
+    uid = _seed_users(db)
+    with db.transaction() as s:
+        svc.create_record(
+            session=s, model="contact",
+            values={"name": "Zoë, \"Z\" Ünal", "email": "zoe@bücher.de", "phone": "+4930901820",
+                    "country_code": "DE", "tags": ["VIP", "Hot"], "salesperson": uid,
+                    "active": False, "city": "Berlin"},
+            now=NOW,
+        )  # fmt: skip
+        svc.create_record(session=s, model="contact", values={"name": "Plain"}, now=NOW)
+    with db.read() as s:
+        first = io.StringIO()
+        assert export_csv(session=s, model="contact", out=first, now=NOW) == 2
+    with db.transaction() as s:
+        ids = list(s.scalars(select(m.Contact.id)))
+        svc.delete_records(session=s, model="contact", ids=ids, now=NOW)
+    path = _write(tmp_path, first.getvalue())
+    result = import_csv(db=db, model="contact", source=path, now=NOW)
+    assert (result.created, result.error_count) == (2, 0)
+    assert set(result.ignored_columns) == {"id", "created_at", "updated_at"}
+    with db.read() as s:
+        second = io.StringIO()
+        export_csv(session=s, model="contact", out=second, now=NOW)
+
+    def body(text: str) -> list[list[str]]:
+        rows = list(csv.reader(io.StringIO(text)))
+        return [r[1:] for r in rows]  # ids differ
+
+    assert body(second.getvalue()) == body(first.getvalue())
+    assert "salesperson" in first.getvalue().splitlines()[0]
+    assert "sophie@example.com" in first.getvalue() and "Hot,VIP" in first.getvalue()
+
+
+def test_export_with_a_filter(db: Database) -> None:
+    with db.transaction() as s:
+        for name, country in (("Ann", "FR"), ("Bob", "DE"), ("Cid", "FR")):
+            svc.create_record(session=s, model="contact", values={"name": name, "country_code": country}, now=NOW)  # fmt: skip
+    with db.read() as s:
+        out = io.StringIO()
+        count = export_csv(
+            session=s, model="contact", out=out, now=NOW, domain="[('country_code', '=', 'FR')]"
+        )
+    names = [row["name"] for row in csv.DictReader(io.StringIO(out.getvalue()))]
+    assert count == 2 and names == ["Ann", "Cid"]
+
+
+def test_import_leads_registrations_and_mailing_contacts(db: Database, tmp_path: Path) -> None:
+    uid = _seed_users(db)
+    with db.transaction() as s:
+        cid = svc.create_record(session=s, model="contact", values={"name": "Ann"}, now=NOW)
+        svc.create_record(session=s, model="event", values={"name": "Expo", "date_begin": NOW}, now=NOW)  # fmt: skip
+    leads = _write(
+        tmp_path,
+        f"name,contact,salesperson,stage,priority,expected_revenue\n"
+        f"Deal,{cid},sophie@example.com,qualified,2,1500.5\n"
+        f"Bad,,,Maybe,9,x\n",
+        "leads.csv",
+    )
+    result = import_csv(db=db, model="lead", source=leads, now=NOW)
+    assert (result.created, [e.field for e in result.errors]) == (1, ["stage"])
+    with db.read() as s:
+        lead = s.scalar(select(m.Lead))
+        assert lead is not None
+        assert (lead.contact_id, lead.salesperson_id, lead.stage, lead.priority, lead.expected_revenue) == (cid, uid, "Qualified", 2, 1500.5)  # fmt: skip
+    regs = _write(tmp_path, "event,attendee name,email,state\nExpo,Ann,a@example.com,done\nNope,Bob,b@example.com,open\n", "r.csv")  # fmt: skip
+    result = import_csv(db=db, model="event_registration", source=regs, now=NOW)
+    assert result.created == 1 and [(e.line, e.field) for e in result.errors] == [(3, "event")]
+    subs = _write(tmp_path, "name,email\nAnn,a@example.com\nBob,b@example.com\n", "s.csv")
+    result = import_csv(db=db, model="mailing_contact", source=subs, now=NOW, subscribe_list="Newsletter")  # fmt: skip
+    assert result.created == 2
+    result = import_csv(db=db, model="mailing_contact", source=subs, now=NOW, upsert_by="email", subscribe_list="Newsletter")  # fmt: skip
+    assert result.updated == 2
+    assert _count(db, m.MailingSubscription) == 2
+    assert _count(db, m.MailingList) == 1
+
+
+def test_malformed_file_is_refused(db: Database, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        import_csv(db=db, model="contact", source=_write(tmp_path, ""), now=NOW)
+    with pytest.raises(ValidationError):
+        import_csv(db=db, model="contact", source=tmp_path / "missing.csv", now=NOW)

@@ -1,0 +1,108 @@
+"""Email and phone normalisation (no database)."""
+
+from __future__ import annotations
+
+import random
+
+import phonenumbers
+import pytest
+from phonenumbers import PhoneNumberFormat, PhoneNumberType
+
+from nurture.records.validation import (
+    InvalidEmail,
+    normalize_country_code,
+    normalize_email,
+    parse_phone,
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("John.Doe@EXAMPLE.com", "john.doe@example.com"),
+        ("  ann@example.org \n", "ann@example.org"),
+        ("Ann Smith <Ann@Example.org>", "ann@example.org"),
+        ("user@Bücher.DE", "user@bücher.de"),
+        ("user@xn--bcher-kva.de", "user@bücher.de"),
+        ("Jöhn@EXAMPLE.com", "jöhn@example.com"),
+        ("first+tag@sub.domain.co.uk", "first+tag@sub.domain.co.uk"),
+    ],
+)
+def test_emails_are_normalised(raw: str, expected: str) -> None:
+    assert normalize_email(raw) == expected
+
+
+def test_idn_domain_in_unicode_and_punycode_normalise_to_the_same_address() -> None:
+    assert normalize_email("a@BÜCHER.de") == normalize_email("a@xn--bcher-kva.de")
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["", "plainaddress", "a..b@example.com", "a@b", "@example.com", "a b@example.com",
+     "a@-example.com", "a@localhost", "a@example..com", "x" * 65 + "@example.com"],
+)  # fmt: skip
+def test_invalid_emails_are_refused_with_a_reason(raw: str) -> None:
+    with pytest.raises(InvalidEmail) as info:
+        normalize_email(raw)
+    assert str(info.value)
+
+
+def test_fast_path_and_email_validator_agree_on_the_domain_verdict() -> None:
+    # The same domain seen twice (cached) gives the same answer.
+    for _ in range(2):
+        with pytest.raises(InvalidEmail):
+            normalize_email("a@example.invalid")
+        assert normalize_email("a@Example.COM") == "a@example.com"
+
+
+def test_phone_parsed_to_e164_with_the_record_country() -> None:
+    assert parse_phone("06 12 34 56 78", "FR") == ("+33612345678", True)
+    assert parse_phone("(212) 555-0123", "us") == ("+12125550123", True)
+    assert parse_phone("+44 20 7946 0958", None) == ("+442079460958", True)
+    assert parse_phone("0044 20 7946 0958", "FR") == ("+442079460958", True)
+
+
+def test_invalid_phone_is_kept_as_entered_and_flagged() -> None:
+    assert parse_phone(" 12-34 ", "FR") == ("12-34", False)
+    assert parse_phone("call me maybe", "FR") == ("call me maybe", False)
+    # A national number without a country cannot be resolved.
+    assert parse_phone("06 12 34 56 78", None) == ("06 12 34 56 78", False)
+
+
+def test_country_code_normalised() -> None:
+    assert normalize_country_code(" fr ") == "FR"
+    assert normalize_country_code("") is None
+    with pytest.raises(ValueError):
+        normalize_country_code("FRA")
+
+
+def test_phone_fast_path_gives_the_same_answer_as_phonenumbers() -> None:
+    rng = random.Random(7)
+    regions = sorted(phonenumbers.SUPPORTED_REGIONS)
+    checked = 0
+    for region in rng.sample(regions, 60):
+        for kind in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE):
+            example = phonenumbers.example_number_for_type(region, kind)
+            if example is None:
+                continue
+            for fmt in (PhoneNumberFormat.NATIONAL, PhoneNumberFormat.INTERNATIONAL):
+                text = phonenumbers.format_number(example, fmt)
+                positions = [i for i, c in enumerate(text) if c.isdigit()][-3:]
+                for _ in range(5):
+                    chars = list(text)
+                    for i in positions:
+                        chars[i] = rng.choice("0123456789")
+                    sample = "".join(chars)
+                    try:
+                        number = phonenumbers.parse(sample, region)
+                        ok = phonenumbers.is_valid_number(number)
+                    except phonenumbers.NumberParseException:
+                        ok = False
+                    expected = (
+                        (phonenumbers.format_number(number, PhoneNumberFormat.E164), True)
+                        if ok
+                        else (sample.strip(), False)
+                    )
+                    assert parse_phone(sample, region) == expected, (region, sample)
+                    checked += 1
+    assert checked > 500

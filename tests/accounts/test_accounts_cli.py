@@ -7,6 +7,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from nurture.accounts import passwords, service
+from nurture.cli import accounts as cli_accounts
 from nurture.cli import cli
 from nurture.clock import utcnow
 from nurture.db import Database
@@ -145,3 +146,34 @@ def test_token_create_list_revoke(run: Run, db: Database) -> None:
     assert missing.exit_code == 1 and "no API token with id 999" in missing.stderr
     unknown_user = run("token", "create", "--user", "ghost@example.com")
     assert unknown_user.exit_code == 1 and "no user with login" in unknown_user.stderr
+
+
+def test_user_create_prompts_for_the_password_on_a_terminal(
+    run: Run, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cli_accounts, "_interactive", lambda: True)
+    mismatch = run(
+        "user",
+        "create",
+        "--email",
+        "t@example.com",
+        "--role",
+        "viewer",
+        input="first-password\nsecond-password\n",
+    )
+    assert mismatch.exit_code != 0
+    result = run(
+        "user",
+        "create",
+        "--email",
+        "t@example.com",
+        "--role",
+        "viewer",
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+    )
+    assert result.exit_code == 0, result.output
+    assert PASSWORD not in result.output  # hidden input
+    with db.read() as s:
+        assert passwords.verify_password(
+            service.get_user_by_login(s, "t@example.com").password_hash, PASSWORD
+        )

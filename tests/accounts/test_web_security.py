@@ -21,6 +21,7 @@ from nurture.web.security import (
     CSRF_HEADER,
     SESSION_COOKIE,
     CurrentUser,
+    client_ip,
     csrf_protect,
     csrf_token,
     current_user,
@@ -71,8 +72,19 @@ def build_app(
 
     @app.delete("/campaigns/1", dependencies=[Depends(csrf_protect)])
     def delete_campaign(
+        request: Request,
         user: Annotated[CurrentUser, Depends(require("campaigns.write"))],
     ) -> dict[str, str]:
+        with db.transaction() as s:
+            service.audit(
+                s,
+                user,
+                "campaign.delete",
+                ("campaign", 1),
+                {"name": "Welcome"},
+                now=clock(),
+                ip=client_ip(request),
+            )
         return {"deleted": "1"}
 
     @app.post("/users")
@@ -497,3 +509,20 @@ def test_signing_in_again_replaces_the_old_session(client: TestClient, db: Datab
     with db.read() as s:
         assert len(s.scalars(select(WebSession)).all()) == 1
     assert client.get("/me").json()["login"] == "marketer@example.com"
+
+
+def test_audit_entry_from_a_request(client: TestClient, db: Database, clock: Clock) -> None:
+    token = _token(db, "marketer@example.com")
+    clock.now = T0 + timedelta(minutes=5)
+    assert client.delete("/campaigns/1", headers=_bearer(token)).status_code == 200
+    with db.read() as s:
+        entry = service.list_audit(s, action="campaign.delete").entries[0]
+        user = service.get_user_by_login(s, "marketer@example.com")
+        assert (entry.user_id, entry.actor, entry.object_type, entry.object_id) == (
+            user.id,
+            "marketer@example.com",
+            "campaign",
+            "1",
+        )
+        assert entry.at == T0 + timedelta(minutes=5) and entry.ip == "testclient"
+        assert entry.details == {"name": "Welcome"}

@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from nurture.campaigns import service as cs
 from nurture.db import Database
-from nurture.engine.execute import claim, process_group, run_due
+from nurture.engine.execute import claim, new_token, process_group, run_due
 from nurture.engine.loop import tick
 
 from .conftest import FakeChannel
@@ -57,21 +57,20 @@ def test_two_workers_racing_never_execute_a_trace_twice(db: Database, channel: F
 
 def test_crashed_worker_lease_returns_rows(db: Database, channel: FakeChannel) -> None:
     mail = _backlog(db, 10)
+    token = new_token("crashed")
     with db.transaction() as s:
-        claimed = claim(s, now=T0, limit=10, worker_id="crashed", lease=timedelta(minutes=5))
-    assert len(claimed) == 10
+        claimed = claim(s, now=T0, limit=10, token=token, lease=timedelta(minutes=5))
+    assert claimed == {mail: 10}
     # the lease holds: nobody else takes them
     assert run_due(db, now=T0 + timedelta(minutes=4), worker_id="other").claimed == 0
     # the lease ran out: they return and run once
     assert run_due(db, now=T0 + timedelta(minutes=6), worker_id="other").processed == 10
     # the crashed worker coming back cannot run them again
     with db.transaction() as s:
-        result = process_group(
-            s, activity_id=mail, traces=[t for _, t in claimed], now=T0, worker_id="crashed"
-        )
+        result = process_group(s, activity_id=mail, token=token, now=T0)
     assert result.processed == 0
     assert Counter(channel.sent).most_common(1)[0][1] == 1
-    assert all(t.claimed_by is None for t in traces(db, activity_id=mail))
+    assert all(t.claimed_by.startswith("other:") for t in traces(db, activity_id=mail))
 
 
 def test_executor_exception_marks_batch_error(db: Database, channel: FakeChannel) -> None:

@@ -74,7 +74,7 @@ def test_in_process_runner_enrols_and_follows_a_click_within_seconds(
     with db.read() as s:
         contact = s.get(Contact, rid)
         assert contact is not None and [t.name for t in contact.tags] == ["Hot"]
-    assert all(t.claimed_by is None for t in traces(db))
+    assert all(t.lease_until is None for t in traces(db))
 
 
 def _wait(probe, timeout: float = 10.0):  # type: ignore[no-untyped-def]

@@ -21,10 +21,6 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("nurture-dummy-password-for-timing")
 
 
-def hasher() -> PasswordHasher:
-    return _hasher
-
-
 def check_policy(password: str, *, login: str | None = None) -> None:
     """Raise :class:`ValidationError` (field ``password``) when ``password`` is refused."""
     if len(password) < MIN_LENGTH:

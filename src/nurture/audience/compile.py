@@ -3,8 +3,9 @@
 The condition is built in negation normal form: ``!`` is pushed down to the leaves, and each
 leaf emits its exact two-valued meaning (a negative test on a nullable column says
 ``OR column IS NULL`` itself), so SQL's three-valued logic never changes a result.
-Relations are followed with ``EXISTS`` (``has()`` / ``any()``), never joins, so a record is
-counted once however many related records match.
+Relations are followed with subqueries, never joins, so a record is counted once however
+many related records match: ``EXISTS`` for to-many relations, ``fk IN (SELECT id …)`` for
+many2one (see :func:`_hop`).
 
 Text tests that SQLite and PostgreSQL do differently are small constructs compiled per
 dialect: case-sensitive ``like`` (SQLite's ``LIKE`` ignores case, so ``instr``/``GLOB``
@@ -17,9 +18,23 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, String, and_, false, func, not_, or_, select, true
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    String,
+    and_,
+    false,
+    func,
+    inspect,
+    literal_column,
+    not_,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
@@ -33,6 +48,7 @@ from nurture.audience.validate import (
     operand_at,
 )
 from nurture.records.catalog import REGISTRY
+from nurture.records.registry import FieldDef
 
 ESCAPE = "\\"
 ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
@@ -139,9 +155,7 @@ def _ilike_sqlite(element: ascii_ilike, compiler: SQLCompiler, **kw: Any) -> str
 @compiles(cs_like)
 def _like_pg(element: cs_like, compiler: SQLCompiler, **kw: Any) -> str:
     column, pattern, _glob = list(element.clauses)
-    return (
-        f"({compiler.process(column, **kw)} LIKE {compiler.process(pattern, **kw)} ESCAPE '\\')"
-    )
+    return f"({compiler.process(column, **kw)} LIKE {compiler.process(pattern, **kw)} ESCAPE '\\')"
 
 
 @compiles(cs_like, "sqlite")
@@ -195,25 +209,79 @@ def _node(node: CheckedNode, negate: bool, now: datetime) -> ColumnElement[bool]
 def _leaf(cond: Condition, negate: bool, now: datetime) -> ColumnElement[bool]:
     flip = negate != cond.negative
     if not cond.hops:
-        test, null_safe = _scalar(cond, now)
+        test, null_safe = _scalar(cond, cond.model.orm, now)
         if not flip:
             return test
         column = getattr(cond.model.orm, cond.attribute)
         return not_(test) if null_safe else or_(not_(test), column.is_(None))
-    if cond.field.is_to_many:
-        inner: ColumnElement[bool] | None = None
-    else:
-        inner = _scalar(cond, now)[0]
-    for owner, relation in reversed(cond.hops):
-        attribute = getattr(owner.orm, relation.name)
-        inner = attribute.has(inner) if relation.type == "many2one" else attribute.any(inner)
+    # Each hop's target is a fresh alias, so a path that comes back to a table already in
+    # the query (a self-relation) never correlates with the wrong row.
+    entities: list[Any] = [cond.hops[0][0].orm]
+    for _owner, relation in cond.hops:
+        entities.append(aliased(REGISTRY.get(relation.relation or "").orm))
+    inner: ColumnElement[bool] | None = None
+    if not cond.field.is_to_many:
+        inner = _scalar(cond, entities[-1], now)[0]
+    for index in range(len(cond.hops) - 1, -1, -1):
+        relation = cond.hops[index][1]
+        outermost_negated = flip and index == 0
+        inner = _hop(entities[index], relation, entities[index + 1], inner, outermost_negated)
     assert inner is not None
     return not_(inner) if flip else inner
 
 
-def _scalar(cond: Condition, now: datetime) -> tuple[ColumnElement[bool], bool]:
-    """The positive test on the last field: (condition, True when it is never NULL)."""
-    column = getattr(cond.model.orm, cond.attribute)
+def _hop(
+    parent: Any,
+    relation: FieldDef,
+    target: Any,
+    inner: ColumnElement[bool] | None,
+    negated: bool = False,
+) -> ColumnElement[bool]:
+    """``parent`` has a ``relation`` to a ``target`` (an alias) matching ``inner``.
+
+    * many2one: ``fk IN (SELECT id FROM target WHERE inner)``, uncorrelated so both back
+      ends evaluate it once; when the caller negates it, the correlated
+      ``EXISTS (SELECT 1 FROM target WHERE id = fk AND inner)`` instead (two-valued when
+      the fk is NULL, and an anti-join on PostgreSQL where ``NOT IN`` would not be);
+    * many2many: ``EXISTS (SELECT 1 FROM link WHERE link.owner = parent.id AND
+      link.target IN (SELECT id FROM target WHERE inner))``;
+    * one2many: ``EXISTS (SELECT 1 FROM target WHERE target.fk = parent.id AND inner)``.
+    """
+    prop = inspect(parent).mapper.get_property(relation.name)
+    parent_mapper = prop.parent
+    target_mapper = prop.mapper
+
+    def attr(entity: Any, mapper: Any, column: Any) -> Any:
+        return getattr(entity, mapper.get_property_by_column(column).key)
+
+    criteria = [] if inner is None else [inner]
+    one: ColumnElement[Any] = literal_column("1")
+    if prop.direction is MANYTOONE:
+        ((local, remote),) = prop.local_remote_pairs
+        fk = attr(parent, parent_mapper, local)
+        key = attr(target, target_mapper, remote)
+        if negated:
+            return select(one).select_from(target).where(key == fk, *criteria).exists()
+        result: ColumnElement[bool] = fk.in_(select(key).where(*criteria).scalar_subquery())
+        return result
+    if prop.secondary is not None:
+        link = prop.secondary.alias()
+        ((owner_key, owner_link),) = prop.synchronize_pairs
+        ((target_key, target_link),) = prop.secondary_synchronize_pairs
+        where = [link.c[owner_link.name] == attr(parent, parent_mapper, owner_key)]
+        if criteria:
+            ids = select(attr(target, target_mapper, target_key)).where(*criteria)
+            where.append(link.c[target_link.name].in_(ids.scalar_subquery()))
+        return select(one).select_from(link).where(*where).exists()
+    ((local, remote),) = prop.local_remote_pairs
+    where = [attr(target, target_mapper, remote) == attr(parent, parent_mapper, local), *criteria]
+    return select(one).select_from(target).where(*where).exists()
+
+
+def _scalar(cond: Condition, entity: Any, now: datetime) -> tuple[ColumnElement[bool], bool]:
+    """The positive test on the last field of ``entity`` (the model or an alias of it):
+    (condition, True when it is never NULL)."""
+    column = getattr(entity, cond.attribute)
     op = cond.positive
     value = operand_at(cond, now)
     text = cond.value_type in ("char", "text", "selection")

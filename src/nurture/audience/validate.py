@@ -224,7 +224,9 @@ def _relation_target(
     return new_path, _resolve(mdef, new_path)
 
 
-def _boolean(path: str, steps: list[tuple[ModelDef, FieldDef]], operator: str, value: Any) -> Checked:
+def _boolean(
+    path: str, steps: list[tuple[ModelDef, FieldDef]], operator: str, value: Any
+) -> Checked:
     """Booleans normalise to ``= true`` / ``= false``; an unset boolean counts as false."""
     if operator in (IS_SET, IS_NOT_SET):
         _no_value(path, operator, value)
@@ -245,10 +247,14 @@ def _boolean(path: str, steps: list[tuple[ModelDef, FieldDef]], operator: str, v
 
 def _no_value(path: str, operator: str, value: Any) -> None:
     if value is not None and value is not True:
-        raise FilterError(f"{path}: operator {operator!r} takes no value, got {value!r}", field=path)
+        raise FilterError(
+            f"{path}: operator {operator!r} takes no value, got {value!r}", field=path
+        )
 
 
-def _condition(path: str, steps: list[tuple[ModelDef, FieldDef]], operator: str, value: Any) -> Checked:
+def _condition(
+    path: str, steps: list[tuple[ModelDef, FieldDef]], operator: str, value: Any
+) -> Checked:
     positive = NEGATIVE.get(operator, operator)
     negative = positive != operator
     last = steps[-1][1]
@@ -326,13 +332,14 @@ def _no_nul(path: str, value: str) -> None:
         raise FilterError(f"{path}: the value {value!r} contains a NUL character", field=path)
 
 
-def _scalar(path: str, value_type: str, fdef: FieldDef, value: Any, operator: str) -> tuple[Any, Any]:
+def _scalar(
+    path: str, value_type: str, fdef: FieldDef, value: Any, operator: str
+) -> tuple[Any, Any]:
     """(canonical JSON value, Python operand) of one comparison value."""
 
     def wrong(expected: str) -> FilterError:
         return FilterError(
-            f"{path}: operator {operator!r} on a {fdef.type} field needs {expected}, "
-            f"not {value!r}",
+            f"{path}: operator {operator!r} on a {fdef.type} field needs {expected}, not {value!r}",
             field=path,
         )
 
@@ -387,7 +394,7 @@ def _datetime(path: str, value: Any, wrong: Any) -> tuple[Any, Any]:
         except ValueError:
             raise FilterError(
                 f"{path}: {value!r} is not a date and time (use ISO 8601, e.g. "
-                "2024-05-01T09:00:00, or {\"relative\": \"-7d\"})",
+                '2024-05-01T09:00:00, or {"relative": "-7d"})',
                 field=path,
             ) from None
         return parsed.isoformat(), parsed
@@ -399,7 +406,7 @@ def parse_relative(text: str, path: str = "value") -> Relative:
     if not match:
         raise FilterError(
             f"{path}: {text!r} is not a relative date; use a signed number and a unit "
-            "h (hours), d (days), w (weeks) or m (months), e.g. \"-7d\"",
+            'h (hours), d (days), w (weeks) or m (months), e.g. "-7d"',
             field=path,
         )
     sign, amount, unit = match.groups()

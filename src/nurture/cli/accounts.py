@@ -1,4 +1,8 @@
-"""Account commands: ``nurture user …``, ``nurture token …`` and ``nurture audit``."""
+"""Account commands: ``nurture user …``, ``nurture token …`` and ``nurture audit``.
+
+The account services are imported inside each command, like the server imports the web app:
+loading the ``nurture`` command stays cheap and does not pull in the account tables.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,6 @@ from datetime import datetime
 import click
 
 from nurture import clock
-from nurture.accounts import service
 from nurture.accounts.permissions import ROLES
 from nurture.cli.base import cli, runtime
 from nurture.errors import NurtureError
@@ -31,6 +34,10 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
         click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
+def _interactive() -> bool:
+    return sys.stdin.isatty()
+
+
 def _read_password(password_stdin: bool, *, required: bool) -> str | None:
     """The new password from stdin (first line), a hidden prompt, or None."""
     if password_stdin:
@@ -38,7 +45,7 @@ def _read_password(password_stdin: bool, *, required: bool) -> str | None:
         if not line:
             raise click.ClickException("--password-stdin: no password on standard input")
         return line
-    if sys.stdin.isatty():
+    if _interactive():
         value: str = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         return value
     if required:
@@ -63,6 +70,8 @@ def user() -> None:
 def user_create(login: str, role: str, name: str | None, password_stdin: bool) -> None:
     """Create a user. Without a terminal and without --password-stdin the user gets no
     password (API tokens only, until `nurture user set-password`)."""
+    from nurture.accounts import service
+
     password = _read_password(password_stdin, required=False)
     rt = runtime()
     try:
@@ -85,6 +94,8 @@ def user_create(login: str, role: str, name: str | None, password_stdin: bool) -
 @user.command("list")
 def user_list() -> None:
     """List users."""
+    from nurture.accounts import service
+
     rt = runtime()
     with rt.db.read() as s:
         rows = [
@@ -107,6 +118,8 @@ def user_list() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def user_set_password(login: str, password_stdin: bool) -> None:
     """Set a user's password (signs out their browsers)."""
+    from nurture.accounts import service
+
     password = _read_password(password_stdin, required=True)
     assert password is not None
     rt = runtime()
@@ -124,6 +137,8 @@ def user_set_password(login: str, password_stdin: bool) -> None:
 @click.argument("role", type=click.Choice(ROLES))
 def user_set_role(login: str, role: str) -> None:
     """Change a user's role."""
+    from nurture.accounts import service
+
     rt = runtime()
     try:
         with rt.db.transaction() as s:
@@ -138,6 +153,8 @@ def user_set_role(login: str, role: str) -> None:
 @click.argument("login")
 def user_deactivate(login: str) -> None:
     """Deactivate a user: no sign-in, sessions ended, API tokens refused."""
+    from nurture.accounts import service
+
     rt = runtime()
     try:
         with rt.db.transaction() as s:
@@ -151,6 +168,8 @@ def user_deactivate(login: str) -> None:
 @click.argument("login")
 def user_activate(login: str) -> None:
     """Reactivate a deactivated user."""
+    from nurture.accounts import service
+
     rt = runtime()
     try:
         with rt.db.transaction() as s:
@@ -170,6 +189,8 @@ def token() -> None:
 @click.option("--name", default="API token", show_default=True, help="What the token is for.")
 def token_create(login: str, name: str) -> None:
     """Create an API token and print it once (only its hash is stored)."""
+    from nurture.accounts import service
+
     rt = runtime()
     try:
         with rt.db.transaction() as s:
@@ -186,6 +207,8 @@ def token_create(login: str, name: str) -> None:
 @click.argument("token_id", metavar="ID", type=int)
 def token_revoke(token_id: int) -> None:
     """Revoke an API token (see `nurture token list` for ids)."""
+    from nurture.accounts import service
+
     rt = runtime()
     try:
         with rt.db.transaction() as s:
@@ -200,6 +223,8 @@ def token_revoke(token_id: int) -> None:
 @click.option("--user", "login", default=None, help="Only this user's tokens.")
 def token_list(login: str | None) -> None:
     """List API tokens with their last-used time."""
+    from nurture.accounts import service
+
     rt = runtime()
     try:
         with rt.db.read() as s:
@@ -227,6 +252,8 @@ def token_list(login: str | None) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
 def audit_list(action: str | None, limit: int) -> None:
     """Show the audit log, newest first."""
+    from nurture.accounts import service
+
     rt = runtime()
     with rt.db.read() as s:
         page = service.list_audit(s, action=action, limit=limit)

@@ -1,40 +1,58 @@
 """Execution of due traces (SPEC §5.2, §5.3, §5.5, §5.6).
 
 :func:`run_due` claims a batch of due traces with a lease in a short transaction
-(PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite's ``BEGIN IMMEDIATE`` write lock), then
-works on it in a second transaction, grouped by activity:
+(PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite's ``BEGIN IMMEDIATE`` write lock): the rows
+get ``claimed_by`` = a token unique to this batch and ``lease_until``. It then works on
+the batch in a second transaction, grouped by activity, with set-based statements that
+find the batch's rows by that token (no id lists travel through Python):
 
 1. expired (now > schedule date + expiry) → ``canceled`` "expired";
-2. one query per group finds the records still matching the applied filter; the others
-   → ``rejected``;
-3. ``*_not_*`` traces whose event already happened on the parent message → ``canceled``;
-4. the rest are marked ``processed`` by an UPDATE that also checks the lease and the
-   state, and only the rows that UPDATE returns are handed to the executor; a failure it
-   reports → ``error``/``canceled``; the executor's writes share the transaction.
-5. child traces for the processed ones, then completion of the participants.
+2. ``*_not_*`` traces whose event already happened on the parent message → ``canceled``;
+3. one UPDATE takes the rest: ``processed`` when the record still matches the applied
+   filter, else ``rejected`` (the filter is evaluated set-based, once per group); the
+   UPDATE checks the lease token and the state, so only rows it took are executed;
+4. the executor runs on the processed rows (a failure it reports → ``error`` or
+   ``canceled``; its writes share the transaction); children of the processed traces are
+   created, then the participants left with nothing scheduled complete.
 
 Exactly once: a trace runs only if the UPDATE that checks ``state = 'scheduled'`` and
-``claimed_by = me`` took it, in the same transaction as the executor's effects. A crashed
-worker's transaction rolls back and its lease runs out, so the rows return to the queue.
+``claimed_by = <batch token>`` took it, in the same transaction as the executor's effects.
+A crashed worker's transaction rolls back and its lease runs out, so the rows return to
+the queue; another worker re-claiming them overwrites the token, so a stale worker finds
+nothing left to run. Processed rows keep the token as a record of who ran them.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
+import uuid
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import false, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    and_,
+    case,
+    exists,
+    false,
+    func,
+    literal_column,
+    null,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, aliased
 
 from nurture import audience
 from nurture.campaigns.models import NOT_TRIGGERS, Activity, Campaign
 from nurture.campaigns.service import applied_domain, children_of
-from nurture.campaigns.timing import add_interval
-from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome, get_executor
+from nurture.campaigns.timing import subtract_interval
+from nurture.engine.executors import ExecutionBatch, Outcome, get_executor
 from nurture.engine.models import Participant, Trace
 from nurture.engine.schedule import (
     MSG_EXPIRED,
@@ -69,19 +87,27 @@ class BatchResult:
 
 
 def _due_ids(dialect: str, *, now: datetime, limit: int) -> Any:
+    """The next due traces, in schedule order.
+
+    Written to walk the partial index on ``schedule_date`` (state scheduled) and stop at
+    ``limit``: the campaign and participant conditions are semi-joins, not joins, and the
+    order is the index's own, so no sort of the whole backlog is ever needed.
+    """
+    running_campaigns = select(Campaign.id).where(Campaign.state == "running")
+    participant_running = exists().where(
+        Participant.id == Trace.participant_id, Participant.state == "running"
+    )
     stmt = (
         select(Trace.id)
-        .join(Participant, Participant.id == Trace.participant_id)
-        .join(Campaign, Campaign.id == Trace.campaign_id)
         .where(
             Trace.state == "scheduled",
             Trace.schedule_date <= now,
             Trace.is_test == false(),
             (Trace.lease_until.is_(None)) | (Trace.lease_until < now),
-            Participant.state == "running",
-            Campaign.state == "running",
+            Trace.campaign_id.in_(running_campaigns),
+            participant_running,
         )
-        .order_by(Trace.schedule_date, Trace.id)
+        .order_by(Trace.schedule_date)
         .limit(limit)
     )
     if dialect == "postgresql":
@@ -89,46 +115,49 @@ def _due_ids(dialect: str, *, now: datetime, limit: int) -> Any:
     return stmt
 
 
+def new_token(worker_id: str) -> str:
+    """A claim token unique to one batch: ``<worker id>:<random>`` (64 characters at most)."""
+    return f"{worker_id[:48]}:{uuid.uuid4().hex[:12]}"
+
+
 def claim(
     session: Session,
     *,
     now: datetime,
     limit: int,
-    worker_id: str,
+    token: str,
     lease: timedelta = DEFAULT_LEASE,
-) -> list[tuple[int, DueTrace]]:
-    """Take up to ``limit`` due traces for ``worker_id``: [(activity_id, trace)]."""
+) -> dict[int, int]:
+    """Stamp up to ``limit`` due traces with ``token``; returns {activity_id: count}."""
     dialect = session.get_bind().dialect.name
     due = _due_ids(dialect, now=now, limit=limit)
     if dialect == "postgresql":
         due = due.scalar_subquery()
-    stmt = (
+    rows = session.execute(
         update(Trace)
         .where(Trace.id.in_(due))
-        .values(claimed_by=worker_id, lease_until=now + lease)
-        .returning(
-            Trace.id,
-            Trace.activity_id,
-            Trace.participant_id,
-            Trace.res_id,
-            Trace.parent_id,
-            Trace.schedule_date,
-            Trace.is_test,
-        )
+        .values(claimed_by=token, lease_until=now + lease)
+        .returning(Trace.activity_id)
         .execution_options(synchronize_session=False)
-    )
-    rows = session.execute(stmt).all()
-    return [
-        (row.activity_id, DueTrace(row.id, row.participant_id, row.res_id, row.parent_id, row.schedule_date, row.is_test))
-        for row in rows
-    ]
+    ).scalars()
+    return dict(sorted(Counter(rows).items()))
+
+
+def claimed_groups(session: Session, *, token: str) -> dict[int, int]:
+    rows = session.execute(
+        select(Trace.activity_id, func.count())
+        .where(Trace.claimed_by == token, Trace.state == "scheduled")
+        .group_by(Trace.activity_id)
+        .order_by(Trace.activity_id)
+    ).all()
+    return {activity_id: int(n) for activity_id, n in rows}
 
 
 def release_leases(session: Session, *, worker_id: str) -> int:
     """Give back the traces ``worker_id`` claimed but did not finish."""
     result = session.execute(
         update(Trace)
-        .where(Trace.claimed_by == worker_id, Trace.state == "scheduled")
+        .where(Trace.claimed_by.startswith(f"{worker_id[:48]}:"), Trace.state == "scheduled")
         .values(claimed_by=None, lease_until=None)
         .execution_options(synchronize_session=False)
     )
@@ -144,168 +173,157 @@ def run_due(
     lease: timedelta = DEFAULT_LEASE,
 ) -> BatchResult:
     """Claim and execute one batch of due traces. ``db`` is a :class:`nurture.db.Database`."""
+    token = new_token(worker_id)
     with db.transaction() as session:
-        claimed = claim(session, now=now, limit=limit, worker_id=worker_id, lease=lease)
-    result = BatchResult(claimed=len(claimed))
-    if not claimed:
+        groups = claim(session, now=now, limit=limit, token=token, lease=lease)
+    result = BatchResult(claimed=sum(groups.values()))
+    if not groups:
         return result
-    groups: dict[int, list[DueTrace]] = defaultdict(list)
-    for activity_id, trace in claimed:
-        groups[activity_id].append(trace)
     try:
         with db.transaction() as session:
-            for activity_id, traces in groups.items():
-                result.add(
-                    process_group(
-                        session, activity_id=activity_id, traces=traces, now=now, worker_id=worker_id
-                    )
-                )
+            for activity_id in groups:
+                result.add(process_group(session, activity_id=activity_id, token=token, now=now))
     except Exception:
-        log.exception("batch of %d traces failed; releasing its leases", len(claimed))
+        log.exception("batch of %d traces failed; releasing its leases", result.claimed)
         with db.transaction() as session:
             release_leases(session, worker_id=worker_id)
         raise
     return result
 
 
-def _finalise(
+def _move(
     session: Session,
-    ids: Sequence[int],
+    where: Sequence[Any],
     *,
     state: str,
     message: str | None,
     now: datetime,
-    worker_id: str | None,
-) -> list[int]:
-    """Move ``ids`` out of ``scheduled`` if this worker still holds them; returns the ids moved."""
-    moved: list[int] = []
-    for part in chunks(list(ids)):
-        conditions: list[Any] = [Trace.id.in_(part), Trace.state == "scheduled"]
-        if worker_id is not None:
-            conditions.append(Trace.claimed_by == worker_id)
-        stmt = (
-            update(Trace)
-            .where(*conditions)
-            .values(
-                state=state,
-                state_message=message,
-                executed_at=now,
-                claimed_by=None,
-                lease_until=None,
-            )
-            .returning(Trace.id)
-            .execution_options(synchronize_session=False)
-        )
-        moved.extend(session.scalars(stmt))
-    return moved
+) -> int:
+    """Move the batch's still-scheduled rows matching ``where`` to ``state``."""
+    result = session.execute(
+        update(Trace)
+        .where(Trace.state == "scheduled", *where)
+        .values(state=state, state_message=message, executed_at=now, lease_until=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _claimed_by(session: Session, token: str) -> ColumnElement[bool]:
+    """``claimed_by = token``, flagged as very selective for SQLite's planner.
+
+    SQLite's statistics see one value (NULL) on most rows of a fresh queue and would scan
+    the table; ``likelihood()`` tells it the term picks a handful of rows.
+    """
+    condition = Trace.claimed_by == token
+    if session.get_bind().dialect.name == "sqlite":
+        return func.likelihood(condition, literal_column("0.0001"), type_=Boolean)  # type: ignore[no-any-return]
+    return condition
 
 
 def process_group(
     session: Session,
     *,
     activity_id: int,
-    traces: list[DueTrace],
+    token: str,
     now: datetime,
-    worker_id: str | None,
     check_expiry: bool = True,
 ) -> BatchResult:
-    """Run one activity on claimed traces (``worker_id`` None: test mode, no lease check)."""
+    """Run one activity on the traces claimed with ``token`` (see the module docstring)."""
     result = BatchResult()
     activity = session.get(Activity, activity_id)
     if activity is None:  # deleted meanwhile: its traces went with it
         return result
     campaign = session.get(Campaign, activity.campaign_id)
     assert campaign is not None
-    remaining = list(traces)
+    mine = [_claimed_by(session, token), Trace.activity_id == activity.id]
+    children = children_of(session, activity_id=activity.id)
 
     # 1. expiry, counted from the planned time
     if check_expiry and activity.expiry_number is not None:
-        number, unit = activity.expiry_number, activity.expiry_unit
-        expired = [
-            t for t in remaining if t.schedule_date is None or now > add_interval(t.schedule_date, number, unit)
-        ]
-        if expired:
-            result.canceled += len(
-                _finalise(session, [t.id for t in expired], state="canceled", message=MSG_EXPIRED, now=now, worker_id=worker_id)
-            )
-            gone = {t.id for t in expired}
-            remaining = [t for t in remaining if t.id not in gone]
-
-    # 2. applied filter: one query for the whole group
-    if remaining:
-        mdef = REGISTRY.target(campaign.model)
-        orm = mdef.orm
-        condition = audience.compile_domain(
-            campaign.model, applied_domain(session, activity=activity), now=now
+        cutoff = subtract_interval(now, activity.expiry_number, activity.expiry_unit)
+        result.canceled += _move(
+            session,
+            [*mine, or_(Trace.schedule_date.is_(None), Trace.schedule_date < cutoff)],
+            state="canceled",
+            message=MSG_EXPIRED,
+            now=now,
         )
-        active = audience.active_condition(campaign.model, include_archived=campaign.include_archived)
-        passing: set[int] = set()
-        for part in chunks(sorted({t.res_id for t in remaining})):
-            passing.update(session.scalars(select(orm.id).where(orm.id.in_(part), condition, active)))
-        rejected = [t for t in remaining if t.res_id not in passing]
-        if rejected:
-            result.rejected += len(
-                _finalise(session, [t.id for t in rejected], state="rejected", message=MSG_REJECTED, now=now, worker_id=worker_id)
-            )
-            remaining = [t for t in remaining if t.res_id in passing]
 
-    # 3. "not" triggers whose event already happened on the parent message
-    if remaining and activity.trigger_type in NOT_TRIGGERS:
-        stat = TRIGGER_STAT[activity.trigger_type]
-        parent_ids = sorted({t.parent_id for t in remaining if t.parent_id is not None})
-        happened: dict[int, str] = {}
-        for part in chunks(parent_ids):
-            for pid, stat_at, bounced_at in session.execute(
-                select(Trace.id, stat, Trace.bounced_at).where(Trace.id.in_(part))
-            ):
-                if stat_at is not None:
-                    happened[pid] = NOT_CANCEL_MESSAGE[activity.trigger_type]
-                elif bounced_at is not None:
-                    happened[pid] = "Parent activity mail bounced"
-        hit = [t for t in remaining if t.parent_id in happened]
-        by_message: dict[str, list[int]] = defaultdict(list)
-        for t in hit:
-            assert t.parent_id is not None
-            by_message[happened[t.parent_id]].append(t.id)
-        for message, ids in by_message.items():
-            result.canceled += len(
-                _finalise(session, ids, state="canceled", message=message, now=now, worker_id=worker_id)
-            )
-        remaining = [t for t in remaining if t.parent_id not in happened]
+    # 2. "not" triggers whose event (or a bounce) already happened on the parent message
+    if activity.trigger_type in NOT_TRIGGERS:
+        parent = aliased(Trace)
+        stat = getattr(parent, TRIGGER_STAT[activity.trigger_type].key)
+        for column, message in (
+            (stat, NOT_CANCEL_MESSAGE[activity.trigger_type]),
+            (parent.bounced_at, "Parent activity mail bounced"),
+        ):
+            happened = exists().where(parent.id == Trace.parent_id, column.is_not(None))
+            result.canceled += _move(session, [*mine, happened], state="canceled", message=message, now=now)
 
-    # 4. take the rest (lease + state checked in the same UPDATE), then execute
-    participants = [t.participant_id for t in traces]
-    if remaining:
-        owned = set(
-            _finalise(session, [t.id for t in remaining], state="processed", message=None, now=now, worker_id=worker_id)
+    # 3. applied filter and take-over in one statement: the batch's rows still scheduled
+    # and still held by this token (lease + state checked in the same UPDATE) become
+    # processed, or rejected when the record no longer matches the applied filter (or is gone)
+    orm = REGISTRY.target(campaign.model).orm
+    condition = audience.compile_domain(
+        campaign.model, applied_domain(session, activity=activity), now=now
+    )
+    active = audience.active_condition(campaign.model, include_archived=campaign.include_archived)
+    matching = exists().where(orm.id == Trace.res_id, condition, active)
+    taken = Counter(
+        session.execute(
+            update(Trace)
+            .where(Trace.state == "scheduled", *mine)
+            .values(
+                state=case((matching, "processed"), else_="rejected"),
+                state_message=case((matching, null()), else_=MSG_REJECTED),
+                executed_at=now,
+                lease_until=None,
+            )
+            .returning(Trace.state)
+            .execution_options(synchronize_session=False)
+        ).scalars()
+    )
+    result.rejected += taken["rejected"]
+    processed = taken["processed"]
+    if processed:
+        batch_filter = and_(*mine, Trace.state == "processed")
+        outcomes = _execute(
+            session, campaign=campaign, activity=activity, trace_filter=batch_filter, now=now
         )
-        batch = [t for t in remaining if t.id in owned]
-        outcomes = _execute(session, campaign=campaign, activity=activity, traces=batch, now=now)
         failed: dict[tuple[str, str], list[int]] = defaultdict(list)
         for trace_id, outcome in outcomes.items():
-            if trace_id in owned and outcome.state != "processed":
+            if outcome.state != "processed":
                 failed[(outcome.state, outcome.message)].append(trace_id)
-        failed_ids: set[int] = set()
         for (state, message), ids in failed.items():
+            moved = 0
             for part in chunks(ids):
-                session.execute(
+                res = session.execute(
                     update(Trace)
-                    .where(Trace.id.in_(part))
+                    .where(Trace.id.in_(part), batch_filter)
                     .values(state=state, state_message=message)
                     .execution_options(synchronize_session=False)
                 )
-            failed_ids.update(ids)
+                moved += int(getattr(res, "rowcount", 0) or 0)
+            processed -= moved
             if state == "error":
-                result.error += len(ids)
+                result.error += moved
             else:
-                result.canceled += len(ids)
-        done = [t.id for t in batch if t.id not in failed_ids]
-        result.processed += len(done)
-        # 5. children of the processed traces
-        create_children(
-            session, children=children_of(session, activity_id=activity.id), parent_trace_ids=done, now=now
-        )
-    complete_participants(session, now=now, participant_ids=participants)
+                result.canceled += moved
+        result.processed += processed
+        # 4. children of the processed traces
+        create_children(session, children=children, parent_filter=batch_filter, now=now)
+    # Completion: a processed trace of an activity with children left its participant a
+    # new scheduled trace, so only the participants of the other traces need the check.
+    if children:
+        if result.rejected + result.canceled + result.error == 0:
+            return result
+        candidates = select(Trace.participant_id).where(*mine, Trace.state != "processed")
+    else:
+        candidates = select(Trace.participant_id).where(*mine)
+    complete_participants(
+        session, now=now, participant_filter=Participant.id.in_(candidates.scalar_subquery())
+    )
     return result
 
 
@@ -314,16 +332,16 @@ def _execute(
     *,
     campaign: Campaign,
     activity: Activity,
-    traces: list[DueTrace],
+    trace_filter: Any,
     now: datetime,
 ) -> dict[int, Outcome]:
-    if not traces:
-        return {}
+    batch = ExecutionBatch(
+        session=session, campaign=campaign, activity=activity, trace_filter=trace_filter, now=now
+    )
     executor = get_executor(activity.activity_type)
     if executor is None:
         message = f"No executor for {activity.activity_type} activities"
-        return {t.id: Outcome("error", message) for t in traces}
-    batch = ExecutionBatch(session=session, campaign=campaign, activity=activity, traces=traces, now=now)
+        return {t.id: Outcome("error", message) for t in batch.traces}
     try:
         with session.begin_nested():
             outcomes = dict(executor(batch))
@@ -331,6 +349,8 @@ def _execute(
         log.warning("executor for activity %s failed: %s", activity.id, exc)
         kind = "server action" if activity.activity_type == "action" else activity.activity_type
         message = f"Exception in {kind}: {exc}"
-        return {t.id: Outcome("error", message) for t in traces}
+        batch = ExecutionBatch(
+            session=session, campaign=campaign, activity=activity, trace_filter=trace_filter, now=now
+        )
+        return {t.id: Outcome("error", message) for t in batch.traces}
     return outcomes
-

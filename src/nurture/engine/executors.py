@@ -12,15 +12,26 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, exists, insert, inspect, literal, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    delete,
+    exists,
+    insert,
+    inspect,
+    literal,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Activity, Campaign, ServerAction
 from nurture.campaigns.service import ensure_tags
+from nurture.engine.models import Trace
 from nurture.records.catalog import REGISTRY
 from nurture.records.models import Tag
 from nurture.records.registry import ModelDef
@@ -46,11 +57,42 @@ class Outcome:
 
 @dataclass
 class ExecutionBatch:
+    """The traces of one activity being executed now, in the batch's transaction.
+
+    ``trace_filter`` selects exactly these trace rows, so set-based executors can work with
+    sub-queries (:attr:`record_ids`) and never ship ids through Python; per-message
+    executors read :attr:`traces`.
+    """
+
     session: Session
     campaign: Campaign
     activity: Activity
-    traces: list[DueTrace]
+    trace_filter: ColumnElement[bool]
     now: datetime
+    _traces: list[DueTrace] | None = field(default=None, repr=False)
+
+    @property
+    def record_ids(self) -> Select[tuple[int]]:
+        """Sub-query of the target record ids of the batch."""
+        return select(Trace.res_id).where(self.trace_filter)
+
+    @property
+    def traces(self) -> list[DueTrace]:
+        if self._traces is None:
+            rows = self.session.execute(
+                select(
+                    Trace.id,
+                    Trace.participant_id,
+                    Trace.res_id,
+                    Trace.parent_id,
+                    Trace.schedule_date,
+                    Trace.is_test,
+                )
+                .where(self.trace_filter)
+                .order_by(Trace.id)
+            ).all()
+            self._traces = [DueTrace(*row) for row in rows]
+        return self._traces
 
     @property
     def res_ids(self) -> list[int]:
@@ -109,7 +151,7 @@ def update_record(batch: ExecutionBatch, action: ServerAction) -> Mapping[int, O
     mdef = REGISTRY.get(action.model)
     orm = mdef.orm
     payload: dict[str, Any] = json.loads(action.payload or "{}")
-    res_ids = sorted(set(batch.res_ids))
+    res_ids = batch.record_ids
     values: dict[str, Any] = {}
     for key, value in (payload.get("set") or {}).items():
         fdef = mdef.field(key)

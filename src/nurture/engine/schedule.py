@@ -53,40 +53,37 @@ def child_date(activity: Activity, executed_at: datetime) -> datetime | None:
 
 
 def create_children(
-    session: Session, *, children: Sequence[Activity], parent_trace_ids: Sequence[int], now: datetime
+    session: Session, *, children: Sequence[Activity], parent_filter: Any, now: datetime
 ) -> None:
-    """One ``INSERT … SELECT`` per child activity for the processed parent traces."""
-    if not children or not parent_trace_ids:
-        return
-    for part in chunks(parent_trace_ids, 5000):
-        for child in children:
-            source = select(
-                Trace.campaign_id,
-                Trace.id,
-                Trace.participant_id,
-                literal(child.id),
-                Trace.res_id,
-                Trace.is_test,
-                literal("scheduled"),
-                literal(child_date(child, now), Trace.schedule_date.type),
-                literal(now, Trace.created_at.type),
-            ).where(Trace.id.in_(part))
-            session.execute(
-                insert(Trace).from_select(
-                    [
-                        "campaign_id",
-                        "parent_id",
-                        "participant_id",
-                        "activity_id",
-                        "res_id",
-                        "is_test",
-                        "state",
-                        "schedule_date",
-                        "created_at",
-                    ],
-                    source,
-                )
+    """One ``INSERT … SELECT`` per child activity for the parent traces ``parent_filter`` selects."""
+    for child in children:
+        source = select(
+            Trace.campaign_id,
+            Trace.id,
+            Trace.participant_id,
+            literal(child.id),
+            Trace.res_id,
+            Trace.is_test,
+            literal("scheduled"),
+            literal(child_date(child, now), Trace.schedule_date.type),
+            literal(now, Trace.created_at.type),
+        ).where(parent_filter)
+        session.execute(
+            insert(Trace).from_select(
+                [
+                    "campaign_id",
+                    "parent_id",
+                    "participant_id",
+                    "activity_id",
+                    "res_id",
+                    "is_test",
+                    "state",
+                    "schedule_date",
+                    "created_at",
+                ],
+                source,
             )
+        )
 
 
 def complete_participants(
@@ -95,6 +92,7 @@ def complete_participants(
     now: datetime,
     participant_ids: Sequence[int] | None = None,
     campaign_id: int | None = None,
+    participant_filter: Any = None,
 ) -> None:
     """Running participants with no scheduled trace left become ``completed`` (SPEC §5.5)."""
     nothing_left = ~exists().where(
@@ -108,6 +106,8 @@ def complete_participants(
     )
     if campaign_id is not None:
         base = base.where(Participant.campaign_id == campaign_id)
+    if participant_filter is not None:
+        base = base.where(participant_filter)
     if participant_ids is None:
         session.execute(base)
         return

@@ -16,8 +16,7 @@ from nurture.campaigns.models import Activity
 from nurture.campaigns.service import get_campaign
 from nurture.engine.enrol import begin_traces
 from nurture.engine.events import record_event
-from nurture.engine.execute import BatchResult, process_group
-from nurture.engine.executors import DueTrace
+from nurture.engine.execute import BatchResult, new_token, process_group
 from nurture.engine.models import Participant, Trace
 from nurture.engine.schedule import cancel_scheduled, complete_participants
 from nurture.errors import Conflict, NotFound, ValidationError
@@ -80,16 +79,11 @@ def run_step(session: Session, *, trace_id: int, now: datetime) -> BatchResult:
     trace = _test_trace(session, trace_id)
     if trace.state != "scheduled":
         raise Conflict(f"this step is already {trace.state}", field="trace_id")
-    due = DueTrace(
-        trace.id, trace.participant_id, trace.res_id, trace.parent_id, trace.schedule_date, True
-    )
+    token = new_token("test")
+    trace.claimed_by = token
+    session.flush()
     result = process_group(
-        session,
-        activity_id=trace.activity_id,
-        traces=[due],
-        now=now,
-        worker_id=None,
-        check_expiry=False,
+        session, activity_id=trace.activity_id, token=token, now=now, check_expiry=False
     )
     session.expire_all()
     return result

@@ -19,12 +19,14 @@ from __future__ import annotations
 import csv
 import io
 import os
+import queue
 import sys
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any, TextIO, cast
+from typing import IO, Any, Protocol, TextIO, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, text, update
 from sqlalchemy import inspect as sa_inspect
@@ -39,7 +41,8 @@ from nurture.records.catalog import REGISTRY
 from nurture.records.events import records_changed
 from nurture.records.registry import FieldDef, ModelDef, RegistryError
 from nurture.records.service import get_or_create_mailing_list, get_or_create_tags
-from nurture.records.values import apply_phones, coerce_scalar, column_info
+from nurture.records.validation import parse_stripped_phone
+from nurture.records.values import column_info, text_converter, validity_column
 
 DEFAULT_BATCH_SIZE = 5000
 MAX_ERRORS_KEPT = 1000
@@ -84,6 +87,7 @@ class _Column:
     index: int
     header: str
     fdef: FieldDef
+    convert: Callable[[str], Any] | None = None  # scalar fields: cell -> column value
 
 
 def _target_model(model: str) -> ModelDef:
@@ -163,7 +167,8 @@ def plan_columns(
                 field=header,
             )
         seen[fdef.name] = header
-        plan.append(_Column(index, header, fdef))
+        convert = None if fdef.is_relation else text_converter(model, fdef)
+        plan.append(_Column(index, header, fdef, convert))
     if upsert_by is not None:
         try:
             key_field = model.field(upsert_by)
@@ -199,7 +204,13 @@ class _RowProblem(Exception):
         self.message = message
 
 
-@dataclass
+@dataclass(slots=True)
+class _Batch:
+    rows: list[_Row]
+    rejected: list[tuple[RowError, list[str]]]  # rows the reader refused, with the raw cells
+
+
+@dataclass(slots=True)
 class _Row:
     line: int
     values: dict[str, Any]  # column values (scalars)
@@ -208,33 +219,48 @@ class _Row:
     raw: list[str]
 
 
-def _parse_row(
-    model: ModelDef, plan: Sequence[_Column], width: int, raw: list[str], line: int
-) -> _Row:
-    if len(raw) != width:
-        raise _RowProblem(None, f"expected {width} columns, got {len(raw)}")
-    values: dict[str, Any] = {}
-    refs: dict[str, str | None] = {}
-    tags: dict[str, list[str]] = {}
-    for col in plan:
-        fdef = col.fdef
-        cell = raw[col.index]
+class _RowParser:
+    """Turns a CSV row into a :class:`_Row`; the column plan is unpacked once per import."""
+
+    def __init__(self, model: ModelDef, plan: Sequence[_Column], width: int) -> None:
+        self.width = width
+        self.scalars = [(c.index, c.fdef.name, c.convert) for c in plan if c.convert is not None]
+        self.many2one = [(c.index, c.fdef.name) for c in plan if c.fdef.type == "many2one"]
+        self.many2many = [(c.index, c.fdef.name) for c in plan if c.fdef.type == "many2many"]
+        planned = {name for _, name, _ in self.scalars}
+        self.phones = [
+            (name, validity_column(model, name)) for name in model.phone_fields if name in planned
+        ]
+
+    def parse(self, raw: list[str], line: int) -> _Row:
+        if len(raw) != self.width:
+            raise _RowProblem(None, f"expected {self.width} columns, got {len(raw)}")
+        values: dict[str, Any] = {}
+        name = ""
         try:
-            if fdef.type == "many2one":
-                cell = cell.strip()
-                refs[fdef.name] = cell or None
-            elif fdef.type == "many2many":
-                tags[fdef.name] = [n.strip() for n in cell.split(",") if n.strip()]
-            else:
-                values[fdef.name] = coerce_scalar(model, fdef, cell, text=True)
+            for index, name, convert in self.scalars:
+                values[name] = convert(raw[index])
         except NurtureError as exc:
-            raise _RowProblem(exc.field or fdef.name, exc.message) from None
-    if model.phone_fields:
-        try:
-            apply_phones(model, values)
-        except NurtureError as exc:
-            raise _RowProblem(exc.field, exc.message) from None
-    return _Row(line, values, refs, tags, raw)
+            raise _RowProblem(exc.field or name, exc.message) from None
+        refs: dict[str, str | None] = {}
+        for index, name in self.many2one:
+            refs[name] = raw[index].strip() or None
+        tags: dict[str, list[str]] = {}
+        for index, name in self.many2many:
+            tags[name] = [n.strip() for n in raw[index].split(",") if n.strip()]
+        if self.phones:
+            country = values.get("country_code")
+            for name, flag in self.phones:
+                number = values[name]  # already stripped, None when empty
+                if number is None:
+                    if flag:
+                        values[flag] = None
+                    continue
+                stored, valid = parse_stripped_phone(number, country)
+                values[name] = stored
+                if flag:
+                    values[flag] = valid
+        return _Row(line, values, refs, tags, raw)
 
 
 # --------------------------------------------------------------------------- reference lookup
@@ -371,15 +397,24 @@ class _Writer:
         self.has_created = "created_at" in self.table.c
         self.has_updated = "updated_at" in self.table.c
         self.list_id: int | None = None
+        self.rejected: list[tuple[RowError, list[str]]] = []
 
     def _fail(self, row: _Row, problem: _RowProblem) -> None:
-        error = RowError(row.line, problem.field, problem.message)
-        self.result.add_error(error)
-        self.on_error(error, row.raw)
+        self.rejected.append((RowError(row.line, problem.field, problem.message), row.raw))
 
-    def write(self, rows: list[_Row]) -> None:
-        if not rows:
-            return
+    def write(self, batch: _Batch) -> None:
+        """Write one batch; report its rejected rows (the reader's and ours) in line order."""
+        rows, self.rejected = batch.rows, list(batch.rejected)
+        try:
+            if rows:
+                self._write(rows)
+        finally:
+            self.rejected.sort(key=lambda item: item[0].line)
+            for error, raw in self.rejected:
+                self.on_error(error, raw)
+            self.rejected = []
+
+    def _write(self, rows: list[_Row]) -> None:
         with self.db.transaction() as session:
             conn = session.connection()
             if rows and rows[0].refs:
@@ -659,7 +694,8 @@ def _import_stream(
     if error_writer is not None:
         error_writer.writerow(["line", "field", "error", *headers])
 
-    def on_error(error: RowError, raw: list[str]) -> None:
+    def on_error(error: RowError, raw: list[str]) -> None:  # called by the writing thread
+        result.add_error(error)
         if error_writer is not None:
             error_writer.writerow([error.line, error.field or "", error.message, *raw])
 
@@ -671,9 +707,11 @@ def _import_stream(
         total=total, unit="B", unit_scale=True, desc=f"import {model.name}",
         file=sys.stderr, disable=not progress, mininterval=0.5,
     )  # fmt: skip
-    batch: list[_Row] = []
+    parser = _RowParser(model, plan, width)
+    batch = _Batch([], [])
     last_line = reader.line_num
     reported = 0
+    pipeline = _Pipeline(writer.write)
     try:
         for raw in reader:
             line = last_line + 1
@@ -682,25 +720,72 @@ def _import_stream(
                 continue  # blank line
             result.rows += 1
             try:
-                batch.append(_parse_row(model, plan, width, raw, line))
+                batch.rows.append(parser.parse(raw, line))
             except _RowProblem as problem:
-                error = RowError(line, problem.field, problem.message)
-                result.add_error(error)
-                on_error(error, raw)
-            if len(batch) >= batch_size:
-                writer.write(batch)
-                batch = []
+                batch.rejected.append((RowError(line, problem.field, problem.message), raw))
+            if len(batch.rows) >= batch_size:
+                pipeline.submit(batch)
+                batch = _Batch([], [])
                 bar.update(lines.consumed - reported)
                 reported = lines.consumed
-        writer.write(batch)
+        pipeline.submit(batch)
+        pipeline.finish()
         bar.update(max(lines.consumed, total or 0) - reported)
     except csv.Error as exc:
         raise ValidationError(
             f"line {reader.line_num}: malformed CSV: {exc}", field="file"
         ) from None
     finally:
+        pipeline.stop()
         bar.close()
     return result
+
+
+class _Pipeline:
+    """Writes batches on a second thread while the caller reads and checks the next one.
+
+    The database driver releases the GIL while SQLite or PostgreSQL works, so parsing and
+    writing overlap. The queue holds one batch: memory stays bounded, and a slow database
+    slows the reader down instead of piling batches up.
+    """
+
+    def __init__(self, write: Callable[[_Batch], None]) -> None:
+        self.write = write
+        self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="nurture-import", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while True:
+            batch = self.queue.get()
+            if batch is None:
+                return
+            if self.error is None:
+                try:
+                    self.write(batch)
+                except BaseException as exc:  # re-raised in the caller's thread
+                    self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def submit(self, batch: _Batch) -> None:
+        self._raise()
+        if batch.rows or batch.rejected:
+            self.queue.put(batch)
+
+    def finish(self) -> None:
+        """Wait until every submitted batch is written; raise what the writer raised."""
+        self.stop()
+        self._raise()
+
+    def stop(self) -> None:
+        if self.thread.is_alive():
+            self.queue.put(None)
+            self.thread.join()
 
 
 # --------------------------------------------------------------------------- export
@@ -732,11 +817,17 @@ def _format(value: Any) -> str:
     return str(value)
 
 
+class TextSink(Protocol):
+    """Anything with ``write(str)``: a text file, ``sys.stdout``, a streaming response."""
+
+    def write(self, text: str, /) -> Any: ...
+
+
 def export_csv(
     *,
     session: Session,
     model: str,
-    out: IO[str],
+    out: TextSink,
     now: datetime,
     domain: str | list[Any] | None = None,
     batch_size: int = 2000,

@@ -17,12 +17,12 @@ checked with a regular expression and only each *domain* goes through ``email-va
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import lru_cache
-from typing import Any
 
 import phonenumbers
 from email_validator import EmailNotValidError, validate_email
-from phonenumbers import PhoneNumber, PhoneNumberFormat
+from phonenumbers import PhoneNumberFormat
 from phonenumbers.phonenumberutil import NumberParseException
 
 MAX_EMAIL_LENGTH = 254
@@ -88,7 +88,6 @@ def is_valid_email(value: str) -> bool:
 
 
 _PHONE_SEPARATORS = str.maketrans("", "", " \t-.()/\u00a0")
-_INTERNATIONAL = re.compile(r"\+[1-9]\d{5,16}")
 
 
 def normalize_country_code(value: str | None) -> str | None:
@@ -111,21 +110,30 @@ def parse_phone(value: str, country_code: str | None = None) -> tuple[str, bool]
     return _parse_phone(text, (country_code or "").upper() or None)
 
 
+def parse_stripped_phone(text: str, region: str | None) -> tuple[str, bool]:
+    """:func:`parse_phone` for a non-empty stripped number and an upper-case region."""
+    return _parse_phone(text, region)
+
+
 @lru_cache(maxsize=65_536)
 def _parse_phone(text: str, region: str | None) -> tuple[str, bool]:
     compact = text.translate(_PHONE_SEPARATORS)
-    if compact.startswith("00") and compact[2:].isdigit():
-        compact = "+" + compact[2:]
-    if region is not None and compact.isdigit():
-        national_prefix, country = _national_prefix(region)
-        if country:
-            if national_prefix and compact.startswith(national_prefix):
-                compact = compact[len(national_prefix) :]
-            compact = f"+{country}{compact}"
-    if _INTERNATIONAL.fullmatch(compact):
-        fast = _fast_international(compact)
-        if fast is not None:
-            return fast, True
+    if compact.isdigit():
+        if region is not None:
+            verdict = _fast_national(compact, region)
+            if verdict is not None:
+                return verdict if verdict[1] else (text, False)
+    elif compact[:1] == "+" and compact[1:].isdigit() and 6 <= len(compact) <= 18:
+        digits = compact[1:]
+        for size in (1, 2, 3):
+            country = _CALLING_CODES.get(digits[:size])
+            if country is not None:
+                valid = _checker(country)(digits[size:])
+                if valid is True:
+                    return compact, True
+                if valid is False:
+                    return text, False
+                break
     try:
         number = phonenumbers.parse(text, region)
     except NumberParseException:
@@ -135,118 +143,136 @@ def _parse_phone(text: str, region: str | None) -> tuple[str, bool]:
     return phonenumbers.format_number(number, PhoneNumberFormat.E164), True
 
 
-def _fast_international(compact: str) -> str | None:
-    """E.164 for ``+<digits>`` input that is valid exactly as written, else None.
-
-    Skips the general parser; anything it is not sure about (a national prefix written
-    after the country code, an invalid number) goes back to ``phonenumbers.parse``.
-    """
-    digits = compact[1:]
-    for size in (1, 2, 3):
-        country = int(digits[:size])
-        if country in phonenumbers.COUNTRY_CODE_TO_REGION_CODE:
-            break
-    else:
+def _fast_national(digits: str, region: str) -> tuple[str, bool] | None:
+    """``(E.164, True)`` or ``("", False)`` for digits dialled inside ``region``; None when
+    only the full parser can tell (dialled abroad, a complex national prefix)."""
+    rules = _national_rules(region)
+    if rules is None:
         return None
-    national = digits[size:]
-    if not national:
+    prefix, country, idd = rules
+    if idd is not None and idd.match(digits):
         return None
-    prefix = _national_prefix_pattern(country)
-    if prefix is not None:
-        match = prefix.match(national)
-        if match is not None and match.end() > 0:
-            return None
-    valid = _is_valid_national(country, national)
-    if valid is None:  # a case the shortcut does not cover: ask phonenumbers
-        number = PhoneNumber(country_code=country, national_number=int(national))
-        if national.startswith("0") and len(national) > 1:
-            number.italian_leading_zero = True
-            zeros = len(national) - len(national.lstrip("0"))
-            if zeros > 1:
-                number.number_of_leading_zeros = zeros
-        valid = phonenumbers.is_valid_number(number)
-    return compact if valid else None
+    stripped = bool(prefix) and digits.startswith(prefix)
+    nsn = digits[len(prefix) :] if stripped else digits
+    valid = _checker(country)(nsn)
+    if valid is True:
+        return f"+{country}{nsn}", True
+    # phonenumbers keeps a national prefix when the rest is too short to be a number, so
+    # only a verdict on the digits as dialled is final.
+    if valid is False and not stripped:
+        return "", False
+    return None
 
 
-_NUMBER_TYPES = (
-    "premium_rate", "toll_free", "shared_cost", "voip", "personal_number", "pager", "uan",
-    "voicemail", "fixed_line", "mobile",
-)  # fmt: skip
-_Desc = tuple[frozenset[int], re.Pattern[str]]
-
-
-def _desc(desc: Any) -> _Desc | None:
-    if desc is None or not desc.national_number_pattern:
-        return None
-    return frozenset(desc.possible_length or ()), re.compile(desc.national_number_pattern)
-
-
-def _matches(desc: _Desc | None, nsn: str) -> bool:
-    if desc is None:
-        return False
-    lengths, pattern = desc
-    if lengths and len(nsn) not in lengths:
-        return False
-    return pattern.fullmatch(nsn) is not None
+_CALLING_CODES: dict[str, int] = {str(c): c for c in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
 
 
 @lru_cache(maxsize=512)
-def _region_rules(region: str) -> tuple[re.Pattern[str] | None, _Desc | None, tuple[_Desc, ...]]:
-    """(leading digits, general description, type descriptions) of a region's metadata."""
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
-    leading = re.compile(metadata.leading_digits) if metadata.leading_digits else None
-    types = tuple(d for d in (_desc(getattr(metadata, n)) for n in _NUMBER_TYPES) if d)
-    return leading, _desc(metadata.general_desc), types
-
-
-def _valid_for_region(region: str, nsn: str) -> bool:
-    _leading, general, types = _region_rules(region)
-    return _matches(general, nsn) and any(_matches(d, nsn) for d in types)
-
-
-def _is_valid_national(country: int, nsn: str) -> bool | None:
-    """``phonenumbers.is_valid_number`` for a national significant number, with compiled
-    per-region rules (same metadata, same order of checks); None when not covered."""
-    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country)
-    if not regions or "001" in regions:
-        return None
-    if len(regions) == 1:
-        return _valid_for_region(regions[0], nsn)
-    for region in regions:  # as phonenumbers picks the region of a shared calling code
-        if phonenumbers.PhoneMetadata.metadata_for_region(region) is None:
-            continue
-        leading = _region_rules(region)[0]
-        if leading is not None:
-            if leading.match(nsn):
-                return _valid_for_region(region, nsn)
-        elif _valid_for_region(region, nsn):
-            return True
-    return False
-
-
-@lru_cache(maxsize=512)
-def _national_prefix_pattern(country: int) -> re.Pattern[str] | None:
-    region = phonenumbers.region_code_for_country_code(country)
-    metadata = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(country, region)
-    if metadata is None:
-        return None
-    pattern = metadata.national_prefix_for_parsing or metadata.national_prefix
-    return re.compile(pattern) if pattern else None
-
-
-_NO_FAST_PATH = ("", 0)
-
-
-@lru_cache(maxsize=512)
-def _national_prefix(region: str) -> tuple[str, int]:
-    """A region's plain national prefix and calling code, or ``("", 0)`` when stripping it
-    takes more than removing a fixed string (those numbers go through the full parser)."""
+def _national_rules(region: str) -> tuple[str, int, re.Pattern[str] | None] | None:
+    """A region's plain national prefix, calling code and international dialling prefix;
+    None when stripping the national prefix takes more than removing a fixed string."""
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     if metadata is None or metadata.country_code is None:
-        return _NO_FAST_PATH
+        return None
     if metadata.national_prefix_transform_rule:
-        return _NO_FAST_PATH
+        return None
     prefix = metadata.national_prefix_for_parsing or metadata.national_prefix or ""
     if prefix and not prefix.isdigit():
-        return _NO_FAST_PATH
-    return prefix, int(metadata.country_code)
+        return None
+    idd = re.compile(metadata.international_prefix) if metadata.international_prefix else None
+    return prefix, int(metadata.country_code), idd
+
+
+# The types phonenumbers tries; a number is valid when it fits the general description
+# and any of them.
+_NUMBER_TYPES = (
+    "mobile", "fixed_line", "premium_rate", "toll_free", "shared_cost", "voip",
+    "personal_number", "pager", "uan", "voicemail",
+)  # fmt: skip
+_Check = Callable[[str], "bool | None"]
+_checkers: dict[int, _Check] = {}
+
+
+def _unsure(_nsn: str) -> bool | None:
+    return None
+
+
+def _checker(country: int) -> _Check:
+    """``is_valid_number`` for the national significant numbers of a calling code.
+
+    Built once per calling code from phonenumbers' own metadata, with the checks it makes
+    in the same order, but with one combined pattern per number length. Returns None for
+    what it does not cover (a national prefix written after the calling code,
+    non-geographic calling codes), and the caller asks phonenumbers.
+    """
+    check = _checkers.get(country)
+    if check is None:
+        check = _build_checker(country)
+        _checkers[country] = check
+    return check
+
+
+def _build_checker(country: int) -> _Check:
+    regions = phonenumbers.COUNTRY_CODE_TO_REGION_CODE.get(country)
+    if not regions or "001" in regions:
+        return _unsure
+    main = phonenumbers.PhoneMetadata.metadata_for_region_or_calling_code(
+        country, phonenumbers.region_code_for_country_code(country)
+    )
+    prefix_text = (main.national_prefix_for_parsing or main.national_prefix) if main else None
+    guard = re.compile(prefix_text) if prefix_text else None
+    per_region = [_region_check(r) for r in regions]
+
+    def check(nsn: str) -> bool | None:
+        if not nsn:
+            return None
+        if guard is not None:
+            match = guard.match(nsn)
+            if match is not None and match.end() > 0:
+                return None
+        if len(per_region) == 1:
+            return per_region[0][1](nsn)
+        for leading, valid_for in per_region:  # how phonenumbers picks the region
+            if leading is not None:
+                if leading.match(nsn):
+                    return valid_for(nsn)
+            elif valid_for(nsn):
+                return True
+        return False
+
+    return check
+
+
+def _region_check(region: str) -> tuple[re.Pattern[str] | None, Callable[[str], bool]]:
+    metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
+    if metadata is None:
+        return None, lambda _nsn: False
+    leading = re.compile(metadata.leading_digits) if metadata.leading_digits else None
+    general = metadata.general_desc
+    if general is None or not general.national_number_pattern:
+        return leading, lambda _nsn: False
+    general_lengths = frozenset(general.possible_length or ())
+    general_re = re.compile(general.national_number_pattern)
+    types = [
+        (frozenset(d.possible_length or ()), d.national_number_pattern)
+        for d in (getattr(metadata, name) for name in _NUMBER_TYPES)
+        if d is not None and d.national_number_pattern
+    ]
+    by_length: dict[int, re.Pattern[str] | None] = {}
+
+    def combined(length: int) -> re.Pattern[str] | None:
+        if length not in by_length:
+            parts = [f"(?:{p})" for lengths, p in types if not lengths or length in lengths]
+            by_length[length] = re.compile("|".join(parts)) if parts else None
+        return by_length[length]
+
+    def valid(nsn: str) -> bool:
+        length = len(nsn)
+        if general_lengths and length not in general_lengths:
+            return False
+        if general_re.fullmatch(nsn) is None:
+            return False
+        pattern = combined(length)
+        return pattern is not None and pattern.fullmatch(nsn) is not None
+
+    return leading, valid

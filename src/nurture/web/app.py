@@ -12,8 +12,24 @@ from fastapi.responses import JSONResponse
 
 from nurture import __version__
 from nurture.runtime import Runtime
+from nurture.web.api import install_api
+from nurture.web.security import install_security
 
 log = logging.getLogger(__name__)
+
+API_DESCRIPTION = (
+    "Marketing automation server. The REST API lives under `/api/v1`; authenticate with "
+    "`Authorization: Bearer <token>` (create one with `nurture token create --user <login>`). "
+    'Errors: `{"error": {"code": "...", "message": "...", "field": "..."}}`.'
+)
+# The interactive docs (Swagger UI) load their script and styles from a CDN and start with
+# an inline script: only the /docs page gets this looser policy.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    "img-src 'self' data: https://fastapi.tiangolo.com; connect-src 'self'; "
+    "object-src 'none'; base-uri 'self'; frame-ancestors 'none'"
+)
 
 
 class BackgroundRunner(Protocol):
@@ -39,8 +55,18 @@ def create_app(rt: Runtime, *, runner: BackgroundRunner | None = None) -> FastAP
                 log.info("in-process worker stopped")
             rt.db.dispose()
 
-    app = FastAPI(title="Nurture", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="Nurture",
+        version=__version__,
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
     app.state.runtime = rt
+    install_security(app, rt.settings, csp_overrides={"/docs": DOCS_CSP})
+    install_api(app)
 
     @app.get("/healthz", tags=["health"])
     def healthz() -> dict[str, Any]:

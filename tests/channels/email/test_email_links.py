@@ -73,6 +73,8 @@ line</a>
 <map><area shape="rect" coords="0,0,1,1" href="https://area.example/"/></map>
 <p>Plain text https://bare.example/ is not a link. Ünïcödé ✓ &nbsp; &copy;</p>
 <A HREF="https://upper.example/">UPPER</A>
+<img alt="<a href='https://alt.example/'>" src="https://img.example/x.png"><title><a href="https://title.example/"></title>
+<textarea><a href="https://textarea.example/"></textarea><abbr title="x">abbr</abbr><address>addr</address>
 </body></html>"""
 
 
@@ -107,6 +109,9 @@ def test_rewrite_links_on_tricky_html() -> None:
         "title='href=\"https://fake.example/\"' HREF = \"https://news.example.com/r/c1?t=a&amp;u=b\">Shop &amp; save",
         '<a href="https://news.example.com/r/c2?t=a&amp;u=b">unquoted</a>',
         "<a href='https://news.example.com/r/c3?t=a&amp;u=b'>single</a>",
+        "<img alt=\"<a href='https://alt.example/'>\" src=\"https://img.example/x.png\">",
+        '<title><a href="https://title.example/"></title>',
+        '<textarea><a href="https://textarea.example/"></textarea><abbr title="x">abbr</abbr><address>addr</address>',
         '<a\n   href="https://news.example.com/r/c4?t=a&amp;u=b"\n   target="_blank">multi\nline</a>',
         '<area shape="rect" coords="0,0,1,1" href="https://news.example.com/r/c5?t=a&amp;u=b"/>',
         '<A HREF="https://news.example.com/r/c6?t=a&amp;u=b">UPPER</A>',

@@ -55,7 +55,8 @@ def test_structure_and_headers() -> None:
     parts = list(msg.iter_parts())
     assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
     assert all(p.get_content_charset() == "utf-8" for p in parts)
-    assert "Hallo Jürgen" in parts[0].get_content() and ".\nA line starting with a dot" in parts[0].get_content()
+    text = parts[0].get_content().replace("\r\n", "\n")
+    assert "Hallo Jürgen" in text and "\n.\nA line starting with a dot" in text
     assert "<a href='https://x.example/'>shop</a>" in parts[1].get_content()
     assert msg["Subject"] == "Größte Rabatte — 20% off ✓"
     assert msg["From"].addresses[0].display_name == "Zoë from Acme"
@@ -118,3 +119,40 @@ def test_parse_address() -> None:
     addr = parse_address('"Doe, Jane" <jane@example.com>')
     assert addr.display_name == "Doe, Jane" and addr.addr_spec == "jane@example.com"
     assert parse_address("plain@example.com").display_name == ""
+
+
+def test_long_headers_fold_and_round_trip() -> None:
+    subject = "Très long sujet — " * 12
+    unsub = Unsubscribe("https://news.example.com/unsubscribe/" + "a" * 60, "unsubscribe+" + "b" * 40 + "@news.example.com")
+    out = build_message(spec(subject=subject, unsubscribe=unsub, from_addr='"Doe, Jane (Acme)" <jane@acme.example>'))
+    raw = out.as_bytes()
+    header_block = raw.split(b"\r\n\r\n", 1)[0]
+    assert all(len(line) <= 998 for line in header_block.split(b"\r\n"))
+    assert raw.isascii()
+    msg = reparse(raw)
+    assert msg["Subject"] == subject.strip()
+    assert msg["From"].addresses[0].display_name == "Doe, Jane (Acme)"
+    assert msg["List-Unsubscribe"].replace("\r\n", "").replace(" ", "") == unsub.header().replace(" ", "")
+
+
+def test_body_edge_cases_survive_quoted_printable() -> None:
+    text = "trailing spaces   \nFrom the start\n=equals= and tabs\t\n" + "long " * 100 + "\nno final newline"
+    html = "<p>" + "é" * 500 + "</p>\r\n<p>crlf</p>"
+    msg = reparse(build_message(spec(text=text, html=html)).as_bytes())
+    plain, rich = (p.get_content().replace("\r\n", "\n") for p in msg.iter_parts())
+    assert plain == text + "\n"
+    assert rich == html.replace("\r\n", "\n") + "\n"
+
+
+def test_international_address_uses_utf8_headers() -> None:
+    out = build_message(spec(to_addr="Jürgen <jürgen@exämple.de>"))
+    assert out.recipients == ("jürgen@exämple.de",)
+    msg = email.message_from_string(out.as_bytes().decode("utf-8"), policy=email.policy.default)
+    assert msg["To"].addresses[0].addr_spec == "jürgen@exämple.de"
+    assert msg.get_content_type() == "multipart/alternative"
+
+
+def test_message_is_parsed_lazily_from_raw() -> None:
+    out = build_message(spec())
+    assert out.message["Message-ID"] == f"<{TOKEN}@news.example.com>"
+    assert out.message is out.message

@@ -302,3 +302,49 @@ def test_output_size_is_bounded() -> None:
 def test_html_to_text() -> None:
     text = html_to_text("<h1>Title</h1><p>Para <b>bold</b> <a href='https://x.example/'>link</a></p><img src='p.gif'>")
     assert "# Title" in text and "Para bold [link](https://x.example/)" in text and "p.gif" not in text
+
+
+# ------------------------------------------------------------------ resource limits
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% set a = 'x' * 90000 %}{% set b = a ~ a %}{% set c = b ~ b %}{% set d = c ~ c %}{% set e = d ~ d %}"
+        "{% set f = e ~ e %}{% set g = f ~ f %}{{ g | length }}",
+        "{% set a = 'x' * 90000 %}{% set b = a + a %}{% set c = b + b %}{% set d = c + c %}{% set e = d + d %}"
+        "{% set f = e + e %}{% set g = f + f %}{{ g | length }}",
+        "{{ '%*d' % (100000000, 1) }}",
+        "{{ ((9 ** 99) ** 99) ** 99 }}",
+        "{% set a = 2 ** 4000 %}{% set b = a * a %}{{ b }}",
+        "{{ ('x' * 90000) | replace('x', 'yyyyyyyyyyyyyy') }}",
+    ],
+)
+def test_resource_exhaustion_is_refused(source: str) -> None:
+    with pytest.raises(TemplateRenderError):
+        raw_render(source)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "{% for i in [1] * 100000 %}{% for j in [1] * 100000 %}{% endfor %}{% endfor %}",
+        "{% for c in record.name %}{{ c }}{% endfor %}",
+        "{% for t in record.salesperson %}{% endfor %}",
+        "{{ record.tags | join(', ', attribute='__class__') }}",
+        "{{ record.tags | join(', ', attribute='nmae') }}",
+        "{{ record.name | join(', ', attribute='name') }}",
+    ],
+)
+def test_unbounded_loops_and_bad_attributes_refused_at_save_time(source: str) -> None:
+    with pytest.raises(TemplateValidationError):
+        validate_template("contact", "s", source)
+
+
+def test_ordinary_arithmetic_and_literal_loops_still_work() -> None:
+    source = (
+        "{% for n in [1, 2, 3] %}{{ n * 2 }}{% endfor %}|{{ 7 % 3 }}|{{ 2 ** 10 }}|{{ 'a' ~ record.name }}"
+        "|{{ record.name + '!' }}|{{ record.tags | join('/', attribute='name') }}|{{ record.name | replace('Ann', 'Anna') }}"
+    )
+    validate_template("contact", "s", source)
+    assert raw_render(source) == "246|1|1024|aAnn &lt;Admin&gt;|Ann &lt;Admin&gt;!|vip/beta|Anna &lt;Admin&gt;"

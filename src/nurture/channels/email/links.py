@@ -1,9 +1,9 @@
 """Link tracking in HTML: rewrite ``<a href>`` through a shortener, add UTM, add the pixel.
 
-The HTML is not re-serialised: :class:`html.parser.HTMLParser` finds the start tags of
-real ``<a>``/``<area>`` elements (so links inside comments, ``<script>``, ``<style>`` or
-attribute values are left alone), and only the ``href`` value inside each such tag's source
-text is replaced. Everything else — whitespace, entity spelling, attribute order and
+The HTML is not re-serialised: one regular-expression scan finds the start tags of real
+``<a>``/``<area>`` elements (comments, CDATA, ``<script>``, ``<style>``, ``<textarea>``
+and ``<title>`` contents are consumed whole, quoted attribute values may contain ``>``), and
+only the ``href`` value inside each such tag's source text is replaced. Everything else — whitespace, entity spelling, attribute order and
 quoting, conditional comments — stays byte for byte.
 
 Skipped: anything that is not an absolute ``http``/``https`` URL (``mailto:``, ``tel:``,
@@ -22,7 +22,6 @@ import html as html_lib
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
-from html.parser import HTMLParser
 from urllib.parse import quote, urlsplit, urlunsplit
 
 Shorten = Callable[[str], str]
@@ -31,7 +30,6 @@ _ATTR = re.compile(
     r"""(?P<name>[^\s"'>/=]+)(?:\s*=\s*(?P<value>"[^"]*"|'[^']*'|[^\s>]+))?""",
 )
 _TAG_NAME = re.compile(r"<\s*([a-zA-Z][^\s/>]*)")
-_LINK_TAGS = frozenset({"a", "area"})
 
 
 @dataclass(frozen=True)
@@ -75,19 +73,19 @@ def is_trackable(url: str) -> bool:
     return parts.scheme.lower() in ("http", "https") and bool(parts.netloc) and "{{" not in url
 
 
-class _LinkFinder(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__(convert_charrefs=True)
-        self.found: list[tuple[int, int, str]] = []  # (line, column, raw start tag)
-
-    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in _LINK_TAGS:
-            raw = self.get_starttag_text()
-            if raw is not None:
-                line, col = self.getpos()
-                self.found.append((line, col, raw))
-
-    handle_startendtag = handle_starttag
+# One left-to-right scan. Comments (incl. Outlook conditional comments), CDATA sections and
+# the raw-text elements (script, style, textarea, title) are consumed whole, so an `<a href>`
+# inside them is never seen; quoted attribute values may contain `>`.
+_SCAN = re.compile(
+    r"""
+      <!--.*?(?:-->|\Z)
+    | <!\[CDATA\[.*?(?:\]\]>|\Z)
+    | <(?P<raw>script|style|textarea|title)\b(?:[^>"']|"[^"]*"|'[^']*')*>.*?(?:</(?P=raw)\s*>|\Z)
+    | (?P<link><(?:a|area)(?=[\s/>])(?:[^>"']|"[^"]*"|'[^']*')*>)
+    | </?[a-zA-Z][^\s/>]*(?:[^>"']|"[^"]*"|'[^']*')*>
+    """,
+    re.S | re.I | re.X,
+)
 
 
 def _rewrite_tag(raw: str, replace: Callable[[str], str | None]) -> str:
@@ -139,11 +137,6 @@ def rewrite_links(
     ``shorten`` is called once per distinct URL and returns the tracked URL (it stores the
     URL it was given: the redirect only ever goes to stored URLs).
     """
-    finder = _LinkFinder()
-    finder.feed(html)
-    finder.close()
-    if not finder.found:
-        return html
     skip = set(skip_urls)
     cache: dict[str, str] = {}
 
@@ -154,18 +147,19 @@ def rewrite_links(
             cache[url] = shorten(add_utm(url, utm))
         return cache[url]
 
-    line_starts = [0]
-    for match in re.finditer("\n", html):
-        line_starts.append(match.end())
     out: list[str] = []
     last = 0
-    for line, col, raw in finder.found:
-        start = line_starts[line - 1] + col
-        if html[start : start + len(raw)] != raw:  # defensive: never splice blindly
+    for match in _SCAN.finditer(html):
+        raw = match.group("link")
+        if raw is None:
             continue
-        out.append(html[last:start])
-        out.append(_rewrite_tag(raw, replace))
-        last = start + len(raw)
+        new = _rewrite_tag(raw, replace)
+        if new is not raw:
+            out.append(html[last : match.start()])
+            out.append(new)
+            last = match.end()
+    if not out:
+        return html
     out.append(html[last:])
     return "".join(out)
 

@@ -36,10 +36,19 @@ from typing import Any, Literal
 
 import css_inline
 import html2text
-from jinja2 import ChainableUndefined, Template, TemplateSyntaxError, Undefined, nodes
+from jinja2 import (
+    ChainableUndefined,
+    Template,
+    TemplateSyntaxError,
+    Undefined,
+    nodes,
+    pass_eval_context,
+)
 from jinja2 import filters as jinja_filters
 from jinja2 import tests as jinja_tests
+from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateError
+from jinja2.nodes import EvalContext
 from jinja2.runtime import Context, LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from markupsafe import Markup
@@ -56,6 +65,7 @@ LOOP_ATTRIBUTES: frozenset[str] = frozenset(
 MAX_OUTPUT_CHARS = 2_000_000
 MAX_SEQUENCE_PRODUCT = 100_000
 MAX_EXPONENT = 100
+MAX_INT_BITS = 4096
 _UNSUPPORTED_TAGS: dict[type[nodes.Node], str] = {
     nodes.Macro: "macro",
     nodes.CallBlock: "call",
@@ -232,6 +242,33 @@ def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
     return value
 
 
+def _bounded(value: Any) -> Any:
+    if isinstance(value, str | list | tuple) and len(value) > MAX_SEQUENCE_PRODUCT * 10:
+        raise SecurityError("value too large")
+    return value
+
+
+@pass_eval_context
+def _replace(eval_ctx: EvalContext, value: Any, old: Any, new: Any, count: int | None = None) -> Any:
+    """Jinja's ``replace``, refusing results larger than the sandbox allows."""
+    text, old_s, new_s = str(value), str(old), str(new)
+    occurrences = text.count(old_s) if old_s else len(text) + 1
+    if count is not None:
+        occurrences = min(occurrences, int(count))
+    if len(text) + occurrences * (len(new_s) - len(old_s)) > MAX_SEQUENCE_PRODUCT * 10:
+        raise SecurityError("replace result too large")
+    return jinja_filters.do_replace(eval_ctx, value, old, new, count)
+
+
+class _BoundedCodeGenerator(CodeGenerator):
+    """Wraps every ``~`` concatenation in a size check (the sandbox cannot intercept it)."""
+
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.nurture_bounded(")
+        super().visit_Concat(node, frame)
+        self.write(")")
+
+
 def _date(value: Any, fmt: str = "%Y-%m-%d") -> Any:
     if isinstance(value, datetime | date):
         return value.strftime(fmt)
@@ -258,7 +295,7 @@ _FILTERS: dict[str, Callable[..., Any]] = {
     "title": jinja_filters.FILTERS["title"],
     "trim": jinja_filters.FILTERS["trim"],
     "truncate": jinja_filters.FILTERS["truncate"],
-    "replace": jinja_filters.FILTERS["replace"],
+    "replace": _replace,
     "round": jinja_filters.FILTERS["round"],
     "striptags": jinja_filters.FILTERS["striptags"],
     "string": jinja_filters.FILTERS["string"],
@@ -277,7 +314,8 @@ _SEQUENCES = (str, list, tuple, Markup)
 class EmailSandbox(ImmutableSandboxedEnvironment):
     """The sandbox: no calls, attributes only on record proxies and loop, bounded operators."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+    code_generator_class = _BoundedCodeGenerator
 
     def __init__(self, *, autoescape: bool) -> None:
         super().__init__(autoescape=autoescape, undefined=ChainableUndefined)
@@ -322,17 +360,33 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
     def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:  # noqa: N805
         raise SecurityError("calling functions or methods is not allowed in templates")
 
+    @staticmethod
+    def nurture_bounded(value: Any) -> Any:
+        return _bounded(value)
+
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        """Arithmetic with bounded results: no huge strings, lists or integers."""
+        both_int = isinstance(left, int) and isinstance(right, int)
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
                 raise SecurityError(f"exponent larger than {MAX_EXPONENT}")
+            if both_int and abs(left).bit_length() * abs(right) > MAX_INT_BITS:
+                raise SecurityError("number too large")
             return left**right
         if operator == "*":
             for seq, times in ((left, right), (right, left)):
                 if isinstance(seq, _SEQUENCES) and isinstance(times, int):
                     if len(seq) * times > MAX_SEQUENCE_PRODUCT:
                         raise SecurityError("repeated value too large")
+            if both_int and abs(left).bit_length() + abs(right).bit_length() > MAX_INT_BITS:
+                raise SecurityError("number too large")
             return left * right
+        if operator == "%":
+            if isinstance(left, str):
+                raise SecurityError("'%' string formatting is not allowed in templates")
+            return left % right
+        if operator == "+":
+            return _bounded(left + right)
         return super().call_binop(context, operator, left, right)
 
 
@@ -450,11 +504,19 @@ class _Checker:
             inner = dict(scope)
             if iterated.kind == "records":
                 self.bind(node.target, _Binding("record", iterated.model), inner)
-            elif iterated.kind in ("record", "loop"):
-                self.error(node.iter, "only a to-many field (a list of records) can be looped over",
-                           r"\bin\b")
-                self.bind(node.target, _VALUE, inner)
             else:
+                # Only data-bounded loops: to-many fields, or a literal list written out in
+                # the template (no `[1] * 100000`, no looping over a string's characters).
+                literal = isinstance(node.iter, nodes.List | nodes.Tuple) and all(
+                    isinstance(item, nodes.Const) for item in node.iter.items
+                )
+                if not literal:
+                    self.error(
+                        node.iter,
+                        "only a to-many field (a list of records) or a literal list can be "
+                        "looped over",
+                        r"\bin\b\s*(\S)",
+                    )
                 self.bind(node.target, _VALUE, inner)
             inner["loop"] = _Binding("loop")
             if node.test is not None:
@@ -552,7 +614,7 @@ class _Checker:
             return _VALUE
         if isinstance(node, nodes.Filter):
             base = self.expr(node.node, scope) if node.node is not None else _VALUE
-            self._args(node, scope)
+            self._args(node, scope, base)
             if node.name in ("first", "last") and base.kind == "records":
                 return _Binding("record", base.model)
             if node.name in ("default", "d") and base.kind == "record":
@@ -572,11 +634,24 @@ class _Checker:
             self.expr(child, scope)
         return _VALUE
 
-    def _args(self, node: nodes.Filter | nodes.Test, scope: dict[str, _Binding]) -> None:
+    def _args(
+        self, node: nodes.Filter | nodes.Test, scope: dict[str, _Binding], base: _Binding = _VALUE
+    ) -> None:
         for arg in node.args:
             self.expr(arg, scope)
         for kwarg in node.kwargs:
             self.expr(kwarg.value, scope)
+            if kwarg.key == "attribute":  # join(attribute='name') reads a field of each record
+                value = kwarg.value
+                if not (isinstance(value, nodes.Const) and isinstance(value.value, str)):
+                    self.error(node, "attribute= must be a field name in quotes", r"attribute")
+                elif base.kind == "records" and base.model is not None:
+                    for part in value.value.split("."):
+                        base = self.attr(_Binding("record", base.model), part, node)
+                        if base.kind != "record":
+                            break
+                else:
+                    self.error(node, "attribute= can only be used on a list of records", r"attribute")
         for dyn in (node.dyn_args, node.dyn_kwargs):
             if dyn is not None:
                 self.error(node, "*args / **kwargs are not allowed in templates")
@@ -725,7 +800,11 @@ class CompiledTemplate:
         values["record"] = RecordProxy(self.registry, self.model, record)
         subject = _one_line(self._run(self.subject, values, "subject"))
         preview = _one_line(self._run(self.preview, values, "preview"))
-        html = inline_css(self._run(self.html, values, "html"))
+        body = self._run(self.html, values, "html")
+        try:
+            html = inline_css(body)
+        except Exception as exc:  # css-inline raises on input it cannot handle
+            raise TemplateRenderError(f"html: CSS inlining failed: {exc}") from None
         if link_rewriter is not None:
             html = link_rewriter(html)
         text = html_to_text(html)

@@ -28,6 +28,8 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import random
 import smtplib
 import ssl
@@ -73,7 +75,7 @@ class Transport(Protocol):
     name: str
 
     def send(
-        self, message: EmailMessage, *, envelope_from: str, recipients: Sequence[str]
+        self, message: EmailMessage | bytes, *, envelope_from: str, recipients: Sequence[str]
     ) -> SendResult: ...
 
     def close(self) -> None: ...
@@ -114,13 +116,25 @@ def should_retry(attempt: int, max_attempts: int = MAX_ATTEMPTS) -> bool:
 # --------------------------------------------------------------------------- memory outbox
 
 
+def wire_bytes(message: EmailMessage | bytes, *, utf8: bool = False) -> bytes:
+    """What goes after DATA: the bytes as given, or the message serialised with CRLF."""
+    if isinstance(message, bytes):
+        return message
+    return message.as_bytes(policy=POLICY.clone(utf8=True) if utf8 else POLICY)
+
+
 @dataclass(frozen=True)
 class OutboxEntry:
     envelope_from: str
     recipients: tuple[str, ...]
-    message: EmailMessage
     raw: bytes
     sent_at: datetime
+
+    @property
+    def message(self) -> EmailMessage:
+        parsed = email.message_from_bytes(self.raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
 
 
 class MemoryOutbox:
@@ -133,15 +147,14 @@ class MemoryOutbox:
         self.entries: list[OutboxEntry] = []
 
     def send(
-        self, message: EmailMessage, *, envelope_from: str, recipients: Sequence[str]
+        self, message: EmailMessage | bytes, *, envelope_from: str, recipients: Sequence[str]
     ) -> SendResult:
         if not recipients:
             return SendResult(Outcome.PERMANENT, "no recipients")
         entry = OutboxEntry(
             envelope_from=envelope_from,
             recipients=tuple(recipients),
-            message=message,
-            raw=message.as_bytes(policy=POLICY),
+            raw=wire_bytes(message),
             sent_at=datetime.now(UTC),
         )
         with self._lock:
@@ -351,12 +364,13 @@ class SmtpTransport:
 
     # sending -----------------------------------------------------------------------
     def send(
-        self, message: EmailMessage, *, envelope_from: str, recipients: Sequence[str]
+        self, message: EmailMessage | bytes, *, envelope_from: str, recipients: Sequence[str]
     ) -> SendResult:
+        """Send ``message`` (wire bytes as built by :mod:`.mime`, or an EmailMessage)."""
         if not recipients:
             return SendResult(Outcome.PERMANENT, "no recipients")
         international = not all(a.isascii() for a in (envelope_from, *recipients))
-        raw = message.as_bytes(policy=POLICY.clone(utf8=True) if international else POLICY)
+        raw = wire_bytes(message, utf8=international)
         result = SendResult(Outcome.TEMPORARY, "not attempted")
         for _try in range(2):
             try:

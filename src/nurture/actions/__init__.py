@@ -1,0 +1,76 @@
+"""Server actions (SPEC §8): the built-in kinds and plugins, registered with the engine.
+
+Importing this package registers every kind's handler with
+:func:`nurture.engine.executors.register_action_handler` and loads the installed plugins
+(entry-point group ``nurture.actions``, see :mod:`.plugins`).
+
+Built-in kinds (one module each; payload formats in their docstrings):
+
+* ``update_record`` — set fields, add/remove tags (the engine's handler);
+* ``add_to_list`` / ``remove_from_list`` — :mod:`.mailing_list`;
+* ``crm_activity`` — a to-do, call or meeting for a user taken from a field: :mod:`.crm_activity`;
+* ``create_record`` — e.g. a lead from a contact, with a field mapping: :mod:`.create_record`;
+* ``blacklist`` — the record's email and/or phone numbers: :mod:`.blacklist`;
+* ``webhook`` — a signed JSON POST, private addresses refused: :mod:`.webhook`;
+* ``multi`` — several actions in order: :mod:`.multi`.
+
+Save-time validation: :func:`validate_action` (model, action type, payload) → the payload to
+store, or :class:`~nurture.errors.ValidationError` naming the field. Not here yet: sending a
+transactional email or SMS (it needs the message tables).
+"""
+
+from __future__ import annotations
+
+from nurture.actions import (
+    blacklist,
+    create_record,
+    crm_activity,
+    mailing_list,
+    multi,
+    update_record,
+    webhook,
+)
+from nurture.actions.base import (
+    ActionFailed,
+    ActionKind,
+    ActionSkipped,
+    action_types,
+    get_kind,
+    kinds,
+    run_per_record,
+    validate_action,
+)
+from nurture.actions.plugins import load_plugins
+
+BUILTIN_TYPES: tuple[str, ...] = (
+    "update_record",
+    "add_to_list",
+    "remove_from_list",
+    "crm_activity",
+    "create_record",
+    "blacklist",
+    "webhook",
+    "multi",
+)
+
+PLUGIN_REPORT = load_plugins()
+
+__all__ = [
+    "BUILTIN_TYPES",
+    "PLUGIN_REPORT",
+    "ActionFailed",
+    "ActionKind",
+    "ActionSkipped",
+    "action_types",
+    "blacklist",
+    "create_record",
+    "crm_activity",
+    "get_kind",
+    "kinds",
+    "mailing_list",
+    "multi",
+    "run_per_record",
+    "update_record",
+    "validate_action",
+    "webhook",
+]

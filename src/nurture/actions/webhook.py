@@ -1,0 +1,383 @@
+"""Send a webhook (``webhook``): one signed JSON POST per record.
+
+Payload::
+
+    {"url": "https://crm.example.com/hooks/nurture",
+     "secret": "a shared secret",     # optional: signs the body (default: NURTURE_SECRET_KEY)
+     "fields": ["name", "email"],     # optional: the record fields to send (default: all)
+     "timeout": 10,                   # seconds per attempt (1–30)
+     "retries": 2}                    # extra attempts on network errors, 429 and 5xx (0–5)
+
+Body (``Content-Type: application/json``)::
+
+    {"event": "nurture.server_action",
+     "delivery": "<trace id>",
+     "sent_at": "2026-01-05T09:00:00Z",
+     "campaign": {"id": 1, "name": "Welcome"},
+     "activity": {"id": 4, "name": "Notify CRM"},
+     "action": {"id": 2, "name": "Push to CRM"},
+     "trace": {"id": 99, "participant_id": 12, "is_test": false},
+     "model": "contact",
+     "record": {"id": 7, "name": "Ann", "email": "ann@example.com",
+                "salesperson": {"id": 3, "name": "Bob"},
+                "tags": [{"id": 1, "name": "Hot"}], "created_at": "2026-01-02T10:00:00", …}}
+
+Headers: ``X-Nurture-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes, keyed with
+the secret>``, ``X-Nurture-Delivery: <trace id>`` (the same for every retry: a receiver
+de-duplicates on it), ``X-Nurture-Event: server_action``.
+
+Any 2xx answer is success. Network errors, timeouts, 429 and 5xx are retried with
+exponential backoff (``Retry-After`` honoured, at most 10 s); other answers (including
+redirects, which are never followed) fail the record's trace with the status.
+
+Address safety: the host is resolved and *every* address it resolves to must be public;
+loopback, private (RFC 1918, unique-local), link-local (cloud metadata), carrier-grade NAT,
+multicast, reserved and unspecified addresses are refused unless
+``NURTURE_WEBHOOK_ALLOW_PRIVATE`` is true. The connection then goes to the vetted address
+(the name is not resolved a second time, so a DNS answer cannot change in between), with
+the original host name in ``Host`` and for TLS certificate checking.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import http.client
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from nurture.actions.base import (
+    ActionFailed,
+    check_keys,
+    int_value,
+    payload_of,
+    register_kind,
+    run_per_record,
+    text_value,
+)
+from nurture.campaigns.models import ServerAction
+from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome
+from nurture.errors import ValidationError
+from nurture.records.catalog import REGISTRY
+from nurture.records.registry import ModelDef, RegistryError
+
+MAX_TIMEOUT = 30
+MAX_RETRIES = 5
+MAX_BACKOFF = 10.0
+USER_AGENT = "nurture-webhook/1"
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: swapped by tests: ``resolve(host, port) -> [ip text]`` and ``sleep(seconds)``
+Resolver = Callable[[str, int], list[str]]
+
+
+def system_resolve(host: str, port: int) -> list[str]:
+    infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+resolve: Resolver = system_resolve
+sleep: Callable[[float], None] = time.sleep
+
+
+class WebhookRefused(ActionFailed):
+    """The URL points at an address webhooks may not reach."""
+
+
+def allow_private(environ: Mapping[str, str] | None = None) -> bool:
+    value = (environ if environ is not None else os.environ).get("NURTURE_WEBHOOK_ALLOW_PRIVATE", "")
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def is_public(ip: IPAddress) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped or ip.sixtofour
+        if mapped is not None:
+            return is_public(mapped)
+        if ip.teredo is not None:
+            return False
+    return not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or not ip.is_global
+    )
+
+
+def check_addresses(host: str, addresses: list[str], *, allowed_private: bool) -> str:
+    """The address to connect to, once every address of ``host`` is acceptable."""
+    if not addresses:
+        raise WebhookRefused(f"webhook host {host!r} does not resolve")
+    parsed: list[IPAddress] = []
+    for text in addresses:
+        try:
+            parsed.append(ipaddress.ip_address(text.split("%", 1)[0]))
+        except ValueError:
+            raise WebhookRefused(f"webhook host {host!r} resolved to {text!r}") from None
+    if not allowed_private:
+        for ip in parsed:
+            if not is_public(ip):
+                raise WebhookRefused(
+                    f"webhook refused: {host} resolves to the non-public address {ip} "
+                    "(set NURTURE_WEBHOOK_ALLOW_PRIVATE=true to allow private addresses)"
+                )
+    return str(parsed[0])
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def _check_url(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError("url is required", field="url")
+    url = value.strip()
+    if len(url) > 2000:
+        raise ValidationError("url is longer than 2000 characters", field="url")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise ValidationError(f"url: {exc}", field="url") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValidationError("url must be an http:// or https:// URL with a host", field="url")
+    if parts.username or parts.password:
+        raise ValidationError("url: put credentials in the secret, not in the URL", field="url")
+    del port
+    if not allow_private():
+        host = parts.hostname
+        try:
+            literal: IPAddress | None = ipaddress.ip_address(host)
+        except ValueError:
+            literal = None
+        if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+            literal = ipaddress.ip_address("127.0.0.1")
+        if literal is not None and not is_public(literal):
+            raise ValidationError(
+                f"url: {host} is not a public address (set NURTURE_WEBHOOK_ALLOW_PRIVATE=true "
+                "to allow private addresses)",
+                field="url",
+            )
+    return url
+
+
+def validate_payload(model: str, payload: Mapping[str, Any]) -> dict[str, Any]:
+    check_keys(payload, {"url", "secret", "fields", "timeout", "retries"})
+    mdef = REGISTRY.target(model)
+    url = _check_url(payload.get("url"))
+    secret = text_value(payload, "secret", max_length=500)
+    fields = payload.get("fields")
+    if fields is not None:
+        if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+            raise ValidationError("fields takes a list of field names", field="fields")
+        for name in fields:
+            try:
+                fdef = mdef.field(name)
+            except RegistryError as exc:
+                raise ValidationError(str(exc.args[0]), field="fields") from None
+            if fdef.type == "one2many":
+                raise ValidationError(f"fields: {name!r} cannot be sent", field="fields")
+        fields = list(dict.fromkeys(fields))
+    timeout = int_value(payload, "timeout", default=10, minimum=1, maximum=MAX_TIMEOUT)
+    retries = int_value(payload, "retries", default=2, minimum=0, maximum=MAX_RETRIES)
+    return {"url": url, "secret": secret, "fields": fields, "timeout": timeout, "retries": retries}
+
+
+# --------------------------------------------------------------------------- body
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
+
+
+def record_data(model: ModelDef, record: Any, fields: list[str] | None = None) -> dict[str, Any]:
+    """The record's registered fields as JSON values (relations as ``{"id", "name"}``)."""
+    out: dict[str, Any] = {"id": int(record.id)}
+    names = fields if fields is not None else list(model.fields)
+    for name in names:
+        fdef = model.fields.get(name)
+        if fdef is None or fdef.type == "one2many":
+            continue
+        value = getattr(record, name, None)
+        if fdef.type == "many2one":
+            target = REGISTRY.get(fdef.relation) if fdef.relation else None
+            out[name] = (
+                None
+                if value is None
+                else {"id": int(value.id), "name": _json_value(getattr(value, target.rec_name, None)) if target else None}
+            )
+        elif fdef.type == "many2many":
+            target = REGISTRY.get(fdef.relation) if fdef.relation else None
+            out[name] = [
+                {"id": int(v.id), "name": _json_value(getattr(v, target.rec_name, None)) if target else None}
+                for v in value or ()
+            ]
+        else:
+            out[name] = _json_value(value)
+    return out
+
+
+def build_body(
+    batch: ExecutionBatch, action: ServerAction, trace: DueTrace, record: Any, fields: list[str] | None
+) -> bytes:
+    model = REGISTRY.get(action.model)
+    data = {
+        "event": "nurture.server_action",
+        "delivery": str(trace.id),
+        "sent_at": batch.now.replace(microsecond=0).isoformat() + "Z",
+        "campaign": {"id": batch.campaign.id, "name": batch.campaign.name},
+        "activity": {"id": batch.activity.id, "name": batch.activity.name},
+        "action": {"id": action.id, "name": action.name},
+        "trace": {"id": trace.id, "participant_id": trace.participant_id, "is_test": trace.is_test},
+        "model": action.model,
+        "record": record_data(model, record, fields),
+    }
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def sign(body: bytes, secret: str) -> str:
+    """The ``X-Nurture-Signature`` value of ``body``."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+def _default_secret() -> str:
+    key = os.environ.get("NURTURE_SECRET_KEY", "")
+    if key:
+        return key
+    from nurture.config import load_settings
+
+    return load_settings().secret_key
+
+
+# --------------------------------------------------------------------------- transport
+
+
+class _PinnedHTTP(http.client.HTTPConnection):
+    def __init__(self, host: str, port: int, ip: str, timeout: float) -> None:
+        super().__init__(host, port, timeout=timeout)
+        self._ip = ip
+
+    def connect(self) -> None:
+        self.sock = socket.create_connection((self._ip, self.port), self.timeout)
+
+
+class _PinnedHTTPS(http.client.HTTPSConnection):
+    def __init__(self, host: str, port: int, ip: str, timeout: float) -> None:
+        self._tls = ssl.create_default_context()
+        super().__init__(host, port, timeout=timeout, context=self._tls)
+        self._ip = ip
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._ip, self.port), self.timeout)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+
+
+@dataclass(frozen=True)
+class _Answer:
+    status: int
+    text: str
+    retry_after: str | None
+
+
+def _post_once(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> _Answer:
+    parts = urllib.parse.urlsplit(url)
+    assert parts.hostname is not None
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    ip = check_addresses(parts.hostname, resolve(parts.hostname, port), allowed_private=allow_private())
+    conn_cls = _PinnedHTTPS if parts.scheme == "https" else _PinnedHTTP
+    conn = conn_cls(parts.hostname, port, ip, timeout)
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    try:
+        conn.request("POST", path, body=body, headers=dict(headers))
+        response = conn.getresponse()
+        text = response.read(2048).decode("utf-8", "replace")
+        return _Answer(response.status, text, response.getheader("Retry-After"))
+    finally:
+        conn.close()
+
+
+def _delay(attempt: int, retry_after: str | None) -> float:
+    delay = 0.5 * (2 ** (attempt - 1))
+    if retry_after:
+        try:
+            delay = max(delay, float(retry_after))
+        except ValueError:
+            pass
+    return float(min(delay, MAX_BACKOFF))
+
+
+def deliver(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float, retries: int) -> int:
+    """POST until a 2xx answer (its status) or raise :class:`ActionFailed` with the reason."""
+    attempts = retries + 1
+    reason = ""
+    for attempt in range(1, attempts + 1):
+        retry_after: str | None = None
+        try:
+            answer = _post_once(url, body, headers, timeout)
+        except WebhookRefused:
+            raise
+        except (OSError, http.client.HTTPException) as exc:
+            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        else:
+            if 200 <= answer.status < 300:
+                return answer.status
+            snippet = " ".join(answer.text.split())[:200]
+            reason = f"HTTP {answer.status}" + (f": {snippet}" if snippet else "")
+            if not (answer.status == 429 or answer.status >= 500):
+                if 300 <= answer.status < 400:
+                    reason += " (redirects are not followed)"
+                raise ActionFailed(f"Webhook failed: {reason}")
+            retry_after = answer.retry_after
+        if attempt < attempts:
+            sleep(_delay(attempt, retry_after))
+    raise ActionFailed(f"Webhook failed after {attempts} attempt(s): {reason}")
+
+
+def send_webhook(batch: ExecutionBatch, action: ServerAction) -> dict[int, Outcome]:
+    payload = payload_of(action)
+    url = str(payload.get("url") or "")
+    fields = payload.get("fields")
+    timeout = float(payload.get("timeout") or 10)
+    raw_retries = payload.get("retries")
+    retries = int(raw_retries) if isinstance(raw_retries, int) else 2
+    try:
+        _check_url(url)
+        secret = str(payload.get("secret") or "") or _default_secret()
+    except Exception as exc:
+        message = exc.message if isinstance(exc, ValidationError) else str(exc)
+        return {t.id: Outcome("error", f"Webhook refused: {message}") for t in batch.traces}
+
+    def step(record: Any, trace: DueTrace) -> None:
+        body = build_body(batch, action, trace, record, fields)
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Nurture-Signature": sign(body, secret),
+            "X-Nurture-Delivery": str(trace.id),
+            "X-Nurture-Event": "server_action",
+        }
+        deliver(url, body, headers, timeout=timeout, retries=retries)
+
+    return run_per_record(batch, action, step)
+
+
+register_kind("webhook", label="Send a webhook", validate=validate_payload, run=send_webhook)

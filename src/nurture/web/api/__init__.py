@@ -1,0 +1,68 @@
+"""The REST API under ``/api/v1`` (SPEC §10): one module per resource.
+
+Every route requires an authenticated user (``Authorization: Bearer <token>`` or the UI's
+session cookie, in which case state-changing calls need the CSRF token) and checks the
+user's role for the operation. Errors have one shape, ``{"error": {"code", "message",
+"field"}}`` (see :mod:`.errors`).
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.security import HTTPBearer
+
+from nurture.web.api import (
+    blacklists,
+    campaigns,
+    lists,
+    participants,
+    records,
+    server_actions,
+    tags,
+    templates,
+    testmode,
+    users,
+)
+from nurture.web.api.errors import install_api_errors
+from nurture.web.security import csrf_protect, current_user
+
+API_PREFIX = "/api/v1"
+
+#: documents the scheme in OpenAPI; authentication itself is :func:`current_user`
+bearer = HTTPBearer(
+    auto_error=False,
+    bearerFormat="nrt_<id>_<secret>",
+    description="An API token from `nurture token create --user <login>`.",
+)
+
+
+def api_router() -> APIRouter:
+    router = APIRouter(
+        prefix=API_PREFIX,
+        dependencies=[Depends(bearer), Depends(current_user), Depends(csrf_protect)],
+    )
+    for module_router in (
+        records.router,
+        tags.router,
+        lists.router,
+        blacklists.router,
+        campaigns.router,
+        testmode.router,
+        participants.router,
+        server_actions.router,
+        templates.router,
+        users.users_router,
+        users.me_router,
+        users.audit_router,
+    ):
+        router.include_router(module_router)
+    return router
+
+
+def install_api(app: FastAPI) -> None:
+    """Mount the API and its error bodies (after ``install_security``)."""
+    app.include_router(api_router())
+    install_api_errors(app)
+
+
+__all__ = ["API_PREFIX", "api_router", "install_api"]

@@ -1,0 +1,478 @@
+"""Business records of every registered model: ``/api/v1/records/{model}``.
+
+Generic over the model registry: a newly registered model is served without further code.
+Values are the record services' (many2one as the related id, to-many as lists of ids);
+lists are filtered with the filter language (``?filter=`` as JSON or Odoo text).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import queue
+import threading
+from collections.abc import Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Depends, File, Form, Query, Response, UploadFile
+from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from nurture import audience
+from nurture.errors import NotFound, ValidationError
+from nurture.records import csv_io
+from nurture.records import service as records
+from nurture.records.catalog import REGISTRY
+from nurture.records.registry import ModelDef
+from nurture.web.api.common import (
+    AUTH_ERRORS,
+    CONFLICT,
+    NOT_FOUND,
+    Cursor,
+    Db,
+    Id,
+    Limit,
+    Now,
+    Offset,
+    Page,
+    ReadSession,
+    WriteSession,
+    check,
+    get_db,
+    paginate,
+    utc_values,
+)
+from nurture.web.security import CurrentUser, current_user
+
+#: models served here; users have their own admin-only routes
+EXCLUDED_MODELS = frozenset({"user"})
+#: permission resource of each model (default "records")
+RESOURCE_OF_MODEL = {"tag": "tags", "mailing_list": "lists", "mailing_subscription": "lists"}
+MAX_FILTER = 20_000
+
+Record = dict[str, Any]
+
+
+def served_models() -> list[str]:
+    return [name for name in REGISTRY.models if name not in EXCLUDED_MODELS]
+
+
+def target_models() -> list[str]:
+    return [m.name for m in REGISTRY.targets()]
+
+
+ModelName = Annotated[
+    str,
+    PathParam(
+        description="A registered model (contact, lead, mailing_contact, …).",
+        json_schema_extra={"enum": served_models()},
+    ),
+]
+TargetName = Annotated[
+    str,
+    PathParam(
+        description="A campaign target model.", json_schema_extra={"enum": target_models()}
+    ),
+]
+FilterParam = Annotated[
+    str | None,
+    Query(
+        alias="filter",
+        max_length=MAX_FILTER,
+        description=(
+            'A domain as JSON (`[["email", "ilike", "@example.com"]]`) or Odoo text '
+            "(`[('email', '!=', False)]`)."
+        ),
+    ),
+]
+IncludeArchived = Annotated[
+    bool, Query(description="Also list archived records (active = false).")
+]
+User = Annotated[CurrentUser, Depends(current_user)]
+
+router = APIRouter(prefix="/records", tags=["records"], responses={**AUTH_ERRORS, **NOT_FOUND})
+
+
+def resolve_model(name: str, user: CurrentUser, verb: str) -> ModelDef:
+    """The registered model ``name`` after checking ``user`` may ``verb`` it (404 / 403)."""
+    if name in EXCLUDED_MODELS or name not in REGISTRY.models:
+        raise NotFound(
+            f"unknown model {name!r} (known: {', '.join(served_models())})", field="model"
+        )
+    check(user, f"{RESOURCE_OF_MODEL.get(name, 'records')}.{verb}")
+    return REGISTRY.get(name)
+
+
+def resolve_target(name: str, user: CurrentUser, verb: str) -> ModelDef:
+    mdef = resolve_model(name, user, verb)
+    if not mdef.is_target:
+        raise NotFound(
+            f"{name!r} is not a campaign target (targets: {', '.join(target_models())})",
+            field="model",
+        )
+    return mdef
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def read_many(session: Session, mdef: ModelDef, ids: list[int]) -> list[Record]:
+    """Records as the record service reads them, loading to-many relations in one pass."""
+    if not ids:
+        return []
+    loaders = [selectinload(getattr(mdef.orm, f.name)) for f in mdef.fields.values() if f.is_to_many]
+    session.scalars(select(mdef.orm).where(mdef.orm.id.in_(ids)).options(*loaders)).all()
+    return [utc_values(records.read_record(session=session, model=mdef, record_id=i)) for i in ids]
+
+
+def read_one(session: Session, mdef: ModelDef, record_id: int) -> Record:
+    return utc_values(records.read_record(session=session, model=mdef, record_id=record_id))
+
+
+def list_records(
+    session: Session,
+    mdef: ModelDef,
+    *,
+    now: Any,
+    domain: str | list[Any] | None,
+    include_archived: bool,
+    limit: int,
+    cursor: str | None,
+    offset: int | None,
+    with_total: bool,
+) -> Page[Record]:
+    condition = audience.compile_domain(mdef.name, domain, now=now)
+    active = audience.active_condition(mdef.name, include_archived=include_archived)
+    stmt = select(mdef.orm).where(condition, active)
+    rows, next_cursor = paginate(
+        session, stmt, mdef.orm.id, limit=limit, cursor=cursor, offset=offset
+    )
+    total = None
+    if with_total:
+        total = int(
+            session.scalar(select(func.count()).select_from(mdef.orm).where(condition, active))
+            or 0
+        )
+    items = read_many(session, mdef, [int(r.id) for r in rows])
+    return Page[Record](items=items, next_cursor=next_cursor, total=total)
+
+
+def _empty_filter(value: str | None) -> str | None:
+    return None if value is None or not value.strip() else value
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+class CountResult(BaseModel):
+    model: str
+    count: int = Field(description="Records matching the filter (#records).")
+
+
+class FieldInfo(BaseModel):
+    name: str
+    label: str
+    type: str
+    relation: str | None = None
+    operators: list[str]
+    selection: list[str]
+
+
+class RowErrorOut(BaseModel):
+    line: int = Field(description="Line of the file where the row starts (header: line 1).")
+    field: str | None
+    message: str
+
+
+class ImportReport(BaseModel):
+    model: str
+    rows: int
+    created: int
+    updated: int
+    error_count: int
+    errors: list[RowErrorOut] = Field(description="The first 1000 row errors.")
+    ignored_columns: list[str]
+
+
+class RecordIds(BaseModel):
+    ids: list[Annotated[int, Field(ge=1, le=2_147_483_647)]] = Field(min_length=1, max_length=1000)
+
+
+# --------------------------------------------------------------------------- routes
+
+
+@router.get("/{model}", summary="List records (filtered, paginated)")
+def list_route(
+    model: ModelName,
+    user: User,
+    session: ReadSession,
+    now: Now,
+    filter_: FilterParam = None,
+    include_archived: IncludeArchived = False,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    offset: Offset = None,
+    with_total: Annotated[bool, Query(description="Also count all matching rows.")] = False,
+) -> Page[Record]:
+    mdef = resolve_model(model, user, "read")
+    return list_records(
+        session,
+        mdef,
+        now=now,
+        domain=_empty_filter(filter_),
+        include_archived=include_archived,
+        limit=limit,
+        cursor=cursor,
+        offset=offset,
+        with_total=with_total,
+    )
+
+
+@router.post("/{model}", status_code=201, summary="Create a record", responses=CONFLICT)
+def create_route(
+    model: ModelName,
+    user: User,
+    session: WriteSession,
+    now: Now,
+    values: Annotated[
+        dict[str, Any],
+        Body(description="Field values; many2one as an id, to-many as ids (tags also by name)."),
+    ],
+) -> Record:
+    mdef = resolve_model(model, user, "write")
+    record_id = records.create_record(session=session, model=mdef, values=values, now=now)
+    return read_one(session, mdef, record_id)
+
+
+@router.get("/{model}/count", summary="Count the records matching a filter (#records)")
+def count_route(
+    model: ModelName,
+    user: User,
+    session: ReadSession,
+    now: Now,
+    filter_: FilterParam = None,
+    include_archived: IncludeArchived = False,
+) -> CountResult:
+    mdef = resolve_model(model, user, "read")
+    count = audience.count_matching(
+        session, mdef.name, _empty_filter(filter_), now=now, include_archived=include_archived
+    )
+    return CountResult(model=mdef.name, count=count)
+
+
+@router.get("/{model}/fields", summary="Fields the filter editor offers for a model")
+def fields_route(model: ModelName, user: User) -> list[FieldInfo]:
+    mdef = resolve_model(model, user, "read")
+    return [FieldInfo(**entry) for entry in audience.fields_for_ui(mdef.name)]
+
+
+@router.post(
+    "/{model}/import",
+    summary="Import a CSV file (per-row error report)",
+    responses=CONFLICT,
+)
+def import_route(
+    model: TargetName,
+    user: User,
+    db: Db,
+    now: Now,
+    file: Annotated[UploadFile, File(description="CSV with a header row (UTF-8).")],
+    upsert_by: Annotated[
+        str | None, Form(max_length=64, description="Update records with this field's value.")
+    ] = None,
+    mapping: Annotated[
+        str | None,
+        Form(max_length=10_000, description='JSON object: CSV header → field name ("" skips).'),
+    ] = None,
+    subscribe_list: Annotated[
+        str | None,
+        Form(max_length=200, description="mailing_contact: subscribe every row to this list."),
+    ] = None,
+) -> ImportReport:
+    mdef = resolve_target(model, user, "write")
+    columns: dict[str, str] | None = None
+    if mapping:
+        try:
+            parsed = json.loads(mapping)
+        except ValueError:
+            parsed = None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in parsed.items()
+        ):
+            raise ValidationError(
+                "mapping: expected a JSON object of column header → field name", field="mapping"
+            )
+        columns = parsed
+    raw = file.file.read()
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            f"the file is not UTF-8 text (byte {exc.start})", field="file"
+        ) from None
+    if "\x00" in text:
+        raise ValidationError("the file contains NUL bytes; expected CSV text", field="file")
+    result = csv_io.import_csv(
+        db=db,
+        model=mdef.name,
+        source=io.StringIO(text, newline=""),
+        now=now,
+        mapping=columns,
+        upsert_by=upsert_by or None,
+        subscribe_list=subscribe_list or None,
+    )
+    return ImportReport(
+        model=result.model,
+        rows=result.rows,
+        created=result.created,
+        updated=result.updated,
+        error_count=result.error_count,
+        errors=[RowErrorOut(line=e.line, field=e.field, message=e.message) for e in result.errors],
+        ignored_columns=list(result.ignored_columns),
+    )
+
+
+class _QueueWriter(io.TextIOBase):
+    """A file object whose writes go to a bounded queue (backpressure on the exporter)."""
+
+    def __init__(self, chunks: queue.Queue[str | BaseException | None], stop: threading.Event):
+        super().__init__()
+        self.chunks = chunks
+        self.stop = stop
+        self.buffer: list[str] = []
+        self.size = 0
+
+    def write(self, text: str) -> int:
+        if self.stop.is_set():
+            raise BrokenPipeError("the client went away")
+        self.buffer.append(text)
+        self.size += len(text)
+        if self.size >= 64 * 1024:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.chunks.put("".join(self.buffer))
+            self.buffer, self.size = [], 0
+
+
+@router.get(
+    "/{model}/export",
+    summary="Export records as CSV (streamed)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "The CSV file."}},
+)
+def export_route(
+    model: TargetName,
+    user: User,
+    db: Db,
+    now: Now,
+    filter_: FilterParam = None,
+) -> StreamingResponse:
+    mdef = resolve_target(model, user, "read")
+    domain = _empty_filter(filter_)
+    audience.validate_domain(mdef.name, domain)  # a bad filter is a 422, before streaming
+    chunks: queue.Queue[str | BaseException | None] = queue.Queue(maxsize=16)
+    stop = threading.Event()
+
+    def produce() -> None:
+        writer = _QueueWriter(chunks, stop)
+        try:
+            with db.read() as session:
+                csv_io.export_csv(session=session, model=mdef.name, out=writer, now=now, domain=domain)
+            writer.flush()
+            chunks.put(None)
+        except BaseException as exc:  # handed to the consumer, which re-raises
+            if not stop.is_set():
+                chunks.put(exc)
+
+    def consume() -> Iterator[str]:
+        thread = threading.Thread(target=produce, name="nurture-export", daemon=True)
+        thread.start()
+        try:
+            while True:
+                item = chunks.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while thread.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    chunks.get_nowait()
+                except queue.Empty:
+                    thread.join(0.05)
+
+    filename = f"{mdef.name}.csv"
+    return StreamingResponse(
+        consume(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@router.post("/{model}/archive", summary="Archive several records", status_code=204)
+def archive_many_route(
+    model: ModelName, user: User, session: WriteSession, now: Now, body: RecordIds
+) -> Response:
+    mdef = resolve_model(model, user, "write")
+    records.archive_records(session=session, model=mdef, ids=body.ids, now=now)
+    return Response(status_code=204)
+
+
+@router.get("/{model}/{record_id}", summary="Get one record")
+def get_route(model: ModelName, record_id: Id, user: User, session: ReadSession) -> Record:
+    mdef = resolve_model(model, user, "read")
+    return read_one(session, mdef, record_id)
+
+
+@router.patch("/{model}/{record_id}", summary="Change fields of a record", responses=CONFLICT)
+def patch_route(
+    model: ModelName,
+    record_id: Id,
+    user: User,
+    session: WriteSession,
+    now: Now,
+    values: Annotated[dict[str, Any], Body(description="The fields to change.")],
+) -> Record:
+    mdef = resolve_model(model, user, "write")
+    records.update_record(session=session, model=mdef, record_id=record_id, values=values, now=now)
+    return read_one(session, mdef, record_id)
+
+
+@router.delete(
+    "/{model}/{record_id}", status_code=204, summary="Delete a record", responses=CONFLICT
+)
+def delete_route(
+    model: ModelName, record_id: Id, user: User, session: WriteSession, now: Now
+) -> Response:
+    mdef = resolve_model(model, user, "write")
+    records.delete_records(session=session, model=mdef, ids=[record_id], now=now)
+    return Response(status_code=204)
+
+
+@router.post("/{model}/{record_id}/archive", summary="Archive a record")
+def archive_route(
+    model: ModelName, record_id: Id, user: User, session: WriteSession, now: Now
+) -> Record:
+    mdef = resolve_model(model, user, "write")
+    records.archive_records(session=session, model=mdef, ids=[record_id], now=now)
+    return read_one(session, mdef, record_id)
+
+
+@router.post("/{model}/{record_id}/unarchive", summary="Restore an archived record")
+def unarchive_route(
+    model: ModelName, record_id: Id, user: User, session: WriteSession, now: Now
+) -> Record:
+    mdef = resolve_model(model, user, "write")
+    records.unarchive_records(session=session, model=mdef, ids=[record_id], now=now)
+    return read_one(session, mdef, record_id)
+
+
+__all__ = ["get_db", "list_records", "read_many", "resolve_model", "router"]

@@ -1,0 +1,109 @@
+"""Server actions: ``/api/v1/server-actions`` (reusable actions on a target model, SPEC §8)."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from nurture.campaigns import service as campaigns
+from nurture.campaigns.models import ServerAction
+from nurture.records.catalog import REGISTRY
+from nurture.web.api.common import (
+    AUTH_ERRORS,
+    NOT_FOUND,
+    Cursor,
+    Id,
+    Limit,
+    Now,
+    Offset,
+    Page,
+    ReadSession,
+    Timestamp,
+    WriteSession,
+    enum_of,
+    one_or_404,
+    paginate,
+)
+from nurture.web.security import CurrentUser, require
+
+router = APIRouter(
+    prefix="/server-actions", tags=["server actions"], responses={**AUTH_ERRORS, **NOT_FOUND}
+)
+Reader = Annotated[CurrentUser, Depends(require("server_actions.read"))]
+Writer = Annotated[CurrentUser, Depends(require("server_actions.write"))]
+TARGETS = [m.name for m in REGISTRY.targets()]
+TagNames = list[Annotated[str, Field(min_length=1, max_length=100)]]
+
+
+class ServerActionOut(BaseModel):
+    id: int
+    name: str
+    model: str
+    action_type: str
+    payload: dict[str, Any] = Field(
+        description='{"set": {field: value}, "add_tags": [names], "remove_tags": [names]}'
+    )
+    created_at: Timestamp
+
+
+class ServerActionIn(BaseModel):
+    name: str = Field(min_length=1, max_length=200)
+    model: str = Field(json_schema_extra=enum_of(TARGETS), description="Target model.")
+    action_type: Literal["update_record"] = "update_record"
+    values: dict[str, Any] | None = Field(default=None, description="Fields to set.")
+    add_tags: TagNames | None = Field(default=None, max_length=100)
+    remove_tags: TagNames | None = Field(default=None, max_length=100)
+
+
+def action_out(action: ServerAction) -> ServerActionOut:
+    payload = json.loads(action.payload or "{}")
+    return ServerActionOut(
+        id=action.id,
+        name=action.name,
+        model=action.model,
+        action_type=action.action_type,
+        payload=payload if isinstance(payload, dict) else {},
+        created_at=action.created_at,
+    )
+
+
+@router.get("", summary="List server actions")
+def list_actions(
+    _user: Reader,
+    session: ReadSession,
+    model: Annotated[str | None, Query(max_length=64, json_schema_extra=enum_of(TARGETS))] = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    offset: Offset = None,
+) -> Page[ServerActionOut]:
+    stmt = select(ServerAction)
+    if model is not None:
+        stmt = stmt.where(ServerAction.model == model)
+    rows, next_cursor = paginate(
+        session, stmt, ServerAction.id, limit=limit, cursor=cursor, offset=offset
+    )
+    return Page[ServerActionOut](items=[action_out(a) for a in rows], next_cursor=next_cursor)
+
+
+@router.post("", status_code=201, summary="Create a server action")
+def create_action(_user: Writer, session: WriteSession, now: Now, body: ServerActionIn) -> ServerActionOut:
+    action = campaigns.create_server_action(
+        session=session,
+        now=now,
+        name=body.name,
+        model=body.model,
+        action_type=body.action_type,
+        values=body.values,
+        add_tags=body.add_tags,
+        remove_tags=body.remove_tags,
+    )
+    return action_out(action)
+
+
+@router.get("/{action_id}", summary="Get a server action")
+def get_action(action_id: Id, _user: Reader, session: ReadSession) -> ServerActionOut:
+    return action_out(one_or_404(session.get(ServerAction, action_id), "server action", action_id))

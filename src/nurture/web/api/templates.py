@@ -1,0 +1,93 @@
+"""Email template checks and previews: ``/api/v1/templates/email/…`` (no storage yet)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
+
+from nurture.channels.email import templates as email_templates
+from nurture.errors import ValidationError
+from nurture.records import service as records
+from nurture.records.catalog import REGISTRY
+from nurture.web.api.common import AUTH_ERRORS, MAX_ID, NOT_FOUND, ReadSession, enum_of
+from nurture.web.security import CurrentUser, require
+
+router = APIRouter(prefix="/templates", tags=["templates"], responses={**AUTH_ERRORS, **NOT_FOUND})
+Reader = Annotated[CurrentUser, Depends(require("templates.read"))]
+TARGETS = [m.name for m in REGISTRY.targets()]
+
+
+class EmailTemplateIn(BaseModel):
+    model: str = Field(json_schema_extra=enum_of(TARGETS), description="Target model.")
+    subject: str = Field(max_length=1000)
+    html: str = Field(max_length=1_000_000)
+    preview: str = Field(default="", max_length=1000)
+
+
+class PreviewIn(EmailTemplateIn):
+    record_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="Render for this record (default: none)."
+    )
+
+
+class Problem(BaseModel):
+    field: str
+    line: int
+    column: int
+    message: str
+
+
+class CheckOut(BaseModel):
+    valid: bool
+    problems: list[Problem]
+
+
+class PreviewOut(BaseModel):
+    subject: str
+    preview: str
+    html: str
+    text: str
+
+
+def _target(model: str) -> str:
+    if model not in TARGETS:
+        raise ValidationError(
+            f"unknown target model {model!r} (targets: {', '.join(TARGETS)})", field="model"
+        )
+    return model
+
+
+@router.post("/email/check", summary="Check an email template (line and column of problems)")
+def check_email(_user: Reader, body: EmailTemplateIn) -> CheckOut:
+    try:
+        email_templates.validate_template(_target(body.model), body.subject, body.html, body.preview)
+    except email_templates.TemplateValidationError as exc:
+        return CheckOut(
+            valid=False,
+            problems=[
+                Problem(field=p.field, line=p.line, column=p.column, message=p.message)
+                for p in exc.problems
+            ],
+        )
+    return CheckOut(valid=True, problems=[])
+
+
+@router.post("/email/preview", summary="Render an email template for a record")
+def preview_email(_user: Reader, session: ReadSession, body: PreviewIn) -> PreviewOut:
+    model = _target(body.model)
+    record = None
+    if body.record_id is not None:
+        record = records.get_record(session=session, model=model, record_id=body.record_id)
+    try:
+        rendered = email_templates.render_preview(
+            model,
+            email_templates.EmailTemplate(subject=body.subject, html=body.html, preview=body.preview),
+            record,
+        )
+    except email_templates.TemplateRenderError as exc:
+        raise ValidationError(exc.message, field=exc.field or "html") from None
+    return PreviewOut(
+        subject=rendered.subject, preview=rendered.preview, html=rendered.html, text=rendered.text
+    )

@@ -37,29 +37,33 @@ def engine_pass(db: Database, campaign_id: int) -> int:
         return enrol_campaign(s, campaign_id=campaign_id, now=NOW)
 
 
+RAW_SQL = {
+    "postgresql": (
+        "INSERT INTO participant (campaign_id, model, res_id, unicity_value, state, is_test, "
+        "created_at, updated_at) SELECT :c, 'contact', id, email, 'running', false, "
+        "CAST(:now AS timestamp), CAST(:now AS timestamp) "
+        "FROM contact WHERE email IS NOT NULL AND email <> '' AND active",
+        "INSERT INTO trace (campaign_id, participant_id, activity_id, res_id, is_test, state, "
+        "schedule_date, created_at) SELECT :c, id, :a, res_id, false, 'scheduled', "
+        "CAST(:now AS timestamp), CAST(:now AS timestamp) FROM participant WHERE campaign_id = :c",
+    ),
+    "sqlite": (
+        "INSERT INTO participant (campaign_id, model, res_id, unicity_value, state, is_test, "
+        "created_at, updated_at) SELECT :c, 'contact', id, email, 'running', 0, :now, :now "
+        "FROM contact WHERE email IS NOT NULL AND email <> '' AND active",
+        "INSERT INTO trace (campaign_id, participant_id, activity_id, res_id, is_test, state, "
+        "schedule_date, created_at) SELECT :c, id, :a, res_id, 0, 'scheduled', :now, :now "
+        "FROM participant WHERE campaign_id = :c",
+    ),
+}
+
+
 def raw_pass(db: Database, campaign_id: int, activity_id: int) -> int:
     now = NOW.isoformat(sep=" ") + (".000000" if db.dialect == "sqlite" else "")
-    false = "false" if db.dialect == "postgresql" else "0"
-    ts = "CAST(:now AS timestamp)" if db.dialect == "postgresql" else ":now"
+    participants_sql, traces_sql = RAW_SQL[db.dialect]
     with db.engine.begin() as conn:
-        if db.dialect == "sqlite":
-            conn.exec_driver_sql("SELECT 1")  # (BEGIN IMMEDIATE already taken)
-        conn.execute(
-            text(
-                "INSERT INTO participant (campaign_id, model, res_id, unicity_value, state, is_test, "
-                f"created_at, updated_at) SELECT :c, 'contact', id, email, 'running', {false}, {ts}, {ts} "
-                "FROM contact WHERE email IS NOT NULL AND email <> '' AND active"
-            ),
-            {"c": campaign_id, "now": now},
-        )
-        conn.execute(
-            text(
-                "INSERT INTO trace (campaign_id, participant_id, activity_id, res_id, is_test, state, "
-                f"schedule_date, created_at) SELECT :c, id, :a, res_id, {false}, 'scheduled', {ts}, {ts} "
-                "FROM participant WHERE campaign_id = :c"
-            ),
-            {"c": campaign_id, "a": activity_id, "now": now},
-        )
+        conn.execute(text(participants_sql), {"c": campaign_id, "now": now})
+        conn.execute(text(traces_sql), {"c": campaign_id, "a": activity_id, "now": now})
         return int(conn.execute(text("SELECT count(*) FROM participant")).scalar() or 0)
 
 

@@ -49,7 +49,7 @@ DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 COUNTRIES = [
     ("FR", "fr_FR", ["Paris", "Lyon", "Lille"], "+33 6 XX XX XX XX", "06 XX XX XX XX"),
     ("DE", "de_DE", ["Berlin", "Hamburg", "Munich"], "+49 151 XXXXXXXX", "0151 XXXXXXXX"),
-    ("GB", "en_GB", ["London", "Leeds", "York"], "+44 7400 XXXXXX", "07400 XXXXXX"),
+    ("GB", "en_GB", ["London", "Leeds", "York"], "+44 7911 XXXXXX", "07911 XXXXXX"),
     ("US", "en_US", ["Boston", "Austin", "Denver"], "+1 212-555-XXXX", "(415) 555-XXXX"),
     ("BE", "fr_BE", ["Brussels", "Ghent", "Namur"], "+32 470 XX XX XX", "0470 XX XX XX"),
     ("ES", "es_ES", ["Madrid", "Seville", "Bilbao"], "+34 612 XX XX XX", "612 XX XX XX"),
@@ -100,14 +100,15 @@ def run_importer(url: str, path: Path) -> dict[str, Any]:
     from nurture.records.csv_io import import_csv
 
     db = Database(url)
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     result = import_csv(
         db=db, model="contact", source=path, now=NOW, batch_size=BATCH, progress=False
     )
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     db.dispose()
     return {
         "seconds": elapsed,
+        "cpu": cpu,
         "created": result.created,
         "errors": result.error_count,
         "peak_rss_mb": _peak_rss_mb(),
@@ -121,11 +122,10 @@ def _raw_rows(path: Path) -> Iterator[list[str]]:
         yield from reader
 
 
-def run_core_executemany(db: Database, path: Path) -> float:
+def run_core_executemany(db: Database, path: Path) -> tuple[float, float]:
     """Bare SQLAlchemy Core executemany of the raw rows (no checks), batches of BATCH."""
-    table = Contact.__table__
-    statement = insert(table)
-    start = time.perf_counter()
+    statement = insert(Contact)
+    start, cpu = time.perf_counter(), time.process_time()
     with db.engine.begin() as conn:
         batch: list[dict[str, Any]] = []
         for raw in _raw_rows(path):
@@ -139,7 +139,7 @@ def run_core_executemany(db: Database, path: Path) -> float:
                 batch = []
         if batch:
             conn.execute(statement, batch)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
 
 
 def run_dbapi_executemany(db: Database, path: Path) -> float:
@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--pg-url", default=os.environ.get("NURTURE_BENCH_PG_URL", DEFAULT_PG))
     parser.add_argument("--workdir", type=Path, help="Keep files here (default: a temp dir).")
+    parser.add_argument("--repeat", type=int, default=1, help="Runs; the best time counts.")
     parser.add_argument("--child-import", nargs=2, metavar=("URL", "CSV"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -228,36 +229,44 @@ def main(argv: list[str] | None = None) -> int:
                   f"in {time.perf_counter() - start:.1f}s")  # fmt: skip
         url, pg_name = _scratch_database(args.db, workdir, args.pg_url)
         db = Database(url)
+        imports: list[dict[str, Any]] = []
+        cores: list[tuple[float, float]] = []
+        dbapis: list[float] = []
         try:
             db.migrate()
             _empty_contacts(db)
-            child = subprocess.run(
-                [sys.executable, "-m", "bench.import_", "--child-import", url, str(path)],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-            imported = json.loads(child.stdout.strip().splitlines()[-1])
-            assert _count(db) == imported["created"]
-            _empty_contacts(db)
-            core = run_core_executemany(db, path)
-            assert _count(db) == args.rows
-            _empty_contacts(db)
-            dbapi = run_dbapi_executemany(db, path)
-            assert _count(db) == args.rows
-            _empty_contacts(db)
+            for _ in range(args.repeat):  # interleaved, so both see the same machine load
+                child = subprocess.run(
+                    [sys.executable, "-m", "bench.import_", "--child-import", url, str(path)],
+                    check=True, capture_output=True, text=True,
+                )  # fmt: skip
+                imports.append(json.loads(child.stdout.strip().splitlines()[-1]))
+                assert _count(db) == imports[-1]["created"] == args.rows
+                _empty_contacts(db)
+                cores.append(run_core_executemany(db, path))
+                assert _count(db) == args.rows
+                _empty_contacts(db)
+                dbapis.append(run_dbapi_executemany(db, path))
+                assert _count(db) == args.rows
+                _empty_contacts(db)
         finally:
             db.dispose()
             if pg_name:
                 _drop(args.pg_url, pg_name)
 
+    imported = min(imports, key=lambda r: r["seconds"])
+    core, core_cpu = min(cores)
+    dbapi = min(dbapis)
     ratio = imported["seconds"] / core
-    print(f"backend            {args.db}")
-    print(f"rows               {args.rows:,} ({imported['created']:,} imported, "
-          f"{imported['errors']:,} rejected)")  # fmt: skip
-    print(f"nurture import     {imported['seconds']:.1f} s")
-    print(f"bare executemany   {core:.1f} s  (SQLAlchemy Core; DB-API cursor: {dbapi:.1f} s)")
-    print(f"ratio              {ratio:.2f}  (target <= 3; vs DB-API cursor {imported['seconds'] / dbapi:.2f})")  # fmt: skip
-    print(f"importer peak RSS  {imported['peak_rss_mb']:.0f} MB  (target < 300 MB)")
-    ok = ratio <= 3 and imported["peak_rss_mb"] < 300
+    rss = max(r["peak_rss_mb"] for r in imports)
+    print(f"backend            {args.db}, {args.rows:,} rows, best of {args.repeat}")
+    print(f"nurture import     {imported['seconds']:.1f} s  (CPU {imported['cpu']:.1f} s)")
+    print(f"bare executemany   {core:.1f} s  (CPU {core_cpu:.1f} s; SQLAlchemy Core)")
+    print(f"ratio              {ratio:.2f}  (target <= 3)")
+    print(f"reference          DB-API cursor.executemany {dbapi:.1f} s "
+          f"(ratio {imported['seconds'] / dbapi:.2f})")  # fmt: skip
+    print(f"importer peak RSS  {rss:.0f} MB  (target < 300 MB)")
+    ok = ratio <= 3 and rss < 300
     return 0 if ok else 1
 
 

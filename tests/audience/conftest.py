@@ -10,7 +10,17 @@ import pytest
 from sqlalchemy.orm import Session
 
 from nurture.db import Database
-from nurture.records.models import Contact, Tag, User, contact_tag
+from nurture.records.models import (
+    Contact,
+    Lead,
+    MailingContact,
+    MailingList,
+    MailingSubscription,
+    Tag,
+    User,
+    contact_tag,
+    lead_tag,
+)
 
 NOW = datetime(2026, 3, 15, 12, 0, 0)
 
@@ -48,7 +58,17 @@ def db(database: Database) -> Iterator[Database]:
 
 def clear(database: Database) -> None:
     with database.engine.begin() as conn:
-        for table in (contact_tag, Contact.__table__, Tag.__table__, User.__table__):
+        for table in (
+            MailingSubscription.__table__,
+            MailingContact.__table__,
+            MailingList.__table__,
+            lead_tag,
+            Lead.__table__,
+            contact_tag,
+            Contact.__table__,
+            Tag.__table__,
+            User.__table__,
+        ):
             conn.execute(table.delete())
 
 

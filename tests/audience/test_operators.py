@@ -9,9 +9,18 @@ import pytest
 from sqlalchemy import select
 
 from nurture.audience import compile_domain, count_matching, evaluate
-from nurture.records.models import Contact
+from nurture.db import Database
+from nurture.records.models import (
+    Contact,
+    Lead,
+    MailingContact,
+    MailingList,
+    MailingSubscription,
+    Tag,
+    User,
+)
 
-from .conftest import NOW, People
+from .conftest import NOW, People, make_contact
 
 ALL = {"Ann", "Ben", "Cid", "Dee", "Eve", "Fay"}
 
@@ -63,6 +72,8 @@ CASES: list[tuple[Any, set[str]]] = [
     ([["tags.name", "!=", "VIP"]], {"Ben", "Cid", "Eve", "Fay"}),  # no tag named VIP
     ([["tags.name", "not in", ["VIP", "New"]]], {"Cid", "Eve", "Fay"}),
     ([["tags", "!=", False]], {"Ann", "Ben", "Dee", "Fay"}),
+    ([["tags.name", "in", []]], set()),
+    ([["tags.name", "not in", []]], ALL),
     ([["tags", "=", False]], {"Cid", "Eve"}),
     ([["salesperson.name", "=", "Bob"]], {"Ann", "Dee"}),
     ([["salesperson", "=", "Bob"]], {"Ann", "Dee"}),
@@ -75,8 +86,15 @@ CASES: list[tuple[Any, set[str]]] = [
     (["!", ["city", "<", "paris"]], {"Cid", "Dee", "Eve", "Fay"}),  # unset city is not < x
     (["|", ["country_code", "=", "BE"], ["tags.name", "=", "VIP"]], {"Ann", "Ben", "Dee"}),
     (
-        ["&", ["country_code", "in", ["FR", "BE"]], "|", ["tags.name", "=", "VIP"],
-         "&", ["email", "ilike", "@gmail"], ["salesperson.name", "!=", "Bob"]],
+        [
+            "&",
+            ["country_code", "in", ["FR", "BE"]],
+            "|",
+            ["tags.name", "=", "VIP"],
+            "&",
+            ["email", "ilike", "@gmail"],
+            ["salesperson.name", "!=", "Bob"],
+        ],
         {"Ann", "Fay"},
     ),  # fmt: skip
     (["!", "|", ["country_code", "=", "FR"], ["tags.name", "=", "New"]], {"Dee", "Eve"}),
@@ -122,3 +140,62 @@ def test_values_are_bound_parameters_not_sql_text(people: People) -> None:
     with people.db.read() as s:
         assert s.scalars(select(Contact.id).where(condition)).all() == []
         assert count_matching(s, "contact", [], now=NOW, include_archived=True) == 6
+
+
+def test_paths_through_one2many_and_many2one_chains(db: Database) -> None:
+    """mailing_contact -> subscriptions (one2many) -> list (many2one), and
+    lead -> contact (many2one) -> tags (many2many) / salesperson (many2one)."""
+    with db.transaction() as s:
+        news, promo = (MailingList(name=n, created_at=NOW) for n in ("Newsletter", "Promo"))
+        vip = Tag(name="VIP")
+        bob = User(login="bob", name="Bob", created_at=NOW)
+        s.add_all([news, promo, vip, bob])
+        mc = {
+            name: MailingContact(name=name, email=f"{name}@x.test", created_at=NOW, updated_at=NOW)
+            for name in ("sub", "optout", "promo", "none")
+        }
+        s.add_all(mc.values())
+        s.add_all(
+            [
+                MailingSubscription(contact=mc["sub"], list=news, subscribed_at=NOW),
+                MailingSubscription(
+                    contact=mc["optout"], list=news, opted_out=True, subscribed_at=NOW
+                ),
+                MailingSubscription(contact=mc["promo"], list=promo, subscribed_at=NOW),
+            ]
+        )
+        tagged = make_contact(s, "tagged", tags=[vip], salesperson=bob)
+        plain = make_contact(s, "plain")
+        leads = {
+            name: Lead(name=name, contact=contact, created_at=NOW, updated_at=NOW)
+            for name, contact in (("l-tagged", tagged), ("l-plain", plain), ("l-none", None))
+        }
+        s.add_all(leads.values())
+    cases: list[tuple[str, Any, set[str]]] = [
+        ("mailing_contact", [["subscriptions.list.name", "=", "Newsletter"]], {"sub", "optout"}),
+        (
+            "mailing_contact",
+            [["subscriptions.list.name", "!=", "Newsletter"]],
+            {"promo", "none"},
+        ),
+        ("mailing_contact", [["subscriptions", "=", False]], {"none"}),
+        ("mailing_contact", [["subscriptions.opted_out", "=", True]], {"optout"}),
+        ("mailing_contact", [["subscriptions.list", "ilike", "prom"]], {"promo"}),
+        ("lead", [["contact.tags.name", "=", "VIP"]], {"l-tagged"}),
+        ("lead", [["contact.tags.name", "!=", "VIP"]], {"l-plain", "l-none"}),
+        ("lead", [["contact.salesperson.name", "=", "Bob"]], {"l-tagged"}),
+        ("lead", [["contact.salesperson", "=", False]], {"l-plain", "l-none"}),
+        ("lead", [["contact", "!=", False], "!", ["contact.tags", "!=", False]], {"l-plain"}),
+        ("lead", [["contact.name", "not in", ["plain"]]], {"l-tagged", "l-none"}),
+    ]
+    orm = {"mailing_contact": MailingContact, "lead": Lead}
+    with db.read() as s:
+        for model, domain, expected in cases:
+            entity = orm[model]
+            condition = compile_domain(model, domain, now=NOW)
+            in_sql = {r.name for r in s.scalars(select(entity).where(condition))}
+            in_python = {
+                r.name for r in s.scalars(select(entity)) if evaluate(model, domain, r, now=NOW)
+            }
+            assert (model, domain, in_sql) == (model, domain, expected)
+            assert (model, domain, in_python) == (model, domain, expected)

@@ -75,9 +75,17 @@ def test_canonical_form_is_flat_prefix_without_double_negation() -> None:
     [
         ([["emial", "=", "x"]], "emial", "unknown field 'emial' on contact"),
         ([["tags.nam", "=", "x"]], "tags.nam", "unknown field 'nam' on tag"),
-        ([["email.name", "=", "x"]], "email.name", "'email' on contact is a char field, not a relation"),
+        (
+            [["email.name", "=", "x"]],
+            "email.name",
+            "'email' on contact is a char field, not a relation",
+        ),
         ([["email", "~", "x"]], "email", "unknown operator '~'"),
-        ([["created_at", "ilike", "x"]], "created_at", "operator 'ilike' does not apply to a datetime field"),
+        (
+            [["created_at", "ilike", "x"]],
+            "created_at",
+            "operator 'ilike' does not apply to a datetime field",
+        ),
         ([["active", "in", [True]]], "active", "operator 'in' does not apply to a boolean field"),
         ([["email", "=", 3]], "email", "needs text, not 3"),
         ([["salesperson.id", "=", "3"]], "salesperson.id", "needs a whole number, not '3'"),
@@ -92,7 +100,11 @@ def test_canonical_form_is_flat_prefix_without_double_negation() -> None:
         ([["email", "is set", "yes"]], "email", "takes no value"),
         ([["active", "=", "yes"]], "active", "compared with true or false"),
         ([["tags", "=", 1.5]], "tags", "compared with record ids"),
-        ([["salesperson", ">", 3]], "salesperson", "operator '>' does not apply to a many2one field"),
+        (
+            [["salesperson", ">", 3]],
+            "salesperson",
+            "operator '>' does not apply to a many2one field",
+        ),
         ([["salesperson", "like", 3]], "salesperson", "needs a name"),
         ([["name", "=", "a\x00b"]], "name", "NUL character"),
     ],
@@ -138,7 +150,10 @@ def test_unknown_model_is_refused() -> None:
         (["salesperson", "in", [1, 2]], ["salesperson", "in", [1, 2]]),
         (["salesperson", "ilike", "bo"], ["salesperson.name", "ilike", "bo"]),
         (["created_at", ">", "2026-01-01"], ["created_at", ">", "2026-01-01T00:00:00"]),
-        (["created_at", ">", "2026-01-01T10:00:00+02:00"], ["created_at", ">", "2026-01-01T08:00:00"]),
+        (
+            ["created_at", ">", "2026-01-01T10:00:00+02:00"],
+            ["created_at", ">", "2026-01-01T08:00:00"],
+        ),
         (["created_at", ">", {"relative": " +3d "}], ["created_at", ">", {"relative": "3d"}]),
         (["country_code", "in", ["FR", False]], ["country_code", "in", ["FR", None]]),
     ],
@@ -169,3 +184,24 @@ def test_relative_dates_resolve_against_now(relative: str, expected: datetime) -
     now = datetime(2026, 3, 31, 9, 30)
     assert resolve_relative({"relative": relative}, now) == expected
     assert resolve_relative(relative, now) == expected
+
+
+def test_field_catalogue_describes_types_relations_operators_and_values() -> None:
+    from nurture.audience import fields_for_ui
+
+    fields = {f["name"]: f for f in fields_for_ui("lead")}
+    assert fields["stage"]["type"] == "selection"
+    assert fields["stage"]["selection"] == ["New", "Qualified", "Proposition", "Won", "Lost"]
+    assert "in" in fields["stage"]["operators"] and "ilike" not in fields["stage"]["operators"]
+    assert fields["contact"] | {"operators": None} == {
+        "name": "contact", "label": "Contact", "type": "many2one", "relation": "contact",
+        "operators": None, "selection": [],
+    }  # fmt: skip
+    assert fields["tags"]["relation"] == "tag" and fields["tags"]["type"] == "many2many"
+    assert ">=" in fields["expected_revenue"]["operators"]
+    assert fields["active"]["operators"] == ["=", "!="]
+    for entry in fields.values():  # every operator offered is accepted by validation
+        assert set(entry["operators"]) <= {
+            "=", "!=", "<", "<=", ">", ">=", "in", "not in", "like", "not like", "ilike",
+            "not ilike", "=like", "=ilike", "is set", "is not set",
+        }  # fmt: skip

@@ -8,6 +8,7 @@ nested with ``&``, ``|``, ``!`` and implicit AND. Runs on SQLite and PostgreSQL.
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import datetime, timedelta
 from typing import Any
@@ -164,6 +165,8 @@ def _check(database: Database, rows: list[dict[str, Any]], domain_list: list[lis
         ids = [c.id for c in contacts]
         for domain in domain_list:
             canonical = validate_domain("contact", domain)
+            assert validate_domain("contact", canonical) == canonical  # idempotent
+            assert json.loads(json.dumps(canonical)) == canonical  # plain JSON
             condition = compile_domain("contact", domain, now=NOW)
             in_sql = set(session.scalars(select(Contact.id).where(condition, Contact.id.in_(ids))))
             in_python = {c.id for c in contacts if evaluate("contact", domain, c, now=NOW)}

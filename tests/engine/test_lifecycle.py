@@ -219,3 +219,31 @@ def test_tick_command_drives_a_campaign(
     assert states(db, act) == ["processed"]
     bad = runner.invoke(cli, ["tick", "--now", "yesterday"])
     assert bad.exit_code != 0
+
+
+def test_update_adds_event_and_not_children_from_what_already_happened(
+    db: Database, channel: FakeChannel
+) -> None:
+    with db.transaction() as s:
+        a, b = add_contacts(s, [{"email": "a@x.io"}, {"email": "b@x.io"}])
+        cid = make_campaign(s)
+        mail = add(s, cid, "Mail", activity_type="email")
+    _start(db, cid)
+    tick(db, now=T0)
+    by_res = {t.res_id: t.id for t in traces(db, activity_id=mail)}
+    with db.transaction() as s:
+        record_event(s, trace_id=by_res[a], event="click", now=T0 + H)
+    with db.transaction() as s:
+        clicked = add(s, cid, "Clicked", server_action_id=tag_action(s), now=T0 + D,
+                      trigger_type="mail_click", parent_id=mail, interval_number=2, interval_unit="hours")
+        not_opened = add(s, cid, "Not opened", server_action_id=tag_action(s), now=T0 + D,
+                         trigger_type="mail_not_open", parent_id=mail, interval_number=3, interval_unit="days")
+        cs.update_campaign(session=s, now=T0 + D, campaign_id=cid)
+    got = {t.res_id: t.schedule_date for t in traces(db, activity_id=clicked)}
+    assert got == {a: T0 + 3 * H, b: None}  # a clicked already: dated from the click
+    got = {t.res_id: t.schedule_date for t in traces(db, activity_id=not_opened)}
+    assert got == {b: T0 + 3 * D}  # a opened (clicked): its "not opened" branch never runs
+    assert {p.state for p in participants(db, cid)} == {"running"}
+    tick(db, now=T0 + 3 * D)
+    assert sorted(states(db, clicked)) == ["processed", "scheduled"]
+    assert states(db, not_opened) == ["processed"]

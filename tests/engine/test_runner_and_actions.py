@@ -85,3 +85,30 @@ def _wait(probe, timeout: float = 10.0):  # type: ignore[no-untyped-def]
             return found
         time.sleep(0.05)
     raise AssertionError("timed out")
+
+
+def test_worker_command_runs_due_traces_and_stops_on_sigterm(db: Database, tmp_path: object) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    now = utcnow()
+    with db.transaction() as s:
+        s.add(Contact(name="W", email="w@x.io", created_at=now, updated_at=now))
+        cid = make_campaign(s, now=now)
+        act = add(s, cid, "Tag", now=now, server_action_id=cs.create_server_action(
+            session=s, now=now, name="t", model="contact", add_tags=["Seen"]).id)
+        cs.start_campaign(session=s, now=now, campaign_id=cid)
+    env = {**os.environ, "NURTURE_DATABASE_URL": db.url, "NURTURE_DATA_DIR": str(tmp_path)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from nurture.cli import main; main()", "worker", "--poll", "0.05"],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        _wait(lambda: states(db, act) == ["processed"], timeout=30)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "stopping after the current batch" in err

@@ -118,7 +118,7 @@ class FakeTwilio:
         self._lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     # -- lifecycle -----------------------------------------------------------------
     @property
@@ -306,7 +306,7 @@ class CallbackReceiver:
         self._event = threading.Event()
         self._server = _ReceiverServer(("127.0.0.1", 0), _ReceiverHandler)
         self._server.receiver = self
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
 
     def record(self, received: ReceivedCallback, raw: bytes) -> int:
         with self._lock:

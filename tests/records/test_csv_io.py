@@ -93,7 +93,9 @@ def test_unknown_column_refuses_the_file_before_writing(db: Database, tmp_path: 
     assert result.created == 1 and result.ignored_columns == ["shoe size"]
 
 
-def test_missing_required_column_and_unknown_model_are_refused(db: Database, tmp_path: Path) -> None:
+def test_missing_required_column_and_unknown_model_are_refused(
+    db: Database, tmp_path: Path
+) -> None:
     path = _write(tmp_path, "email\nann@example.com\n")
     with pytest.raises(ValidationError) as info:
         import_csv(db=db, model="contact", source=path, now=NOW)
@@ -112,10 +114,16 @@ def test_header_mapping_and_semicolon_files(db: Database, tmp_path: Path) -> Non
     assert result.created == 1 and result.error_count == 0
     with db.read() as s:
         c = s.scalar(select(m.Contact))
-        assert c is not None and (c.name, c.email, c.company_name) == ("Ann", "ann@example.com", "Acme")
+        assert c is not None and (c.name, c.email, c.company_name) == (
+            "Ann",
+            "ann@example.com",
+            "Acme",
+        )
 
 
-def test_upsert_by_email_updates_existing_and_dedupes_the_file(db: Database, tmp_path: Path) -> None:
+def test_upsert_by_email_updates_existing_and_dedupes_the_file(
+    db: Database, tmp_path: Path
+) -> None:
     with db.transaction() as s:
         existing = svc.create_record(
             session=s, model="contact",
@@ -129,7 +137,9 @@ def test_upsert_by_email_updates_existing_and_dedupes_the_file(db: Database, tmp
         "Bobby,bob@example.com,Nice,Hot\n"
         "No Email,,Rome,\n",
     )
-    result = import_csv(db=db, model="contact", source=path, now=NOW, upsert_by="email", batch_size=3)
+    result = import_csv(
+        db=db, model="contact", source=path, now=NOW, upsert_by="email", batch_size=3
+    )
     assert (result.created, result.updated, result.error_count) == (2, 1, 0)
     with db.read() as s:
         rows = {c.email: c for c in s.scalars(select(m.Contact))}
@@ -225,3 +235,40 @@ def test_malformed_file_is_refused(db: Database, tmp_path: Path) -> None:
         import_csv(db=db, model="contact", source=_write(tmp_path, ""), now=NOW)
     with pytest.raises(ValidationError):
         import_csv(db=db, model="contact", source=tmp_path / "missing.csv", now=NOW)
+
+
+def test_lead_export_names_users_by_login_and_contacts_by_id(db: Database, tmp_path: Path) -> None:
+    uid = _seed_users(db)
+    with db.transaction() as s:
+        twin_a = svc.create_record(session=s, model="contact", values={"name": "Twin"}, now=NOW)
+        svc.create_record(session=s, model="contact", values={"name": "Twin"}, now=NOW)
+        svc.create_record(
+            session=s, model="lead",
+            values={"name": "Deal", "contact": twin_a, "salesperson": uid, "tags": ["Hot"]},
+            now=NOW,
+        )  # fmt: skip
+    with db.read() as s:
+        out = io.StringIO()
+        export_csv(session=s, model="lead", out=out, now=NOW)
+    (row,) = csv.DictReader(io.StringIO(out.getvalue()))
+    assert (row["contact"], row["salesperson"], row["tags"]) == (
+        str(twin_a),
+        "sophie@example.com",
+        "Hot",
+    )
+    result = import_csv(db=db, model="lead", source=_write(tmp_path, out.getvalue()), now=NOW)
+    assert (result.created, result.error_count) == (1, 0)
+    with db.read() as s:
+        contacts = sorted(s.scalars(select(m.Lead.contact_id)), key=lambda v: v or 0)
+    assert contacts == [twin_a, twin_a]
+
+
+def test_ambiguous_reference_by_name_is_a_row_error(db: Database, tmp_path: Path) -> None:
+    with db.transaction() as s:
+        for _ in range(2):
+            svc.create_record(session=s, model="contact", values={"name": "Twin"}, now=NOW)
+    path = _write(tmp_path, "name,contact\nDeal,Twin\n")
+    result = import_csv(db=db, model="lead", source=path, now=NOW)
+    assert result.created == 0
+    assert [(e.line, e.field) for e in result.errors] == [(2, "contact")]
+    assert "matches 2" in result.errors[0].message

@@ -47,25 +47,47 @@ def test_demo_dataset_is_realistic(db: Database) -> None:
             assert phonenumbers.region_code_for_number(number) == country
         tagged = s.scalar(select(func.count(func.distinct(m.contact_tag.c.contact_id))))
         assert tagged and tagged > 300
-        assert set(s.scalars(select(m.Lead.stage))) == {"New", "Qualified", "Proposition", "Won", "Lost"}
-        assert s.scalar(select(func.count()).where(m.Lead.contact_id.is_not(None))) 
+        assert set(s.scalars(select(m.Lead.stage))) == {
+            "New",
+            "Qualified",
+            "Proposition",
+            "Won",
+            "Lost",
+        }
+        assert s.scalar(select(func.count()).where(m.Lead.contact_id.is_not(None)))
         news = s.scalar(select(m.MailingList).where(m.MailingList.name == "Newsletter"))
         assert news is not None
-        subs = Counter(s.scalars(select(m.MailingSubscription.opted_out).where(m.MailingSubscription.list_id == news.id)))
+        subs = Counter(
+            s.scalars(
+                select(m.MailingSubscription.opted_out).where(
+                    m.MailingSubscription.list_id == news.id
+                )
+            )
+        )
         assert subs[False] + subs[True] == 300 and 0 < subs[True] < 100
         assert s.scalar(select(func.count()).select_from(m.EventRegistration)) == 80
-        with_salesperson = s.scalar(select(func.count()).where(m.Contact.salesperson_id.is_not(None)))
+        with_salesperson = s.scalar(
+            select(func.count()).where(m.Contact.salesperson_id.is_not(None))
+        )
         assert with_salesperson and with_salesperson > 300
 
 
 def test_demo_is_deterministic(db: Database) -> None:
     load_demo(db, NOW)
     with db.read() as s:
-        first = list(s.execute(select(m.Contact.name, m.Contact.email, m.Contact.phone).order_by(m.Contact.id)))
+        first = list(
+            s.execute(
+                select(m.Contact.name, m.Contact.email, m.Contact.phone).order_by(m.Contact.id)
+            )
+        )
     db.wipe()
     load_demo(db, NOW)
     with db.read() as s:
-        second = list(s.execute(select(m.Contact.name, m.Contact.email, m.Contact.phone).order_by(m.Contact.id)))
+        second = list(
+            s.execute(
+                select(m.Contact.name, m.Contact.email, m.Contact.phone).order_by(m.Contact.id)
+            )
+        )
     assert first == second
 
 
@@ -105,7 +127,9 @@ def test_import_and_export_commands(runner: CliRunner, db: Database, tmp_path: P
     assert errors.read_text(encoding="utf-8").splitlines()[1].startswith("3,email,")
 
     out = tmp_path / "fr.csv"
-    result = runner.invoke(cli, ["export", "contact", "--filter", '[["country_code", "=", "FR"]]', "-o", str(out)])
+    result = runner.invoke(
+        cli, ["export", "contact", "--filter", '[["country_code", "=", "FR"]]', "-o", str(out)]
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"))))
     assert [r["email"] for r in rows] == ["ann@example.com"]
@@ -126,3 +150,17 @@ def test_command_errors_exit_non_zero_with_a_message(runner: CliRunner, tmp_path
     assert result.exit_code == 1 and "planet" in result.output
     result = runner.invoke(cli, ["import", "contact", str(tmp_path / "none.csv")])
     assert result.exit_code == 1 and "no such file" in result.output
+
+
+def test_demo_loads_next_to_an_existing_administrator(db: Database) -> None:
+    from nurture.records import service as svc
+
+    with db.transaction() as s:
+        svc.create_record(
+            session=s, model="user",
+            values={"login": "admin@example.com", "name": "Boss", "role": "admin"}, now=NOW,
+        )  # fmt: skip
+    assert load_demo_if_empty(db, NOW) is True
+    with db.read() as s:
+        assert s.scalar(select(func.count()).where(m.User.login == "admin@example.com")) == 1
+        assert s.scalar(select(func.count()).select_from(m.User)) == 6

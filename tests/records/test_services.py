@@ -12,12 +12,15 @@ from nurture.errors import Conflict, NotFound, ValidationError
 from nurture.records import models as m
 from nurture.records import service as svc
 from nurture.records.registry import model_from_orm
+
 from .helpers import NOW, listening
 
 
 def _contact(db: Database, **values: object) -> int:
     with db.transaction() as s:
-        return svc.create_record(session=s, model="contact", values={"name": "Ann", **values}, now=NOW)
+        return svc.create_record(
+            session=s, model="contact", values={"name": "Ann", **values}, now=NOW
+        )
 
 
 def _count(db: Database, orm: type) -> int:
@@ -284,7 +287,9 @@ def test_opting_out_of_a_list_never_joined_is_remembered(db: Database) -> None:
 
 def test_email_blacklist_is_normalised_idempotent_and_reversible(db: Database) -> None:
     with db.transaction() as s:
-        first = svc.blacklist_email(session=s, email="Spam.Me@Example.COM", now=NOW, reason="bounce")
+        first = svc.blacklist_email(
+            session=s, email="Spam.Me@Example.COM", now=NOW, reason="bounce"
+        )
         again = svc.blacklist_email(session=s, email="spam.me@example.com", now=NOW)
         assert first == again
         assert svc.is_email_blacklisted(session=s, email="SPAM.ME@example.com")

@@ -77,32 +77,41 @@ def test_country_code_normalised() -> None:
 
 
 def test_phone_fast_path_gives_the_same_answer_as_phonenumbers() -> None:
+    """Our shortcuts (E.164 input, plain national prefixes) must agree with phonenumbers
+    on valid and invalid numbers alike, whatever the default region."""
     rng = random.Random(7)
     regions = sorted(phonenumbers.SUPPORTED_REGIONS)
     checked = 0
-    for region in rng.sample(regions, 60):
-        for kind in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE):
+    for region in rng.sample(regions, 80):
+        for kind in (PhoneNumberType.MOBILE, PhoneNumberType.FIXED_LINE, PhoneNumberType.TOLL_FREE):
             example = phonenumbers.example_number_for_type(region, kind)
             if example is None:
                 continue
             for fmt in (PhoneNumberFormat.NATIONAL, PhoneNumberFormat.INTERNATIONAL):
                 text = phonenumbers.format_number(example, fmt)
-                positions = [i for i, c in enumerate(text) if c.isdigit()][-3:]
-                for _ in range(5):
+                for variant in range(8):
                     chars = list(text)
-                    for i in positions:
+                    for i in [i for i, c in enumerate(text) if c.isdigit()][-(1 + variant % 5) :]:
                         chars[i] = rng.choice("0123456789")
                     sample = "".join(chars)
-                    try:
-                        number = phonenumbers.parse(sample, region)
-                        ok = phonenumbers.is_valid_number(number)
-                    except phonenumbers.NumberParseException:
-                        ok = False
-                    expected = (
-                        (phonenumbers.format_number(number, PhoneNumberFormat.E164), True)
-                        if ok
-                        else (sample.strip(), False)
-                    )
-                    assert parse_phone(sample, region) == expected, (region, sample)
-                    checked += 1
-    assert checked > 500
+                    if variant == 3:
+                        sample = sample[:-1]  # too short
+                    elif variant == 5:
+                        sample += "7"  # too long
+                    elif variant == 6 and sample.startswith("+"):
+                        sample = "00" + sample[1:]  # dialled with an IDD prefix
+                    sample = sample.strip()
+                    for default in (region, None, "US", "GB"):
+                        try:
+                            number = phonenumbers.parse(sample, default)
+                            ok = phonenumbers.is_valid_number(number)
+                        except phonenumbers.NumberParseException:
+                            ok = False
+                        expected = (
+                            (phonenumbers.format_number(number, PhoneNumberFormat.E164), True)
+                            if ok
+                            else (sample, False)
+                        )
+                        assert parse_phone(sample, default) == expected, (region, sample, default)
+                        checked += 1
+    assert checked > 3000

@@ -76,13 +76,18 @@ def register_kind(
     validate: PayloadValidator,
     run: ActionHandler,
     plugin: bool = False,
+    engine_handler: bool = True,
 ) -> ActionKind:
-    """Make ``name`` a server action type: validated by ``validate``, run by ``run``."""
+    """Make ``name`` a server action type: validated by ``validate``, run by ``run``.
+
+    ``engine_handler=False`` lists a kind whose handler the engine registers itself.
+    """
     if not KIND_NAME.match(name):
         raise ValueError(f"invalid action type name {name!r}")
     kind = ActionKind(name=name, label=label, validate=validate, run=run, plugin=plugin)
     _kinds[name] = kind
-    register_action_handler(name, run)
+    if engine_handler:
+        register_action_handler(name, run)
     return kind
 
 

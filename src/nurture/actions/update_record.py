@@ -47,4 +47,10 @@ def validate_payload(model: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     return clean
 
 
-register_kind("update_record", label="Update the record", validate=validate_payload, run=update_record)
+register_kind(
+    "update_record",
+    label="Update the record",
+    validate=validate_payload,
+    run=update_record,
+    engine_handler=False,  # the engine registers its own handler for this type
+)

@@ -36,6 +36,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.elements import False_
 from sqlalchemy.sql.functions import FunctionElement
 
 from nurture.audience.domain import AND, Branch, Negation
@@ -115,6 +116,14 @@ class cs_like(_BoolFn):  # noqa: N801
     inherit_cache = True
 
 
+class not_related(_BoolFn):  # noqa: N801
+    """No related record matches (arguments: fk, ``SELECT id … WHERE inner``, and the
+    correlated ``EXISTS`` of the same records)."""
+
+    name = "nurture_not_related"
+    inherit_cache = True
+
+
 class c_text(FunctionElement[str]):  # noqa: N801
     """Text in code-point order (for ``<``, ``>`` on text)."""
 
@@ -163,6 +172,22 @@ def _like_sqlite(element: cs_like, compiler: SQLCompiler, **kw: Any) -> str:
     # SQLite's LIKE ignores case; GLOB is its case-sensitive matcher.
     column, _pattern, glob = list(element.clauses)
     return f"({compiler.process(column, **kw)} GLOB {compiler.process(glob, **kw)})"
+
+
+@compiles(not_related)
+def _not_related_pg(element: not_related, compiler: SQLCompiler, **kw: Any) -> str:
+    # NOT EXISTS plans as an anti-join; NOT IN (subquery) would only stay fast while the
+    # subquery's ids fit in work_mem.
+    _fk, _ids, related = list(element.clauses)
+    return f"(NOT {compiler.process(related, **kw)})"
+
+
+@compiles(not_related, "sqlite")
+def _not_related_sqlite(element: not_related, compiler: SQLCompiler, **kw: Any) -> str:
+    # SQLite builds the id list once; a correlated NOT EXISTS would run per row.
+    fk, ids, _related = list(element.clauses)
+    column = compiler.process(fk, **kw)
+    return f"({column} IS NULL OR {column} NOT IN {compiler.process(ids, **kw)})"
 
 
 @compiles(c_text)
@@ -222,12 +247,16 @@ def _leaf(cond: Condition, negate: bool, now: datetime) -> ColumnElement[bool]:
     inner: ColumnElement[bool] | None = None
     if not cond.field.is_to_many:
         inner = _scalar(cond, entities[-1], now)[0]
+        if isinstance(inner, False_):  # "in []": no related record can match
+            return true() if flip else false()
     for index in range(len(cond.hops) - 1, -1, -1):
         relation = cond.hops[index][1]
         outermost_negated = flip and index == 0
         inner = _hop(entities[index], relation, entities[index + 1], inner, outermost_negated)
     assert inner is not None
-    return not_(inner) if flip else inner
+    if flip and cond.hops[0][1].type != "many2one":
+        return not_(inner)
+    return inner  # a negated many2one hop is already "no related record matches"
 
 
 def _hop(
@@ -240,11 +269,10 @@ def _hop(
     """``parent`` has a ``relation`` to a ``target`` (an alias) matching ``inner``.
 
     * many2one: ``fk IN (SELECT id FROM target WHERE inner)``, uncorrelated so both back
-      ends evaluate it once; when the caller negates it, the correlated
-      ``EXISTS (SELECT 1 FROM target WHERE id = fk AND inner)`` instead (two-valued when
-      the fk is NULL, and an anti-join on PostgreSQL where ``NOT IN`` would not be);
-    * many2many: ``EXISTS (SELECT 1 FROM link WHERE link.owner = parent.id AND
-      link.target IN (SELECT id FROM target WHERE inner))``;
+      ends evaluate it once; negated (only ever as the outermost hop) it is
+      :class:`not_related`, which each back end writes in the form it runs fastest;
+    * many2many: ``EXISTS (SELECT 1 FROM link, target WHERE link.owner = parent.id AND
+      target.id = link.target AND inner)``;
     * one2many: ``EXISTS (SELECT 1 FROM target WHERE target.fk = parent.id AND inner)``.
     """
     prop = inspect(parent).mapper.get_property(relation.name)
@@ -260,19 +288,21 @@ def _hop(
         ((local, remote),) = prop.local_remote_pairs
         fk = attr(parent, parent_mapper, local)
         key = attr(target, target_mapper, remote)
+        ids = select(key).where(*criteria).scalar_subquery()
         if negated:
-            return select(one).select_from(target).where(key == fk, *criteria).exists()
-        result: ColumnElement[bool] = fk.in_(select(key).where(*criteria).scalar_subquery())
+            related = select(one).select_from(target).where(key == fk, *criteria).exists()
+            return not_related(fk, ids, related)
+        result: ColumnElement[bool] = fk.in_(ids)
         return result
     if prop.secondary is not None:
         link = prop.secondary.alias()
         ((owner_key, owner_link),) = prop.synchronize_pairs
         ((target_key, target_link),) = prop.secondary_synchronize_pairs
         where = [link.c[owner_link.name] == attr(parent, parent_mapper, owner_key)]
-        if criteria:
-            ids = select(attr(target, target_mapper, target_key)).where(*criteria)
-            where.append(link.c[target_link.name].in_(ids.scalar_subquery()))
-        return select(one).select_from(link).where(*where).exists()
+        if not criteria:
+            return select(one).select_from(link).where(*where).exists()
+        where.append(attr(target, target_mapper, target_key) == link.c[target_link.name])
+        return select(one).select_from(link, target).where(*where, *criteria).exists()
     ((local, remote),) = prop.local_remote_pairs
     where = [attr(target, target_mapper, remote) == attr(parent, parent_mapper, local), *criteria]
     return select(one).select_from(target).where(*where).exists()
@@ -353,8 +383,8 @@ def count_matching(
     include_archived: bool = False,
 ) -> int:
     """How many records of ``model`` match ``domain`` (the ``#records`` figure)."""
+    condition = compile_domain(model, domain, now=now)  # FilterError for a bad model too
     mdef = REGISTRY.get(model)
-    condition = compile_domain(model, domain, now=now)
     statement = (
         select(func.count())
         .select_from(mdef.orm)

@@ -62,8 +62,18 @@ def _leaf(cond: Condition, record: Any, now: datetime) -> bool:
         found = bool(records)
     else:
         operand = operand_at(cond, now)
-        found = any(_test(cond, getattr(r, cond.attribute), operand) for r in records)
+        found = any(_test(cond, _value(cond, r), operand) for r in records)
     return found != cond.negative
+
+
+def _value(cond: Condition, record: Any) -> Any:
+    value = getattr(record, cond.attribute)
+    if value is None and cond.field.type == "many2one":
+        # A relation assigned but not yet flushed has no foreign key value yet.
+        related = getattr(record, cond.field.name)
+        if related is not None:
+            value = related.id
+    return value
 
 
 def _test(cond: Condition, value: Any, operand: Any) -> bool:

@@ -189,7 +189,8 @@ def _resolve(mdef: ModelDef, path: str) -> list[tuple[ModelDef, FieldDef]]:
     try:
         return REGISTRY.resolve_path(mdef, path)
     except RegistryError as exc:
-        raise FilterError(str(exc).strip("\"'"), field=path) from None
+        message = str(exc).strip("\"'").removeprefix(f"in path {path!r}: ")
+        raise FilterError(f"{path}: {message}", field=path) from None
 
 
 def _relation_target(

@@ -4,7 +4,8 @@
 (PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite's ``BEGIN IMMEDIATE`` write lock): the rows
 get ``claimed_by`` = a token unique to this batch and ``lease_until``. It then works on
 the batch in a second transaction, grouped by activity, with set-based statements that
-find the batch's rows by that token (no id lists travel through Python):
+find the batch's rows by primary key (the ids travel as one array/JSON value) and check
+the token:
 
 1. expired (now > schedule date + expiry) → ``canceled`` "expired";
 2. ``*_not_*`` traces whose event already happened on the parent message → ``canceled``;
@@ -24,6 +25,7 @@ nothing left to run. Processed rows keep the token as a record of who ran them.
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections import Counter, defaultdict
@@ -33,14 +35,17 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
+    ARRAY,
     ColumnElement,
+    Integer,
     and_,
+    any_,
     case,
+    cast,
     exists,
     false,
     func,
-    literal_column,
+    literal,
     null,
     or_,
     select,
@@ -127,8 +132,8 @@ def claim(
     limit: int,
     token: str,
     lease: timedelta = DEFAULT_LEASE,
-) -> dict[int, int]:
-    """Stamp up to ``limit`` due traces with ``token``; returns {activity_id: count}."""
+) -> dict[int, list[int]]:
+    """Stamp up to ``limit`` due traces with ``token``; returns {activity_id: [trace ids]}."""
     dialect = session.get_bind().dialect.name
     due = _due_ids(dialect, now=now, limit=limit)
     if dialect == "postgresql":
@@ -137,27 +142,32 @@ def claim(
         update(Trace)
         .where(Trace.id.in_(due))
         .values(claimed_by=token, lease_until=now + lease)
-        .returning(Trace.activity_id)
+        .returning(Trace.activity_id, Trace.id)
         .execution_options(synchronize_session=False)
-    ).scalars()
-    return dict(sorted(Counter(rows).items()))
-
-
-def claimed_groups(session: Session, *, token: str) -> dict[int, int]:
-    rows = session.execute(
-        select(Trace.activity_id, func.count())
-        .where(Trace.claimed_by == token, Trace.state == "scheduled")
-        .group_by(Trace.activity_id)
-        .order_by(Trace.activity_id)
     ).all()
-    return {activity_id: int(n) for activity_id, n in rows}
+    groups: dict[int, list[int]] = defaultdict(list)
+    for activity_id, trace_id in rows:
+        groups[activity_id].append(trace_id)
+    return {activity_id: sorted(ids) for activity_id, ids in sorted(groups.items())}
+
+
+def id_in(session: Session, ids: Sequence[int]) -> ColumnElement[bool]:
+    """``trace.id IN ids`` as one bound value (an array on PostgreSQL, JSON on SQLite).
+
+    A batch's rows are then found by primary key with a statement that compiles once,
+    however many ids the batch has.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        return Trace.id == any_(cast(literal(list(ids), ARRAY(Integer)), ARRAY(Integer)))
+    values = func.json_each(json.dumps(list(ids))).table_valued("value")
+    return Trace.id.in_(select(values.c.value))
 
 
 def release_leases(session: Session, *, worker_id: str) -> int:
     """Give back the traces ``worker_id`` claimed but did not finish."""
     result = session.execute(
         update(Trace)
-        .where(Trace.claimed_by.startswith(f"{worker_id[:48]}:"), Trace.state == "scheduled")
+        .where(Trace.state == "scheduled", Trace.claimed_by.startswith(f"{worker_id[:48]}:"))
         .values(claimed_by=None, lease_until=None)
         .execution_options(synchronize_session=False)
     )
@@ -173,16 +183,24 @@ def run_due(
     lease: timedelta = DEFAULT_LEASE,
 ) -> BatchResult:
     """Claim and execute one batch of due traces. ``db`` is a :class:`nurture.db.Database`."""
+    # A read-only probe first, so an idle worker never takes SQLite's write lock.
+    with db.read() as session:
+        if session.scalar(_due_ids("probe", now=now, limit=1)) is None:
+            return BatchResult()
     token = new_token(worker_id)
     with db.transaction() as session:
         groups = claim(session, now=now, limit=limit, token=token, lease=lease)
-    result = BatchResult(claimed=sum(groups.values()))
+    result = BatchResult(claimed=sum(len(ids) for ids in groups.values()))
     if not groups:
         return result
     try:
         with db.transaction() as session:
-            for activity_id in groups:
-                result.add(process_group(session, activity_id=activity_id, token=token, now=now))
+            for activity_id, ids in groups.items():
+                result.add(
+                    process_group(
+                        session, activity_id=activity_id, trace_ids=ids, token=token, now=now
+                    )
+                )
     except Exception:
         log.exception("batch of %d traces failed; releasing its leases", result.claimed)
         with db.transaction() as session:
@@ -209,34 +227,23 @@ def _move(
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def _claimed_by(session: Session, token: str) -> ColumnElement[bool]:
-    """``claimed_by = token``, flagged as very selective for SQLite's planner.
-
-    SQLite's statistics see one value (NULL) on most rows of a fresh queue and would scan
-    the table; ``likelihood()`` tells it the term picks a handful of rows.
-    """
-    condition = Trace.claimed_by == token
-    if session.get_bind().dialect.name == "sqlite":
-        return func.likelihood(condition, literal_column("0.0001"), type_=Boolean)  # type: ignore[no-any-return]
-    return condition
-
-
 def process_group(
     session: Session,
     *,
     activity_id: int,
+    trace_ids: Sequence[int],
     token: str,
     now: datetime,
     check_expiry: bool = True,
 ) -> BatchResult:
-    """Run one activity on the traces claimed with ``token`` (see the module docstring)."""
+    """Run one activity on its traces ``trace_ids`` claimed with ``token`` (module docstring)."""
     result = BatchResult()
     activity = session.get(Activity, activity_id)
     if activity is None:  # deleted meanwhile: its traces went with it
         return result
     campaign = session.get(Campaign, activity.campaign_id)
     assert campaign is not None
-    mine = [_claimed_by(session, token), Trace.activity_id == activity.id]
+    mine = [id_in(session, trace_ids), Trace.claimed_by == token]
     children = children_of(session, activity_id=activity.id)
 
     # 1. expiry, counted from the planned time

@@ -83,6 +83,7 @@ class Worker:
         batch_size: int = DEFAULT_BATCH,
         poll_interval: float = 0.2,
         full_sync_every: float = 60.0,
+        expire_every: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.db = db
@@ -90,6 +91,8 @@ class Worker:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self.full_sync_every = full_sync_every
+        self.expire_every = expire_every
+        self._last_expiry = float("-inf")
         self.clock = clock
         self.stopping = threading.Event()
         self._last_full_sync = float("-inf")
@@ -106,8 +109,10 @@ class Worker:
         if full:
             self._last_full_sync = time.monotonic()
         result.enrolled = sync_campaigns(self.db, now=now, full=full)
-        with self.db.transaction() as session:
-            result.expired_waits = expire_waiting(session, now=now)
+        if time.monotonic() - self._last_expiry >= self.expire_every:
+            self._last_expiry = time.monotonic()
+            with self.db.transaction() as session:
+                result.expired_waits = expire_waiting(session, now=now)
         result.traces = drain(
             self.db,
             now=now,

@@ -89,7 +89,7 @@ class Trace(Base):
     schedule_date: Mapped[datetime | None] = mapped_column()
     executed_at: Mapped[datetime | None] = mapped_column()
     state_message: Mapped[str | None] = mapped_column(Text)
-    claimed_by: Mapped[str | None] = mapped_column(String(64), index=True)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column()
     # message statistics (email/SMS steps); the engine reads them for *_not_* checks
     sent_at: Mapped[datetime | None] = mapped_column()

@@ -7,9 +7,9 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, exists, false, insert, literal, select, update
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
-from nurture.campaigns.models import EVENT_TRIGGERS, NOT_TRIGGERS, Activity, Campaign
+from nurture.campaigns.models import EVENT_TRIGGERS, Activity, Campaign
 from nurture.campaigns.timing import add_interval, subtract_interval
 from nurture.engine.models import Participant, Trace
 
@@ -214,33 +214,59 @@ def apply_workflow_changes(session: Session, *, campaign: Campaign, now: datetim
 
 
 def _redate(session: Session, *, activity: Activity) -> None:
-    """Re-date the still-scheduled dated traces of an activity whose interval changed."""
+    """Re-date the still-scheduled dated traces of an activity whose interval changed.
+
+    Set-based: the base times (enrolment for roots, the parent's execution for time-based
+    children) take few distinct values — one per enrolment pass or executed batch — so
+    there is one UPDATE per distinct base time. Children already dated by an event are
+    re-dated from the event time, row by row (there are as many as events, not records).
+    """
     trigger = activity.trigger_type
-    parent = Trace.__table__.alias("parent_trace")
-    base_col: Any
-    if trigger == "begin":
-        stmt = select(Trace.id, Participant.created_at).join(
-            Participant, Participant.id == Trace.participant_id
-        )
-    else:
-        if trigger in EVENT_TRIGGERS:
-            base_col = parent.c[TRIGGER_STAT[trigger].key]
-        else:
-            base_col = parent.c.executed_at
-        stmt = select(Trace.id, base_col).join(parent, parent.c.id == Trace.parent_id)
-    stmt = stmt.where(
+    number, unit = activity.interval_number, activity.interval_unit
+    mine = [
         Trace.activity_id == activity.id,
         Trace.state == "scheduled",
         Trace.schedule_date.is_not(None),
-    ).order_by(Trace.id)
-    rows = session.execute(stmt).all()
-    updates = [
-        {"id": trace_id, "schedule_date": add_interval(base, activity.interval_number, activity.interval_unit)}
-        for trace_id, base in rows
-        if base is not None
     ]
-    for part in chunks(updates):
-        session.execute(update(Trace), list(part))
+    parent = aliased(Trace)
+    if trigger in EVENT_TRIGGERS:
+        stat = getattr(parent, TRIGGER_STAT[trigger].key)
+        rows = session.execute(
+            select(Trace.id, stat).join(parent, parent.id == Trace.parent_id).where(*mine)
+        ).all()
+        updates = [
+            {"id": trace_id, "schedule_date": add_interval(base, number, unit)}
+            for trace_id, base in rows
+            if base is not None
+        ]
+        for part in chunks(updates):
+            session.execute(update(Trace), list(part))
+        return
+    link: Any
+    distinct: Any
+    if trigger == "begin":
+        base_col: Any = Participant.created_at
+        owner = select(Participant.id).where(
+            Participant.campaign_id == activity.campaign_id
+        )
+        link = Trace.participant_id
+        distinct = select(Participant.created_at).join(
+            Trace, Trace.participant_id == Participant.id
+        ).where(*mine)
+    else:
+        base_col = Trace.executed_at
+        owner = select(Trace.id).where(Trace.activity_id == activity.parent_id)
+        link = Trace.parent_id
+        distinct = select(parent.executed_at).join(Trace, Trace.parent_id == parent.id).where(*mine)
+    for (base,) in session.execute(distinct.distinct()).all():
+        if base is None:
+            continue
+        session.execute(
+            update(Trace)
+            .where(*mine, link.in_(owner.where(base_col == base)))
+            .values(schedule_date=add_interval(base, number, unit))
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _add_root_traces(
@@ -284,72 +310,102 @@ def _add_root_traces(
 
 
 def _add_child_traces(session: Session, *, activity: Activity, now: datetime) -> None:
-    """A new child of processed parents: its traces, re-opening completed participants."""
+    """A new child of processed parents: its traces, re-opening completed participants.
+
+    Time-based triggers: one ``INSERT … SELECT`` per distinct parent execution time
+    (parent executed_at + interval); a "not" child is skipped where its event already
+    happened. Event triggers: undated where the event has not happened, else dated from
+    the event (row by row: as many as events).
+    """
     trigger = activity.trigger_type
-    child = Trace.__table__.alias("existing_child")
-    has_child = exists().where(child.c.parent_id == Trace.id, child.c.activity_id == activity.id)
-    stat = TRIGGER_STAT.get(trigger)
-    columns: list[Any] = [
-        Trace.id,
-        Trace.campaign_id,
-        Trace.participant_id,
-        Trace.res_id,
-        Trace.is_test,
-        Trace.executed_at,
+    number, unit = activity.interval_number, activity.interval_unit
+    existing = aliased(Trace)
+    has_child = exists().where(existing.parent_id == Trace.id, existing.activity_id == activity.id)
+    eligible: list[Any] = [
+        Trace.activity_id == activity.parent_id,
+        Trace.state == "processed",
+        Trace.is_test == false(),
+        Trace.participant_id.in_(
+            select(Participant.id).where(
+                Participant.campaign_id == activity.campaign_id,
+                Participant.state.in_(("running", "completed")),
+            )
+        ),
+        ~has_child,
     ]
-    if stat is not None:
-        columns.append(stat)
-    rows = session.execute(
-        select(*columns)
-        .join(Participant, Participant.id == Trace.participant_id)
-        .where(
-            Trace.activity_id == activity.parent_id,
-            Trace.state == "processed",
-            Participant.state.in_(("running", "completed")),
-            Participant.is_test == false(),
-            ~has_child,
+    stat = TRIGGER_STAT.get(trigger)
+
+    def insert_from(where: list[Any], date: datetime | None) -> None:
+        source = select(
+            Trace.campaign_id,
+            Trace.id,
+            Trace.participant_id,
+            literal(activity.id),
+            Trace.res_id,
+            Trace.is_test,
+            literal("scheduled"),
+            literal(date, Trace.schedule_date.type),
+            literal(now, Trace.created_at.type),
+        ).where(*where)
+        session.execute(
+            insert(Trace).from_select(
+                [
+                    "campaign_id",
+                    "parent_id",
+                    "participant_id",
+                    "activity_id",
+                    "res_id",
+                    "is_test",
+                    "state",
+                    "schedule_date",
+                    "created_at",
+                ],
+                source,
+            )
         )
-        .order_by(Trace.id)
-    ).all()
-    new_rows: list[dict[str, Any]] = []
-    for row in rows:
-        executed_at = row.executed_at or now
-        if trigger in NOT_TRIGGERS:
-            if row[6] is not None:
-                continue  # the event already happened: the "not" branch never runs
-            date: datetime | None = add_interval(
-                executed_at, activity.interval_number, activity.interval_unit
-            )
-        elif trigger in EVENT_TRIGGERS:
-            event_at = row[6]
-            date = (
-                add_interval(event_at, activity.interval_number, activity.interval_unit)
-                if event_at is not None
-                else None
-            )
-        else:
-            date = add_interval(executed_at, activity.interval_number, activity.interval_unit)
-        new_rows.append(
+
+    if trigger in EVENT_TRIGGERS:
+        assert stat is not None
+        insert_from([*eligible, stat.is_(None)], None)
+        rows = session.execute(
+            select(
+                Trace.campaign_id, Trace.id, Trace.participant_id, Trace.res_id, Trace.is_test, stat
+            ).where(*eligible, stat.is_not(None))
+        ).all()
+        values = [
             {
-                "campaign_id": row.campaign_id,
-                "participant_id": row.participant_id,
+                "campaign_id": r[0],
+                "parent_id": r[1],
+                "participant_id": r[2],
                 "activity_id": activity.id,
-                "parent_id": row.id,
-                "res_id": row.res_id,
-                "is_test": row.is_test,
+                "res_id": r[3],
+                "is_test": r[4],
                 "state": "scheduled",
-                "schedule_date": date,
+                "schedule_date": add_interval(r[5], number, unit),
                 "created_at": now,
             }
+            for r in rows
+        ]
+        for part in chunks(values):
+            session.execute(insert(Trace), list(part))
+    else:
+        if stat is not None:  # a "not" trigger: skip parents whose event already happened
+            eligible += [stat.is_(None), Trace.bounced_at.is_(None)]
+        times = session.execute(select(Trace.executed_at).where(*eligible).distinct()).scalars()
+        for executed_at in list(times):
+            base = executed_at or now
+            where = [*eligible, Trace.executed_at.is_(None) if executed_at is None else Trace.executed_at == executed_at]
+            insert_from(where, add_interval(base, number, unit))
+    session.execute(
+        update(Participant)
+        .where(
+            Participant.state == "completed",
+            Participant.id.in_(
+                select(Trace.participant_id).where(
+                    Trace.activity_id == activity.id, Trace.state == "scheduled"
+                )
+            ),
         )
-    for part in chunks(new_rows):
-        session.execute(insert(Trace), list(part))
-        session.execute(
-            update(Participant)
-            .where(
-                Participant.id.in_({r["participant_id"] for r in part}),
-                Participant.state == "completed",
-            )
-            .values(state="running", updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        .values(state="running", updated_at=now)
+        .execution_options(synchronize_session=False)
+    )

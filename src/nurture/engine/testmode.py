@@ -83,7 +83,12 @@ def run_step(session: Session, *, trace_id: int, now: datetime) -> BatchResult:
     trace.claimed_by = token
     session.flush()
     result = process_group(
-        session, activity_id=trace.activity_id, token=token, now=now, check_expiry=False
+        session,
+        activity_id=trace.activity_id,
+        trace_ids=[trace.id],
+        token=token,
+        now=now,
+        check_expiry=False,
     )
     session.expire_all()
     return result

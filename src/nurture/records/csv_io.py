@@ -796,13 +796,13 @@ def export_fields(model: ModelDef) -> list[FieldDef]:
     return [f for f in model.fields.values() if f.type != "one2many"]
 
 
-def _reference_column(target: ModelDef) -> ColumnElement[Any]:
-    """How a many2one is written: a unique text (a user's login) or the display name."""
+def _reference_column(target: ModelDef) -> ColumnElement[Any] | None:
+    """A unique text naming a related record (a user's login, a tag's name), if any."""
     table: Table = target.orm.__table__
     for fdef in target.scalar_fields():
         if fdef.type == "char" and column_info(target, fdef.name).unique:
             return table.c[fdef.name]
-    return table.c[target.rec_name]
+    return None
 
 
 def _format(value: Any) -> str:
@@ -834,8 +834,9 @@ def export_csv(
 ) -> int:
     """Write the records of ``model`` matching ``domain`` to ``out``; returns the row count.
 
-    Headers are field names (which import reads back); many2one fields hold the related
-    record's login/name, tags a comma-separated list of names.
+    Headers are field names (which import reads back); a many2one holds the related
+    record's unique name (a user's login) or else its id, tags a comma-separated list of
+    names.
     """
     mdef = _target_model(model)
     table: Table = mdef.orm.__table__
@@ -847,12 +848,15 @@ def export_csv(
             target = REGISTRY.get(fdef.relation)
             ref = _reference_column(target)
             target_table: Table = target.orm.__table__
-            columns.append(
-                select(ref)
-                .where(target_table.c.id == table.c[fdef.fk_column])
-                .scalar_subquery()
-                .label(fdef.name)
-            )
+            if ref is None:  # names may repeat (contacts, events): the id is exact
+                columns.append(table.c[fdef.fk_column].label(fdef.name))
+            else:
+                columns.append(
+                    select(ref)
+                    .where(target_table.c.id == table.c[fdef.fk_column])
+                    .scalar_subquery()
+                    .label(fdef.name)
+                )
         elif fdef.type == "many2many":
             link, owner, target_col = _many2many(mdef, fdef.name)
             assert fdef.relation is not None

@@ -366,8 +366,9 @@ def record_counts(*, session: Session) -> dict[str, int]:
 
 
 def has_records(*, session: Session) -> bool:
-    """True when any user or target record exists (the database is not empty)."""
-    orms: list[Any] = [m.User, *(model.orm for model in REGISTRY.targets())]
+    """True when any target record exists (users alone do not count: an administrator
+    may be created before the first start loads the demo data)."""
+    orms: list[Any] = [model.orm for model in REGISTRY.targets()]
     for orm in orms:
         if session.scalar(select(orm.id).limit(1)) is not None:
             return True

@@ -149,7 +149,7 @@ def _fast_national(digits: str, region: str) -> tuple[str, bool] | None:
     rules = _national_rules(region)
     if rules is None:
         return None
-    prefix, country, idd = rules
+    prefix, country, idd, lengths = rules
     if idd is not None and idd.match(digits):
         return None
     stripped = bool(prefix) and digits.startswith(prefix)
@@ -157,9 +157,9 @@ def _fast_national(digits: str, region: str) -> tuple[str, bool] | None:
     valid = _checker(country)(nsn)
     if valid is True:
         return f"+{country}{nsn}", True
-    # phonenumbers keeps a national prefix when the rest is too short to be a number, so
-    # only a verdict on the digits as dialled is final.
-    if valid is False and not stripped:
+    # phonenumbers keeps the national prefix when the rest does not have a possible
+    # length; otherwise it strips it as we did, and the verdict is final.
+    if valid is False and (not stripped or len(nsn) in lengths):
         return "", False
     return None
 
@@ -168,9 +168,12 @@ _CALLING_CODES: dict[str, int] = {str(c): c for c in phonenumbers.COUNTRY_CODE_T
 
 
 @lru_cache(maxsize=512)
-def _national_rules(region: str) -> tuple[str, int, re.Pattern[str] | None] | None:
-    """A region's plain national prefix, calling code and international dialling prefix;
-    None when stripping the national prefix takes more than removing a fixed string."""
+def _national_rules(
+    region: str,
+) -> tuple[str, int, re.Pattern[str] | None, frozenset[int]] | None:
+    """A region's plain national prefix, calling code, international dialling prefix and
+    possible number lengths; None when stripping the national prefix takes more than
+    removing a fixed string."""
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     if metadata is None or metadata.country_code is None:
         return None
@@ -180,7 +183,9 @@ def _national_rules(region: str) -> tuple[str, int, re.Pattern[str] | None] | No
     if prefix and not prefix.isdigit():
         return None
     idd = re.compile(metadata.international_prefix) if metadata.international_prefix else None
-    return prefix, int(metadata.country_code), idd
+    general = metadata.general_desc
+    lengths = frozenset(general.possible_length or ()) if general is not None else frozenset()
+    return prefix, int(metadata.country_code), idd, lengths
 
 
 # The types phonenumbers tries; a number is valid when it fits the general description

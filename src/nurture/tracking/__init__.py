@@ -1,1 +1,2 @@
-"""Tracking: signed URL and mail tokens (opens, clicks, unsubscribes, VERP, Message-ID)."""
+"""Tracking: signed tokens (:mod:`.tokens`), the tracking URLs (:mod:`.urls`) and the
+classification of open and click hits (:mod:`.hits`)."""

@@ -128,6 +128,10 @@ def test_compose_tracks_links_pixel_and_unsubscribe() -> None:
     assert msg["List-Unsubscribe"].startswith(f"<{unsub}>, <mailto:unsubscribe+")
     assert msg["Reply-To"] == "Acme Support <support@acme.example>"
     assert str(msg["To"]) == "Ann <Ann.Smith@Example.com>"
+    mailto = re.search(r"<mailto:([^?>]+)\?subject=unsubscribe>", msg["List-Unsubscribe"])
+    assert mailto is not None
+    request = parse_inbound(f"From: ann.smith@example.com\nTo: {mailto.group(1)}\nSubject: unsubscribe\n\n", SIGNER)
+    assert (request.kind, request.trace_id) == (InboundKind.UNSUBSCRIBE, 42)
     assert composed.outgoing.envelope_from.startswith("bounce+")
     verp_token = composed.outgoing.envelope_from.split("+", 1)[1].split("@")[0]
     assert SIGNER.verify(verp_token, kind=KIND_MESSAGE).ids == (42,)  # type: ignore[union-attr]
@@ -239,3 +243,18 @@ Interested!
 """
     result = parse_inbound(reply, SIGNER)
     assert (result.kind, result.trace_id, result.sender) == (InboundKind.REPLY, 8, "bob@example.org")
+
+
+def test_sender_identity_from_settings(tmp_path: object) -> None:
+    from nurture.config import load_settings
+
+    base = {"NURTURE_DATA_DIR": str(tmp_path), "NURTURE_SECRET_KEY": "k" * 20,
+            "NURTURE_BASE_URL": "https://mail.acme.example:8443/"}
+    identity = SenderIdentity.from_settings(load_settings(base), from_addr="a@acme.example")
+    assert (identity.mail_domain, identity.base_url, identity.bounce_local) == (
+        "mail.acme.example", "https://mail.acme.example:8443", "bounce")
+    identity = SenderIdentity.from_settings(
+        load_settings({**base, "NURTURE_MAIL_DOMAIN": "bounces.acme.example", "NURTURE_BOUNCE_LOCAL": "ret"}),
+        from_addr="a@acme.example",
+    )
+    assert (identity.mail_domain, identity.bounce_local) == ("bounces.acme.example", "ret")

@@ -43,6 +43,9 @@ EXPECTED: dict[str, Expect] = {
     "postfix_delayed.eml": Expect(BOUNCE, True, False, "4.4.1", "henry@slow.example.com", "timed out"),
     "exim_quota_soft.eml": Expect(BOUNCE, True, False, "4.2.2", "ivy@full.example.net", "Mailbox full"),
     "forged_bounce.eml": Expect(BOUNCE, False, True, "5.1.1", "victim@example.org"),
+    "exchange_legacy_text.eml": Expect(BOUNCE, True, True, "5.1.1", "kim.lee@corp.example", "does not exist"),
+    "dsn_multi_recipient.eml": Expect(BOUNCE, True, True, "5.7.1", "lee@blocked.example.net", "content restrictions"),
+    "german_unzustellbar.eml": Expect(BOUNCE, True, True, "5.1.1", "max.mustermann@example.de", "Benutzer unbekannt"),
     "vacation_autoreply.eml": Expect(AUTO),
     "outlook_automatic_reply.eml": Expect(AUTO),
     "subject_only_autoreply.eml": Expect(AUTO),
@@ -150,3 +153,50 @@ def test_malformed_input_does_not_crash() -> None:
                 b"Subject: =?unknown-charset?q?x?=\nFrom: \xff\xfe@x\n\n\xff"):
         result = parse_inbound(raw, SIGNER)
         assert result.kind in InboundKind
+
+
+def test_dsn_per_message_fields_identify_the_message() -> None:
+    token = message_token(SIGNER, 31)
+    raw = f"""From: Mail Delivery Subsystem <mailer-daemon@googlemail.com>
+To: news@news.example.com
+Subject: Delivery Status Notification (Failure)
+MIME-Version: 1.0
+Content-Type: multipart/report; report-type=delivery-status; boundary="b"
+
+--b
+Content-Type: text/plain
+
+Address not found.
+
+--b
+Content-Type: message/delivery-status
+
+Reporting-MTA: dns; googlemail.com
+X-Original-Message-ID: <{token}@news.example.com>
+
+Final-Recipient: rfc822; x@gmail.com
+Action: failed
+Status: 5.1.1
+
+--b--
+"""
+    result = parse_inbound(raw, SIGNER)
+    assert (result.kind, result.trace_id, result.hard) == (BOUNCE, 31, True)
+
+
+def test_person_writing_about_delivery_is_not_a_bounce() -> None:
+    raw = "From: Pat <pat@example.com>\nTo: news@news.example.com\nSubject: Order not delivered yet\n\nWhere is it?\n"
+    assert parse_inbound(raw, SIGNER).kind is UNKNOWN
+
+
+def test_mailto_unsubscribe_request() -> None:
+    token = SIGNER.sign("unsub", 55, encoding="mail")
+    raw = f"From: Ann <ann@example.org>\nTo: unsubscribe+{token}@news.example.com\nSubject: unsubscribe\n\n"
+    result = parse_inbound(raw, SIGNER)
+    assert (result.kind, result.trace_id, result.sender) == (InboundKind.UNSUBSCRIBE, 55, "ann@example.org")
+    forged = TokenSigner("another-key-0123456789abc").sign("unsub", 55, encoding="mail")
+    raw = f"From: Ann <ann@example.org>\nTo: unsubscribe+{forged}@news.example.com\nSubject: unsubscribe\n\n"
+    assert parse_inbound(raw, SIGNER).kind is UNKNOWN
+    # a message token in the unsubscribe address is not an unsubscribe token
+    raw = f"From: a@example.org\nTo: unsubscribe+{message_token(SIGNER, 55)}@news.example.com\n\n"
+    assert parse_inbound(raw, SIGNER).kind is UNKNOWN

@@ -275,7 +275,11 @@ def test_compiled_template_renders_many_records_and_rewrites_links() -> None:
         return html.replace("https://shop.example/sale", "https://n.example/r/abc")
 
     for name in ("A", "B"):
-        out = compiled.render({"name": name}, link_rewriter=rewriter)
+        out = compiled.render(
+            {"name": name},
+            link_rewriter=rewriter,
+            text_links={"https://shop.example/sale": "https://n.example/r/abc"}.get,
+        )
         assert f"Hi {name}!" in out.html
         assert "https://n.example/r/abc" in out.html and "https://n.example/r/abc" in out.text
     assert len(seen) == 2
@@ -348,3 +352,52 @@ def test_ordinary_arithmetic_and_literal_loops_still_work() -> None:
     )
     validate_template("contact", "s", source)
     assert raw_render(source) == "246|1|1024|aAnn &lt;Admin&gt;|Ann &lt;Admin&gt;!|vip/beta|Anna &lt;Admin&gt;"
+
+
+# ------------------------------------------------------------------ text part derived per template
+
+TEXT_CASES = [
+    TEMPLATE.html,
+    """<h1>Hello {{ record.name }}</h1><p>Your tags:</p>
+<ul>{% for tag in record.tags %}<li>{{ tag.name }}</li>{% endfor %}</ul>
+{% if record.salesperson %}<p>Contact {{ record.salesperson.name }} at {{ record.salesperson.email }}</p>{% else %}<p>No rep</p>{% endif %}""",
+    """<table><tr><td><p>Left {{ record.city | default('nowhere') }}</p></td><td><a href="https://x.example/?c={{ record.city }}">City link</a></td></tr></table>
+<p>Line one<br>line two {{ record.email }}</p><hr><p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>""",
+    """<div style="color: {{ record.lang | default('red') }}"><p>{% set greeting = 'Welcome' %}{{ greeting }}, {{ record.name | upper }}!</p></div>
+<ul>{% for t in record.tags %}<li>{{ loop.index }}: {{ t.name }}</li>{% endfor %}</ul>""",
+]
+
+
+@pytest.mark.parametrize("source", TEXT_CASES)
+def test_text_template_matches_per_message_conversion(source: str) -> None:
+    compiled = compile_template("contact", EmailTemplate("s", source))
+    assert compiled.text is not None  # the fast path applies
+    slow = compile_template("contact", EmailTemplate("s", source))
+    slow.text = None
+    for record in (CONTACT, {"name": "Bo", "city": "Oslo", "tags": []}, None):
+        fast_text = compiled.render(record, context={"unsubscribe_url": "https://n.example/u/1"}).text
+        slow_text = slow.render(record, context={"unsubscribe_url": "https://n.example/u/1"}).text
+        assert " ".join(fast_text.split()) == " ".join(slow_text.split())
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        '<p class="{% if record.name %}named{% endif %}">x</p>',
+        "<style>{% if record.name %}p{color:red}{% endif %}</style><p>x</p>",
+        "{% raw %}{{ not jinja }}{% endraw %}<p>x</p>",
+        "<p>{{ '}}' }}</p>",
+        "<p>zqxj0jqxz</p>",
+        "<ol>{% for t in record.tags %}<li>{{ t.name }}</li>{% endfor %}</ol>",
+    ],
+)
+def test_text_template_falls_back_when_tags_do_not_survive(source: str) -> None:
+    compiled = compile_template("contact", EmailTemplate("s", source))
+    assert compiled.text is None
+    assert compiled.render(CONTACT).text  # the per-message conversion still produces text
+
+
+def test_text_values_are_not_html_escaped() -> None:
+    compiled = compile_template("contact", EmailTemplate("s", "<p>Hi {{ record.name }} &amp; co</p>"))
+    assert compiled.text is not None
+    assert compiled.render({"name": "A<b> & *c*"}).text == "Hi A<b> & *c* & co\n"

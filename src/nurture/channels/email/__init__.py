@@ -2,9 +2,17 @@
 
 Modules:
 
-* :mod:`.templates` — sandboxed Jinja2 templates checked against the model registry;
+* :mod:`.templates` — sandboxed Jinja2 templates checked against the model registry at save
+  time (line and column), rendered to subject, preview, HTML (CSS inlined, preheader) and text;
 * :mod:`.links` — tracked-link rewriting, UTM parameters and the open pixel;
-* :mod:`.mime` — the outgoing :class:`email.message.EmailMessage` with its headers;
-* :mod:`.transports` — ``smtp`` and in-memory ``outbox`` transports behind one interface;
-* :mod:`.inbound` — bounce / reply / auto-reply classification of inbound mail.
+* :mod:`.mime` — the outgoing message (multipart/alternative, Message-ID and VERP tokens,
+  RFC 8058 List-Unsubscribe, bulk headers) as wire bytes;
+* :mod:`.compose` — one trace's message: template + record + signed tracking URLs → MIME;
+* :mod:`.transports` — ``smtp`` (pooled, STARTTLS/implicit TLS, 4xx/5xx classification) and
+  in-memory ``outbox`` transports behind one interface, and the retry backoff;
+* :mod:`.inbound` — bounce / reply / auto-reply classification of inbound mail;
+* :mod:`.inbound_smtp` — the aiosmtpd handler of the inbound SMTP listener;
+* :mod:`.bounces` — the auto-blacklist rule.
+
+Tokens and tracking URLs live in :mod:`nurture.tracking`.
 """

@@ -21,13 +21,15 @@ from __future__ import annotations
 import html as html_lib
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from nurture.channels.email.links import Utm, add_open_pixel, rewrite_links
 from nurture.channels.email.mime import MessageSpec, OutgoingEmail, Unsubscribe, build_message
 from nurture.channels.email.templates import CompiledTemplate, RenderedEmail
+from nurture.config import Settings
 from nurture.records.validation import InvalidEmail, normalize_email
 from nurture.tracking.tokens import KIND_UNSUBSCRIBE, TokenSigner, message_token
 from nurture.tracking.urls import CLICK_PREFIX, TraceUrls, click_url
@@ -76,6 +78,23 @@ class SenderIdentity:
     reply_to: str | None = None
     bounce_local: str = "bounce"
     unsubscribe_local: str | None = "unsubscribe"  # mailto:unsubscribe+<token>@mail_domain
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, from_addr: str, reply_to: str | None = None
+    ) -> SenderIdentity:
+        """``NURTURE_MAIL_DOMAIN`` (default: the host of ``NURTURE_BASE_URL``) and
+        ``NURTURE_BOUNCE_LOCAL`` (default ``bounce``) complete the mailing's own sender."""
+        domain = settings.extra.get("NURTURE_MAIL_DOMAIN", "").strip()
+        if not domain:
+            domain = urlsplit(settings.base_url).hostname or "localhost"
+        return cls(
+            from_addr=from_addr,
+            base_url=settings.base_url,
+            mail_domain=domain,
+            reply_to=reply_to,
+            bounce_local=settings.extra.get("NURTURE_BOUNCE_LOCAL", "bounce").strip() or "bounce",
+        )
 
 
 @dataclass(frozen=True)
@@ -127,6 +146,7 @@ def compose_email(
     base = identity.base_url.rstrip("/")
     urls = TraceUrls.build(base, signer, trace_id)
     links: dict[str, int] = {}
+    tracked: dict[str, str] = {}  # original URL -> tracked URL, for the text part
 
     def shorten(url: str) -> str:
         if url not in links:
@@ -141,6 +161,7 @@ def compose_email(
             utm=utm,
             skip_urls={urls.unsubscribe, urls.view},
             skip_prefixes=(f"{base}{CLICK_PREFIX}",),
+            mapping=tracked,
         )
         return add_open_pixel(html, urls.open)
 
@@ -148,7 +169,10 @@ def compose_email(
         record,
         context={"unsubscribe_url": urls.unsubscribe, "view_url": urls.view},
         link_rewriter=rewrite,
+        text_links=tracked.get,
     )
+    if urls.unsubscribe not in rendered.text:  # the footer added to the HTML, in text form
+        rendered = replace(rendered, text=f"{rendered.text}\nUnsubscribe: {urls.unsubscribe}\n")
     mailto = None
     if identity.unsubscribe_local:
         unsub_token = signer.sign(KIND_UNSUBSCRIBE, trace_id, encoding="mail")

@@ -21,6 +21,8 @@ Each candidate must verify with the signer (forged or altered tokens are ignored
 
 Classification, in order:
 
+* a mail to ``unsubscribe+<token>@domain`` (the ``mailto:`` of ``List-Unsubscribe``) with a
+  valid ``unsub`` token → unsubscribe;
 * an RFC 3464 report (``message/delivery-status``): ``failed`` → bounce, ``delayed`` →
   soft bounce, only ``delivered``/``relayed``/``expanded`` → unknown (a success notice);
   hard when the status is ``5.x.x``, soft for ``4.x.x``;
@@ -31,7 +33,8 @@ Classification, in order:
   ``Precedence: auto_reply|bulk|junk``, ``X-Auto-Response-Suppress``, vacation / out of
   office subjects in several languages) — never counted as a reply;
 * a reply: ``In-Reply-To``/``References`` name one of our Message-IDs;
-* anything else sent to a VERP address: a bounce in a format we do not know (soft);
+* anything else sent to a VERP address or by a mailer daemon: a bounce in a format we do
+  not know (soft);
 * otherwise unknown.
 """
 
@@ -51,13 +54,14 @@ from typing import Any
 
 from flufl.bounce import all_failures
 
-from nurture.tracking.tokens import KIND_MESSAGE, TokenData, TokenSigner
+from nurture.tracking.tokens import KIND_MESSAGE, KIND_UNSUBSCRIBE, TokenData, TokenSigner
 
 
 class InboundKind(StrEnum):
     BOUNCE = "bounce"
     REPLY = "reply"
     AUTO_REPLY = "auto_reply"
+    UNSUBSCRIBE = "unsubscribe"  # a mail to the List-Unsubscribe mailto address
     UNKNOWN = "unknown"
 
 
@@ -267,10 +271,13 @@ def _addr(value: str) -> str | None:
 
 
 class InboundParser:
-    def __init__(self, signer: TokenSigner, *, bounce_local: str = "bounce") -> None:
+    def __init__(
+        self, signer: TokenSigner, *, bounce_local: str = "bounce", unsubscribe_local: str = "unsubscribe"
+    ) -> None:
         self.signer = signer
         self.bounce_local = bounce_local
         self._verp = _verp_re(bounce_local)
+        self._unsubscribe = _verp_re(unsubscribe_local)
 
     def _verify(self, candidate: str) -> TokenData | None:
         return self.signer.verify(candidate, kind=KIND_MESSAGE)
@@ -305,6 +312,8 @@ class InboundParser:
             if envid:
                 yield envid.strip()
             yield from self._verp_tokens(envid)
+            yield from self._verp_tokens(_header(block, "X-Postfix-Sender"))
+            yield from self._msgid_tokens(_header(block, "X-Original-Message-ID"))
         for block in parts.dsn_recipients:
             for name in ("Original-Recipient", "Final-Recipient", "X-Actual-Recipient"):
                 yield from self._verp_tokens(_header(block, name))
@@ -350,6 +359,17 @@ class InboundParser:
         bounce_like = from_daemon or bool(_BOUNCE_SUBJECT.search(subject))
         envelope = self._first_valid(self._envelope_candidates(msg))
 
+        # 0. a mail to the List-Unsubscribe mailto address (RFC 2369), not from a daemon
+        if not from_daemon and not parts.dsn_recipients:
+            for name in _DELIVERY_HEADERS:
+                for match in self._unsubscribe.finditer(_header(msg, name)):
+                    data = self.signer.verify(match.group(1), kind=KIND_UNSUBSCRIBE)
+                    if data is not None:
+                        return InboundResult(
+                            InboundKind.UNSUBSCRIBE, match.group(1), data,
+                            reason="unsubscribe request by email", **common,
+                        )
+
         # 1. RFC 3464 delivery status notification
         if parts.dsn_recipients:
             result = self._from_dsn(msg, parts, notice, copy, common)
@@ -373,8 +393,9 @@ class InboundParser:
         if found is not None:
             return InboundResult(InboundKind.REPLY, found[0], found[1], reason="reply", **common)
 
-        # 5. anything else addressed to a VERP address is a bounce we cannot parse
-        if envelope is not None or bounce_like:
+        # 5. anything else sent to a VERP address, or by a mailer daemon, is a bounce in a
+        #    format we cannot parse (a person writing "not delivered" in a subject is not)
+        if envelope is not None or from_daemon:
             result = self._non_standard(msg, parts, notice, copy, common, require_evidence=False)
             if result is not None:
                 return result
@@ -429,6 +450,9 @@ class InboundParser:
         if not failed:
             hard = False
         reason = diagnostic.split(";", 1)[1].strip() if ";" in diagnostic else diagnostic
+        # multi-line SMTP replies repeat their code on each line: "550-5.1.1 a 550-5.1.1 b"
+        reason = re.sub(r"(?<=\s)[245]\d\d[- ](?:[245]\.\d{1,3}\.\d{1,3}\s+)?", "", reason)
+        reason = " ".join(reason.split())
         if not reason:
             reason = f"{_header(block, 'Action').lower()} {status or ''}".strip()
         recipient = _addr(_header(block, "Final-Recipient")) or _addr(
@@ -504,8 +528,11 @@ class InboundParser:
     @staticmethod
     def _reason(notice: str, status: str | None) -> str:
         lines = [ln.strip() for ln in notice.splitlines() if ln.strip()]
-        for line in lines:
+        for index, line in enumerate(lines):
             if (status and status in line) or _BASIC.search(line):
+                words = re.findall(r"[A-Za-z]{3,}", re.sub(r"\S*[.@]\S*", "", line))
+                if len(words) < 3 and index > 0:  # "<mx.example #5.1.1>": say what it means
+                    return f"{lines[index - 1]} {line}"
                 return line
         for line in lines:
             if re.search(r"user unknown|does not exist|no such|unknown user|not found|"
@@ -516,10 +543,14 @@ class InboundParser:
 
 
 def parse_inbound(
-    raw: bytes | str | Message, signer: TokenSigner, *, bounce_local: str = "bounce"
+    raw: bytes | str | Message,
+    signer: TokenSigner,
+    *,
+    bounce_local: str = "bounce",
+    unsubscribe_local: str = "unsubscribe",
 ) -> InboundResult:
     """Classify one inbound message (see the module docstring)."""
-    return InboundParser(signer, bounce_local=bounce_local).parse(raw)
+    return InboundParser(signer, bounce_local=bounce_local, unsubscribe_local=unsubscribe_local).parse(raw)
 
 
 def addresses_in(msg: Message, *names: str) -> list[str]:

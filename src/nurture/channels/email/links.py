@@ -22,6 +22,7 @@ import html as html_lib
 import re
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from urllib.parse import quote, urlsplit, urlunsplit
 
 Shorten = Callable[[str], str]
@@ -45,6 +46,7 @@ class Utm:
         return [(k, v) for k, v in pairs if v]
 
 
+@lru_cache(maxsize=8192)  # the same few URLs recur in every message of a campaign
 def add_utm(url: str, utm: Utm | None) -> str:
     """``url`` with the UTM parameters it does not already have, appended to its query.
 
@@ -64,6 +66,7 @@ def add_utm(url: str, utm: Utm | None) -> str:
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
+@lru_cache(maxsize=16384)
 def is_trackable(url: str) -> bool:
     """An absolute http(s) URL with a host (what may be shortened and redirected to)."""
     try:
@@ -88,14 +91,15 @@ _SCAN = re.compile(
 )
 
 
-def _rewrite_tag(raw: str, replace: Callable[[str], str | None]) -> str:
-    """The tag source with its (first) href value replaced, or unchanged."""
+@lru_cache(maxsize=16384)  # the same link tags recur in every message of a campaign
+def _href_of(raw: str) -> tuple[int, int, str, bool] | None:
+    """Where the (first) href value sits in a start tag: (start, stop, URL, quoted), or None
+    when the tag has no href or carries ``data-notrack``."""
     name = _TAG_NAME.match(raw)
     if name is None:
-        return raw
+        return None
     pos = name.end()
-    href: tuple[int, int, str] | None = None
-    notrack = False
+    href: tuple[int, int, str, bool] | None = None
     end = len(raw) - (2 if raw.endswith("/>") else 1)
     while pos < end:
         match = _ATTR.search(raw, pos, end)
@@ -104,22 +108,28 @@ def _rewrite_tag(raw: str, replace: Callable[[str], str | None]) -> str:
         attr = match.group("name").lower()
         value = match.group("value")
         if attr == "data-notrack":
-            notrack = True
+            return None
         if attr == "href" and value is not None and href is None:
             start, stop = match.span("value")
-            if value[:1] in ("'", '"'):
+            quoted = value[:1] in ("'", '"')
+            if quoted:
                 start, stop, value = start + 1, stop - 1, value[1:-1]
-            href = (start, stop, value)
+            href = (start, stop, html_lib.unescape(value).strip(), quoted)
         pos = match.end()
-    if href is None or notrack:
+    return href
+
+
+def _rewrite_tag(raw: str, replace: Callable[[str], str | None]) -> str:
+    """The tag source with its (first) href value replaced, or unchanged (the same object)."""
+    href = _href_of(raw)
+    if href is None:
         return raw
-    start, stop, value = href
-    new = replace(html_lib.unescape(value).strip())
+    start, stop, url, quoted = href
+    new = replace(url)
     if new is None:
         return raw
-    quote_char = raw[start - 1] if start > 0 and raw[start - 1] in "'\"" else None
     escaped = html_lib.escape(new, quote=True)
-    if quote_char is None:
+    if not quoted:
         return f'{raw[:start]}"{escaped}"{raw[stop:]}'
     return raw[:start] + escaped + raw[stop:]
 
@@ -131,21 +141,25 @@ def rewrite_links(
     utm: Utm | None = None,
     skip_urls: Collection[str] = (),
     skip_prefixes: Sequence[str] = (),
+    mapping: dict[str, str] | None = None,
 ) -> str:
     """Replace each trackable link's href by ``shorten(url_with_utm)``.
 
     ``shorten`` is called once per distinct URL and returns the tracked URL (it stores the
-    URL it was given: the redirect only ever goes to stored URLs).
+    URL it was given: the redirect only ever goes to stored URLs). ``mapping``, when given,
+    receives original URL → tracked URL for every link replaced (to track the text part).
     """
     skip = set(skip_urls)
-    cache: dict[str, str] = {}
+    cache: dict[str, str] = mapping if mapping is not None else {}
 
     def replace(url: str) -> str | None:
+        tracked = cache.get(url)
+        if tracked is not None:
+            return tracked
         if not is_trackable(url) or url in skip or any(url.startswith(p) for p in skip_prefixes):
             return None
-        if url not in cache:
-            cache[url] = shorten(add_utm(url, utm))
-        return cache[url]
+        tracked = cache[url] = shorten(add_utm(url, utm))
+        return tracked
 
     out: list[str] = []
     last = 0

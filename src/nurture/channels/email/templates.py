@@ -22,6 +22,16 @@ variable or field, a dynamic field access, a call or an unsupported tag is repor
 
 :meth:`CompiledTemplate.render` produces the subject, the HTML (CSS inlined with css-inline,
 preview text as a hidden preheader), the plain-text part (html2text) and the preview text.
+
+The plain-text part is normally derived once per template, not once per message (html2text
+is by far the slowest step): :func:`text_template_source` converts the HTML *source* with
+every Jinja tag replaced by an inert marker, then puts the tags back, giving a plain-text
+template rendered like the others. Templates where that cannot be exact (a block tag inside
+an attribute or a ``<style>``, ``{% raw %}``, a numbered list repeated by a loop) fall back
+to converting each rendered message.
+
+Compile once per template (:func:`compile_template`) and render many times; the engine
+should keep the :class:`CompiledTemplate` of an activity for the whole batch.
 """
 
 from __future__ import annotations
@@ -731,19 +741,71 @@ def add_preheader(html: str, preview: str) -> str:
     return html[: match.end()] + block + html[match.end() :]
 
 
-def html_to_text(html: str) -> str:
-    """The plain-text alternative of an HTML email (links kept inline, images dropped)."""
+def _converter() -> html2text.HTML2Text:
     converter = html2text.HTML2Text()
-    converter.body_width = 78
+    converter.body_width = 0  # no hard wrapping: mail clients wrap; markers keep their place
     converter.wrap_links = False
     converter.ignore_images = True
     converter.ignore_emphasis = True
     converter.ignore_tables = True
     converter.unicode_snob = True
     converter.skip_internal_links = True
-    text = converter.handle(html)
+    return converter
+
+
+def _tidy_text(text: str) -> str:
     text = re.sub(r"[ \t]+\n", "\n", text)
     return re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+
+
+def html_to_text(html: str) -> str:
+    """The plain-text alternative of an HTML email (links kept inline, images dropped)."""
+    return _tidy_text(_converter().handle(html))
+
+
+# Plain text derived once per template instead of once per message: every Jinja tag of the
+# HTML source is replaced by an inert alphanumeric marker, the marked HTML goes through
+# html2text, and the markers are put back, giving a plain-text Jinja template. Used when every
+# block tag ({% … %}) survives exactly once (a block tag inside an attribute or a <style> is
+# dropped by html2text: then the per-message conversion is used instead).
+_JINJA_TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
+_MARKER = re.compile(r"zqxj(\d+)jqxz")
+_TEXT_LINK = re.compile(r"\]\(([^()\s]+)\)|<(https?://[^<>\s]+)>")
+
+
+def text_template_source(html_source: str) -> str | None:
+    """The plain-text Jinja source derived from an HTML template source, or None."""
+    if re.search(r"\{%-?\s*raw\b", html_source) or "zqxj" in html_source:
+        return None
+    if re.search(r"<ol\b", html_source, re.I) and re.search(r"\{%-?\s*for\b", html_source):
+        return None  # numbered items repeated by a loop: only per-message conversion counts them
+    tags: list[str] = []
+
+    def mark(match: re.Match[str]) -> str:
+        tag = match.group(0)
+        if tag.startswith("{#"):
+            return ""
+        tags.append(tag)
+        return f"zqxj{len(tags) - 1}jqxz"
+
+    marked = _JINJA_TAG.sub(mark, html_source)
+    if any(d in marked for d in ("{{", "}}", "{%", "%}", "{#", "#}")):
+        return None  # a tag our pattern could not delimit (e.g. "}}" inside a string)
+    text = _converter().handle(marked)
+    for index, tag in enumerate(tags):
+        if tag.startswith("{%") and text.count(f"zqxj{index}jqxz") != 1:
+            return None
+    return _MARKER.sub(lambda m: tags[int(m.group(1))], text)
+
+
+def _compile_text(html_source: str) -> Template | None:
+    source = text_template_source(html_source)
+    if source is None:
+        return None
+    try:
+        return _TEXT_ENV.from_string(source)
+    except TemplateSyntaxError:
+        return None
 
 
 def _one_line(text: str) -> str:
@@ -760,6 +822,7 @@ class CompiledTemplate:
     preview: Template
     html: Template
     names: frozenset[str] = field(default=CONTEXT_NAMES)
+    text: Template | None = None  # the plain-text part as a template (see text_template_source)
 
     def _run(self, template: Template, context: Mapping[str, Any], what: str) -> str:
         size = 0
@@ -784,12 +847,15 @@ class CompiledTemplate:
         *,
         context: Mapping[str, Any] | None = None,
         link_rewriter: Callable[[str], str] | None = None,
+        text_links: Callable[[str], str | None] | None = None,
     ) -> RenderedEmail:
         """Render for ``record`` (an ORM object, a mapping of field values, or None).
 
         ``link_rewriter`` gets the CSS-inlined HTML and returns it with tracked links and the
-        open pixel (see :mod:`.links`); the plain-text part is derived after it, so text
-        links are tracked as well.
+        open pixel (see :mod:`.links`). The plain-text part comes from the template's text
+        form when it has one, with each link URL passed through ``text_links`` (called after
+        ``link_rewriter``; returns the tracked URL, or None to keep it); otherwise it is
+        derived from the final HTML, so its links are the tracked ones either way.
         """
         extra = dict(context or {})
         unknown = set(extra) - self.names
@@ -807,8 +873,21 @@ class CompiledTemplate:
             raise TemplateRenderError(f"html: CSS inlining failed: {exc}") from None
         if link_rewriter is not None:
             html = link_rewriter(html)
-        text = html_to_text(html)
+        if self.text is not None:
+            text = _tidy_text(self._run(self.text, values, "text"))
+            if text_links is not None:
+                text = _TEXT_LINK.sub(lambda m: _swap_link(m, text_links), text)
+        else:
+            text = html_to_text(html)
         return RenderedEmail(subject=subject, preview=preview, html=add_preheader(html, preview), text=text)
+
+
+def _swap_link(match: re.Match[str], text_links: Callable[[str], str | None]) -> str:
+    if match.group(1) is not None:
+        new = text_links(match.group(1))
+        return f"]({new})" if new else match.group(0)
+    new = text_links(match.group(2))
+    return f"<{new}>" if new else match.group(0)
 
 
 def _registry(registry: Registry | None) -> Registry:
@@ -848,7 +927,7 @@ def compile_template(
         raise TemplateValidationError(problems)
     subject, preview, html = compiled["subject"], compiled["preview"], compiled["html"]
     assert subject is not None and preview is not None and html is not None
-    return CompiledTemplate(mdef, reg, subject, preview, html, names)
+    return CompiledTemplate(mdef, reg, subject, preview, html, names, _compile_text(template.html))
 
 
 def validate_template(

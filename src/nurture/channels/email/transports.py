@@ -13,7 +13,8 @@
   certificates only), ``helo`` (the name announced in EHLO). User and password are
   percent-decoded.
 
-  Connections are reused across messages (a small LIFO pool, thread-safe). A pooled
+  Connections are reused across messages (a small LIFO pool, thread-safe; make one
+  transport per worker process — a pool must not be shared across a fork). A pooled
   connection that turns out to be dead before the message is handed over (the server
   dropped it while idle) is replaced by a new one and the message is tried once more.
   Outcomes: 2xx → ``sent``; 4xx, a lost connection, a timeout, a refused connection, an
@@ -37,7 +38,7 @@ import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from enum import StrEnum
 from typing import Literal, Protocol
@@ -111,6 +112,44 @@ def retry_delay(
 def should_retry(attempt: int, max_attempts: int = MAX_ATTEMPTS) -> bool:
     """Whether a message that failed temporarily on attempt ``attempt`` gets another one."""
     return attempt < max_attempts
+
+
+FAILURE_SMTP = "mail_smtp"  # the trace failure type of a refused or undeliverable message
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """What to do with a message after one send attempt.
+
+    ``state``: ``sent``; ``retry`` (keep it queued until ``retry_at``); or ``failed`` (the
+    message row is failed and the trace set to ``error`` with ``failure_type`` — a send-time
+    bounce).
+    """
+
+    state: Literal["sent", "retry", "failed"]
+    reason: str = ""
+    failure_type: str | None = None
+    retry_at: datetime | None = None
+
+
+def decide(
+    result: SendResult,
+    attempt: int,
+    now: datetime,
+    *,
+    max_attempts: int = MAX_ATTEMPTS,
+    rng: random.Random | None = None,
+) -> Delivery:
+    """Map a transport result of attempt number ``attempt`` (from 1) to a :class:`Delivery`."""
+    if result.outcome is Outcome.SENT:
+        return Delivery("sent", result.reason)
+    if result.outcome is Outcome.TEMPORARY and should_retry(attempt, max_attempts):
+        delay = retry_delay(attempt, rng=rng)
+        return Delivery("retry", result.reason, retry_at=now + timedelta(seconds=delay))
+    reason = result.reason
+    if result.outcome is Outcome.TEMPORARY:
+        reason = f"gave up after {attempt} attempts: {reason}"
+    return Delivery("failed", reason, failure_type=FAILURE_SMTP)
 
 
 # --------------------------------------------------------------------------- memory outbox

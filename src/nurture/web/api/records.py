@@ -22,6 +22,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from nurture import audience
+from nurture.clock import parse_iso
 from nurture.errors import NotFound, ValidationError
 from nurture.records import csv_io
 from nurture.records import service as records
@@ -126,6 +127,19 @@ def read_many(session: Session, mdef: ModelDef, ids: list[int]) -> list[Record]:
     loaders = [selectinload(getattr(mdef.orm, f.name)) for f in mdef.fields.values() if f.is_to_many]
     session.scalars(select(mdef.orm).where(mdef.orm.id.in_(ids)).options(*loaders)).all()
     return [utc_values(records.read_record(session=session, model=mdef, record_id=i)) for i in ids]
+
+
+def from_json(mdef: ModelDef, values: dict[str, Any]) -> dict[str, Any]:
+    """JSON has no date type: ISO-8601 text for a datetime field becomes a datetime."""
+    out = dict(values)
+    for key, value in values.items():
+        fdef = mdef.fields.get(key)
+        if fdef is not None and fdef.type == "datetime" and isinstance(value, str):
+            try:
+                out[key] = parse_iso(value.strip())
+            except ValueError:
+                pass  # the record service names the field and the expected format
+    return out
 
 
 def read_one(session: Session, mdef: ModelDef, record_id: int) -> Record:
@@ -243,7 +257,9 @@ def create_route(
     ],
 ) -> Record:
     mdef = resolve_model(model, user, "write")
-    record_id = records.create_record(session=session, model=mdef, values=values, now=now)
+    record_id = records.create_record(
+        session=session, model=mdef, values=from_json(mdef, values), now=now
+    )
     return read_one(session, mdef, record_id)
 
 
@@ -442,7 +458,9 @@ def patch_route(
     values: Annotated[dict[str, Any], Body(description="The fields to change.")],
 ) -> Record:
     mdef = resolve_model(model, user, "write")
-    records.update_record(session=session, model=mdef, record_id=record_id, values=values, now=now)
+    records.update_record(
+        session=session, model=mdef, record_id=record_id, values=from_json(mdef, values), now=now
+    )
     return read_one(session, mdef, record_id)
 
 

@@ -1,4 +1,7 @@
-"""Email template checks and previews: ``/api/v1/templates/email/…`` (no storage yet)."""
+"""Template checks and previews: ``/api/v1/templates/email/…``, ``/api/v1/templates/sms/…``.
+
+Stateless: templates are not stored by the API yet (no template tables exist).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +11,8 @@ from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
 from nurture.channels.email import templates as email_templates
+from nurture.channels.sms import render as sms_render
+from nurture.channels.sms import segments as sms_segments
 from nurture.errors import ValidationError
 from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
@@ -91,3 +96,77 @@ def preview_email(_user: Reader, session: ReadSession, body: PreviewIn) -> Previ
     return PreviewOut(
         subject=rendered.subject, preview=rendered.preview, html=rendered.html, text=rendered.text
     )
+
+
+# --------------------------------------------------------------------------- SMS
+
+
+class SmsTemplateIn(BaseModel):
+    model: str = Field(json_schema_extra=enum_of(TARGETS), description="Target model.")
+    body: str = Field(max_length=5000)
+
+
+class SmsPreviewIn(SmsTemplateIn):
+    record_id: int | None = Field(
+        default=None, ge=1, le=MAX_ID, description="Render for this record (default: none)."
+    )
+    opt_out_text: str | None = Field(default=None, max_length=200)
+
+
+class Segments(BaseModel):
+    encoding: str = Field(description="gsm7 or ucs2.")
+    length: int = Field(description="Septets (GSM-7) or UTF-16 code units (UCS-2).")
+    segments: int = Field(description="Number of SMS parts.")
+    remaining: int = Field(description="Room left in the last part.")
+    per_segment: int = Field(description="Capacity of one part (160/153 or 70/67).")
+
+
+class SmsCheckOut(BaseModel):
+    valid: bool
+    problems: list[Problem]
+    segments: Segments = Field(description="Of the template's source text.")
+
+
+class SmsPreviewOut(BaseModel):
+    body: str
+    segments: Segments
+
+
+def _segments(info: sms_segments.SegmentInfo) -> Segments:
+    return Segments(
+        encoding=info.encoding,
+        length=info.length,
+        segments=info.segments,
+        remaining=info.remaining,
+        per_segment=info.per_segment,
+    )
+
+
+@router.post("/sms/check", summary="Check an SMS template and count its segments")
+def check_sms(_user: Reader, body: SmsTemplateIn) -> SmsCheckOut:
+    model = _target(body.model)
+    segments = _segments(sms_segments.count_segments(body.body))
+    try:
+        sms_render.validate_sms_template(model, body.body)
+    except email_templates.TemplateValidationError as exc:
+        problems = [
+            Problem(field=p.field, line=p.line, column=p.column, message=p.message)
+            for p in exc.problems
+        ]
+        return SmsCheckOut(valid=False, problems=problems, segments=segments)
+    return SmsCheckOut(valid=True, problems=[], segments=segments)
+
+
+@router.post("/sms/preview", summary="Render an SMS template for a record")
+def preview_sms(_user: Reader, session: ReadSession, body: SmsPreviewIn) -> SmsPreviewOut:
+    model = _target(body.model)
+    record = None
+    if body.record_id is not None:
+        record = records.get_record(session=session, model=model, record_id=body.record_id)
+    try:
+        rendered = sms_render.compile_sms(model, body.body).render(
+            record, opt_out_text=body.opt_out_text
+        )
+    except email_templates.TemplateRenderError as exc:
+        raise ValidationError(exc.message, field=exc.field or "body") from None
+    return SmsPreviewOut(body=rendered.body, segments=_segments(rendered.segments))

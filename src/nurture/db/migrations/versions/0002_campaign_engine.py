@@ -126,7 +126,6 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('trace', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_trace_activity_id'), ['activity_id'], unique=False)
-        batch_op.create_index(batch_op.f('ix_trace_claimed_by'), ['claimed_by'], unique=False)
         batch_op.create_index('ix_trace_due', ['schedule_date'], unique=False, sqlite_where=sa.text("state = 'scheduled'"), postgresql_where=sa.text("state = 'scheduled'"))
         batch_op.create_index(batch_op.f('ix_trace_parent_id'), ['parent_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_trace_participant_id'), ['participant_id'], unique=False)
@@ -142,7 +141,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_trace_participant_id'))
         batch_op.drop_index(batch_op.f('ix_trace_parent_id'))
         batch_op.drop_index('ix_trace_due', sqlite_where=sa.text("state = 'scheduled'"), postgresql_where=sa.text("state = 'scheduled'"))
-        batch_op.drop_index(batch_op.f('ix_trace_claimed_by'))
         batch_op.drop_index(batch_op.f('ix_trace_activity_id'))
 
     op.drop_table('trace')

@@ -13,8 +13,11 @@ three-level filter across a to-many relation
 
 (archived contacts excluded) with ``nurture.audience.count_matching`` and with a
 hand-written SQL query for the same set, in the same run on the same database: one warm-up
-each, then ``--repeat`` alternating timed runs; the median of each is compared. Checks the
-two counts are equal and prints both times and the ratio (target <= 1.5).
+each, then ``--repeat`` alternating timed runs. The ratio compares the best wall time of
+each (the least disturbed by whatever else the machine runs, as ``timeit`` does); medians,
+and on SQLite the CPU time of this process, are printed alongside. Checks the two counts
+are equal. Exit status 0 when the ratio is within the target (<= 1.5), 3 when above, 1 when
+the counts differ.
 
 PostgreSQL runs in a scratch database created for the run and dropped after it.
 """
@@ -183,20 +186,22 @@ def load(db: Database, rows: int) -> None:
 # -- timing -----------------------------------------------------------------------------
 
 
-def timed(run: Callable[[], int]) -> tuple[float, int]:
-    start = time.perf_counter()
+def timed(run: Callable[[], int]) -> tuple[float, float, int]:
+    """(wall seconds, this process's CPU seconds, result) of one run."""
+    wall, cpu = time.perf_counter(), time.process_time()
     result = run()
-    return time.perf_counter() - start, result
+    return time.perf_counter() - wall, time.process_time() - cpu, result
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--pg-url", default=DEFAULT_PG, help="an existing PostgreSQL database")
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args(argv)
 
+    runs: dict[str, list[tuple[float, float]]] = {"nurture": [], "hand": []}
     with scratch_database(args.db, args.pg_url) as db:
         started = time.perf_counter()
         load(db, args.rows)
@@ -212,25 +217,32 @@ def main(argv: list[str] | None = None) -> int:
             def by_hand(s: Session = session) -> int:
                 return int(s.execute(hand_sql).scalar_one())
 
-            nurture_count, hand_count = nurture(), by_hand()  # warm-up
-            nurture_times: list[float] = []
-            hand_times: list[float] = []
+            counts = {"nurture": nurture(), "hand": by_hand()}  # warm-up
             for _ in range(args.repeat):
-                elapsed, nurture_count = timed(nurture)
-                nurture_times.append(elapsed)
-                elapsed, hand_count = timed(by_hand)
-                hand_times.append(elapsed)
+                for name, run in (("nurture", nurture), ("hand", by_hand)):
+                    wall, cpu, counts[name] = timed(run)
+                    runs[name].append((wall, cpu))
 
-    nurture_s = statistics.median(nurture_times)
-    hand_s = statistics.median(hand_times)
-    ratio = nurture_s / hand_s
+    def best(name: str) -> float:
+        return min(wall for wall, _cpu in runs[name])
+
+    def median(name: str) -> float:
+        return statistics.median(wall for wall, _cpu in runs[name])
+
+    ratio = best("nurture") / best("hand")
     print(f"filter: {FILTER}")
-    print(f"matching contacts: nurture {nurture_count:,}, hand-written {hand_count:,}")
-    print(f"nurture compiled query : {nurture_s * 1000:9.1f} ms (median of {args.repeat})")
-    print(f"hand-written SQL       : {hand_s * 1000:9.1f} ms (median of {args.repeat})")
+    print(f"matching contacts: nurture {counts['nurture']:,}, hand-written {counts['hand']:,}")
+    print(f"{'':24} {'best':>9} {'median':>9}   (of {args.repeat} alternating runs, wall ms)")
+    for name, label in (("nurture", "nurture compiled query"), ("hand", "hand-written SQL")):
+        line = f"{label:24} {best(name) * 1000:9.1f} {median(name) * 1000:9.1f}"
+        if args.db == "sqlite":  # the query runs in this process: its CPU time is telling
+            cpu = min(c for _wall, c in runs[name])
+            line += f"   (best CPU {cpu * 1000:.1f} ms)"
+        print(line)
+    print(f"median ratio            {median('nurture') / median('hand'):9.2f}")
     verdict = "OK" if ratio <= TARGET else "ABOVE TARGET"
-    print(f"ratio                  : {ratio:9.2f} (target <= {TARGET}) {verdict}")
-    if nurture_count != hand_count:
+    print(f"ratio (best of runs)    {ratio:9.2f}   target <= {TARGET}: {verdict}")
+    if counts["nurture"] != counts["hand"]:
         print("ERROR: the two queries count different sets", file=sys.stderr)
         return 1
     return 0 if ratio <= TARGET else 3

@@ -10,6 +10,7 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+import nurture.accounts.models  # noqa: F401  (accounts tables, until a migration has them)
 import nurture.models  # noqa: F401  (every table in Base.metadata)
 from nurture.accounts import service as accounts
 from nurture.clock import utcnow

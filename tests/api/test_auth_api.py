@@ -200,3 +200,23 @@ def test_request_body_limit(api: Api) -> None:
         headers=api.headers("admin"),
     )
     assert r.status_code == 413
+
+
+def test_413_and_500_use_the_error_shape(api: Api) -> None:
+    r = api.client.post(
+        f"{V1}/records/contact",
+        content=b"x" * (17 * 1024 * 1024),
+        headers={**api.headers("admin"), "Content-Type": "application/json"},
+    )
+    assert r.status_code == 413
+    assert r.json()["error"]["code"] == "request_too_large"
+
+    @api.app.get(f"{V1}/boom-for-test")
+    def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    r = api.client.get(f"{V1}/boom-for-test", headers=api.headers("admin"))
+    assert r.status_code == 500
+    assert r.json()["error"]["code"] == "internal_error"
+    assert "secret internals" not in r.text and "Traceback" not in r.text
+    assert r.headers["X-Content-Type-Options"] == "nosniff"

@@ -171,3 +171,18 @@ def test_applied_filter_count_is_live(db: Database) -> None:
         act = add(s, cid, "Paris", server_action_id=tag_action(s), domain=[["city", "=", "Paris"]])
         assert cs.campaign_count(session=s, campaign_id=cid, now=T0) == 2
         assert cs.applied_count(session=s, activity_id=act, now=T0) == 1
+
+
+def test_tree_shape_is_frozen_once_an_activity_has_traces(db: Database) -> None:
+    with db.transaction() as s:
+        add_contacts(s, [{"email": "a@x.io"}])
+        cid = make_campaign(s)
+        first = add(s, cid, "First", server_action_id=tag_action(s))
+        second = add(s, cid, "Second", server_action_id=tag_action(s))
+        cs.start_campaign(session=s, now=T0, campaign_id=cid)
+    tick(db, now=T0)
+    with db.transaction() as s, pytest.raises(Conflict) as info:
+        cs.edit_activity(session=s, now=T0, activity_id=second, trigger_type="activity", parent_id=first)
+    assert info.value.field == "trigger_type"
+    with db.transaction() as s:  # name, interval and filter stay editable
+        cs.edit_activity(session=s, now=T0, activity_id=second, name="Renamed", interval_number=2)

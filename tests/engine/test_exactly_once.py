@@ -84,3 +84,22 @@ def test_executor_exception_marks_batch_error(db: Database, channel: FakeChannel
     tick(db, now=T0)
     got = traces(db, activity_id=mail)
     assert {(t.state, t.state_message) for t in got} == {("error", "Exception in email: provider down")}
+
+
+def test_a_failing_group_ends_in_error_instead_of_coming_back(
+    db: Database, channel: FakeChannel, monkeypatch: object
+) -> None:
+    import nurture.engine.execute as ex
+
+    mail = _backlog(db, 3)
+
+    def broken(*args: object, **kwargs: object) -> object:
+        raise RuntimeError("filter no longer compiles")
+
+    monkeypatch.setattr(ex, "applied_domain", broken)  # type: ignore[attr-defined]
+    first = run_due(db, now=T0, worker_id="w")
+    assert (first.claimed, first.error) == (3, 3)
+    assert run_due(db, now=T0, worker_id="w").claimed == 0
+    got = traces(db, activity_id=mail)
+    assert {(t.state, t.state_message) for t in got} == {("error", "Engine error: filter no longer compiles")}
+    assert channel.sent == []

@@ -272,3 +272,20 @@ def test_ambiguous_reference_by_name_is_a_row_error(db: Database, tmp_path: Path
     assert result.created == 0
     assert [(e.line, e.field) for e in result.errors] == [(2, "contact")]
     assert "matches 2" in result.errors[0].message
+
+
+def test_upsert_rows_that_would_create_still_need_required_fields(
+    db: Database, tmp_path: Path
+) -> None:
+    with db.transaction() as s:
+        cid = svc.create_record(session=s, model="contact", values={"name": "Ann", "email": "ann@example.com"}, now=NOW)  # fmt: skip
+    path = _write(tmp_path, "email,city\nann@example.com,Paris\nnew@example.com,Rome\n")
+    result = import_csv(db=db, model="contact", source=path, now=NOW, upsert_by="email")
+    assert (result.created, result.updated) == (0, 1)
+    assert [(e.line, e.field) for e in result.errors] == [(3, "name")]
+    by_id = _write(tmp_path, f"id,city\n{cid},Oslo\n{cid + 99},Rome\n", "by_id.csv")
+    result = import_csv(db=db, model="contact", source=by_id, now=NOW, upsert_by="id")
+    assert result.updated == 1 and [(e.line, e.field) for e in result.errors] == [(3, "id")]
+    with db.read() as s:
+        assert s.scalar(select(m.Contact.city)) == "Oslo"
+        assert _count(db, m.Contact) == 1

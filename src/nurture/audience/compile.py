@@ -223,12 +223,38 @@ def _node(node: CheckedNode, negate: bool, now: datetime) -> ColumnElement[bool]
     if isinstance(node, Negation):
         return _node(node.child, not negate, now)
     if isinstance(node, Branch):
-        parts = [_node(child, negate, now) for child in node.children]
+        # Plain column tests first, subqueries last: SQLite evaluates AND/OR left to right
+        # and stops early, so a subquery then runs only for rows the cheap tests left open.
+        # (PostgreSQL orders the tests by cost itself.) AND and OR commute, so the result
+        # is the same.
+        children = sorted(node.children, key=_cost)
+        parts = [_node(child, negate, now) for child in children]
         conjunction = (node.operator == AND) != negate
         return and_(*parts) if conjunction else or_(*parts)
     if isinstance(node, Constant):
         return true() if node.value != negate else false()
     return _leaf(node, negate, now)
+
+
+def _cost(node: CheckedNode) -> int:
+    """0: a test on the record's own columns; 1: an id list built once (a many2one to a
+    lookup table); 2: a correlated subquery run per row."""
+    if isinstance(node, Negation):
+        return _cost(node.child)
+    if isinstance(node, Branch):
+        return max(_cost(child) for child in node.children)
+    if isinstance(node, Constant) or not node.hops:
+        return 0
+    return max(1 if _id_list(relation) else 2 for _owner, relation in node.hops)
+
+
+def _id_list(relation: FieldDef) -> bool:
+    """Follow a many2one as ``fk IN (SELECT id …)``: only to lookup tables (users, tags,
+    lists, events), whose matching ids are few and cheap to collect once. A many2one to a
+    target model (a lead's contact) may match millions of rows, so it is a correlated
+    ``EXISTS`` that costs one primary-key probe per row, however selective the rest of the
+    query is."""
+    return relation.type == "many2one" and not REGISTRY.get(relation.relation or "").is_target
 
 
 def _leaf(cond: Condition, negate: bool, now: datetime) -> ColumnElement[bool]:
@@ -254,9 +280,9 @@ def _leaf(cond: Condition, negate: bool, now: datetime) -> ColumnElement[bool]:
         outermost_negated = flip and index == 0
         inner = _hop(entities[index], relation, entities[index + 1], inner, outermost_negated)
     assert inner is not None
-    if flip and cond.hops[0][1].type != "many2one":
+    if flip and not _id_list(cond.hops[0][1]):
         return not_(inner)
-    return inner  # a negated many2one hop is already "no related record matches"
+    return inner  # a negated id-list hop is already "no related record matches"
 
 
 def _hop(
@@ -268,9 +294,12 @@ def _hop(
 ) -> ColumnElement[bool]:
     """``parent`` has a ``relation`` to a ``target`` (an alias) matching ``inner``.
 
-    * many2one: ``fk IN (SELECT id FROM target WHERE inner)``, uncorrelated so both back
-      ends evaluate it once; negated (only ever as the outermost hop) it is
-      :class:`not_related`, which each back end writes in the form it runs fastest;
+    * many2one to a lookup table: ``fk IN (SELECT id FROM target WHERE inner)``,
+      uncorrelated so both back ends evaluate it once; negated (only ever as the
+      outermost hop) it is :class:`not_related`, which each back end writes in the form
+      it runs fastest;
+    * many2one to a target model: ``EXISTS (SELECT 1 FROM target WHERE id = fk AND inner)``
+      (see :func:`_id_list`);
     * many2many: ``EXISTS (SELECT 1 FROM link, target WHERE link.owner = parent.id AND
       target.id = link.target AND inner)``;
     * one2many: ``EXISTS (SELECT 1 FROM target WHERE target.fk = parent.id AND inner)``.
@@ -288,9 +317,11 @@ def _hop(
         ((local, remote),) = prop.local_remote_pairs
         fk = attr(parent, parent_mapper, local)
         key = attr(target, target_mapper, remote)
+        related = select(one).select_from(target).where(key == fk, *criteria).exists()
+        if not _id_list(relation):
+            return related
         ids = select(key).where(*criteria).scalar_subquery()
         if negated:
-            related = select(one).select_from(target).where(key == fk, *criteria).exists()
             return not_related(fk, ids, related)
         result: ColumnElement[bool] = fk.in_(ids)
         return result

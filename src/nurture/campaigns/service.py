@@ -552,6 +552,23 @@ def edit_activity(
         new_parent = None
     if new_type not in ACTIVITY_TYPES:
         raise ValidationError(f"unknown activity type {new_type!r}", field="activity_type")
+    if (new_trigger, new_parent, new_type) != (
+        activity.trigger_type,
+        activity.parent_id,
+        activity.activity_type,
+    ):
+        from nurture.engine.models import Trace
+
+        has_traces = session.scalar(
+            select(Trace.id).where(Trace.activity_id == activity.id, Trace.is_test.is_(False)).limit(1)
+        )
+        if has_traces:
+            field = "activity_type" if new_type != activity.activity_type else "trigger_type"
+            raise Conflict(
+                "the type, trigger and parent of an activity cannot change once it has traces; "
+                "add a new activity instead",
+                field=field,
+            )
     _check_tree(
         session,
         campaign=campaign,

@@ -14,7 +14,7 @@ from nurture.clock import parse_iso, utcnow
 @cli.command()
 @click.option("--batch-size", default=500, show_default=True, type=int)
 @click.option("--poll", default=0.2, show_default=True, type=float, help="Idle poll interval (s).")
-@click.option("--full-sync", default=60.0, show_default=True, type=float, help="Seconds between full enrolment syncs.")
+@click.option("--full-sync", default=300.0, show_default=True, type=float, help="Seconds between full enrolment syncs.")
 @click.option("--id", "worker_id", default=None, help="Worker id (default: host-pid-random).")
 def worker(batch_size: int, poll: float, full_sync: float, worker_id: str | None) -> None:
     """Run the engine: continuous enrolment, due traces, event-window expiry (SIGTERM stops)."""

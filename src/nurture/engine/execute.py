@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -38,6 +38,7 @@ from sqlalchemy import (
     ARRAY,
     ColumnElement,
     Integer,
+    Table,
     and_,
     any_,
     case,
@@ -138,12 +139,13 @@ def claim(
     due = _due_ids(dialect, now=now, limit=limit)
     if dialect == "postgresql":
         due = due.scalar_subquery()
-    rows = session.execute(
-        update(Trace)
-        .where(Trace.id.in_(due))
+    table: Table = Trace.__table__  # type: ignore[assignment]
+    # Core statement: the RETURNING rows need no ORM processing.
+    rows = session.connection().execute(
+        table.update()
+        .where(table.c.id.in_(due))
         .values(claimed_by=token, lease_until=now + lease)
-        .returning(Trace.activity_id, Trace.id)
-        .execution_options(synchronize_session=False)
+        .returning(table.c.activity_id, table.c.id)
     ).all()
     groups: dict[int, list[int]] = defaultdict(list)
     for activity_id, trace_id in rows:
@@ -196,11 +198,32 @@ def run_due(
     try:
         with db.transaction() as session:
             for activity_id, ids in groups.items():
-                result.add(
-                    process_group(
-                        session, activity_id=activity_id, trace_ids=ids, token=token, now=now
+                try:
+                    with session.begin_nested():
+                        group = process_group(
+                            session, activity_id=activity_id, trace_ids=ids, token=token, now=now
+                        )
+                except Exception as exc:
+                    # A group that cannot be processed (say, a filter that no longer
+                    # compiles) must not come back forever: its traces end in error.
+                    log.exception("activity %s: batch of %d traces failed", activity_id, len(ids))
+                    group = BatchResult(
+                        error=_move(
+                            session,
+                            [id_in(session, ids), Trace.claimed_by == token],
+                            state="error",
+                            message=f"Engine error: {exc}"[:1000],
+                            now=now,
+                        )
                     )
-                )
+                    complete_participants(
+                        session,
+                        now=now,
+                        participant_filter=Participant.id.in_(
+                            select(Trace.participant_id).where(id_in(session, ids)).scalar_subquery()
+                        ),
+                    )
+                result.add(group)
     except Exception:
         log.exception("batch of %d traces failed; releasing its leases", result.claimed)
         with db.transaction() as session:
@@ -277,22 +300,28 @@ def process_group(
     )
     active = audience.active_condition(campaign.model, include_archived=campaign.include_archived)
     matching = exists().where(orm.id == Trace.res_id, condition, active)
-    taken = Counter(
-        session.execute(
-            update(Trace)
-            .where(Trace.state == "scheduled", *mine)
-            .values(
-                state=case((matching, "processed"), else_="rejected"),
-                state_message=case((matching, null()), else_=MSG_REJECTED),
-                executed_at=now,
-                lease_until=None,
-            )
-            .returning(Trace.state)
-            .execution_options(synchronize_session=False)
-        ).scalars()
+    taken = session.execute(
+        update(Trace)
+        .where(Trace.state == "scheduled", *mine)
+        .values(
+            state=case((matching, "processed"), else_="rejected"),
+            state_message=case((matching, null()), else_=MSG_REJECTED),
+            executed_at=now,
+            lease_until=None,
+        )
+        .execution_options(synchronize_session=False)
     )
-    result.rejected += taken["rejected"]
-    processed = taken["processed"]
+    moved = int(getattr(taken, "rowcount", 0) or 0)
+    rejected = 0
+    if moved:
+        rejected = int(
+            session.scalar(
+                select(func.count()).select_from(Trace).where(*mine, Trace.state == "rejected")
+            )
+            or 0
+        )
+    result.rejected += rejected
+    processed = moved - rejected
     if processed:
         batch_filter = and_(*mine, Trace.state == "processed")
         outcomes = _execute(

@@ -82,7 +82,7 @@ class Worker:
         worker_id: str | None = None,
         batch_size: int = DEFAULT_BATCH,
         poll_interval: float = 0.2,
-        full_sync_every: float = 60.0,
+        full_sync_every: float = 300.0,
         expire_every: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:

@@ -42,7 +42,7 @@ from nurture.records.events import records_changed
 from nurture.records.registry import FieldDef, ModelDef, RegistryError
 from nurture.records.service import get_or_create_mailing_list, get_or_create_tags
 from nurture.records.validation import parse_stripped_phone
-from nurture.records.values import column_info, text_converter, validity_column
+from nurture.records.values import column_info, is_required, text_converter, validity_column
 
 DEFAULT_BATCH_SIZE = 5000
 MAX_ERRORS_KEPT = 1000
@@ -183,8 +183,6 @@ def plan_columns(
                 f"--upsert-by {upsert_by}: the file has no {upsert_by} column", field=upsert_by
             )
     else:
-        from nurture.records.values import is_required
-
         for fdef in model.fields.values():
             if is_required(model, fdef) and fdef.name not in seen:
                 raise ValidationError(
@@ -490,14 +488,10 @@ class _Writer:
             else:
                 pending[value] = row
                 inserts.append(row)
-        missing = [r for r in inserts if self._missing_required(r)]
-        for row in missing:
-            inserts.remove(row)
+        inserts = [r for r in inserts if not self._missing_required(r)]
         return inserts, list(updates.items())
 
     def _missing_required(self, row: _Row) -> bool:
-        from nurture.records.values import is_required
-
         for fdef in self.model.fields.values():
             key = column_info(self.model, fdef.name).key if not fdef.is_to_many else fdef.name
             if is_required(self.model, fdef) and row.values.get(key) is None:

@@ -401,3 +401,27 @@ def test_text_values_are_not_html_escaped() -> None:
     compiled = compile_template("contact", EmailTemplate("s", "<p>Hi {{ record.name }} &amp; co</p>"))
     assert compiled.text is not None
     assert compiled.render({"name": "A<b> & *c*"}).text == "Hi A<b> & *c* & co\n"
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "<span>{</span>{ cycler }<span>}</span>",
+        "<p>{<b>{{ record.name }}</b>}</p>",
+        "<p>%<b>{{ record.name }}</b></p><i>{</i>% for x in [1] * 100000 %<i>}</i>",
+    ],
+)
+def test_text_template_never_gains_syntax_the_html_did_not_have(source: str) -> None:
+    compiled = compile_template("contact", EmailTemplate("s", source))
+    if compiled.text is not None:
+        # whatever html2text produced, rendering it runs only the validated tags
+        out = compiled.render({"name": "Ann"}).text
+        assert "cycler" in out or "Ann" in out
+
+
+def test_unclosed_block_points_at_its_opening_tag() -> None:
+    found = problems("contact", "<p>intro</p>\r\n  {% for t in record.tags %}\r\n{{ t.name }}\r\n<p>end</p>")
+    assert found[0][1:3] == (2, 3)
+    assert "'{% for %}' is never closed" in found[0][3]
+    found = problems("contact", "{% if record.name %}a{% if record.email %}b{% endif %}")
+    assert found[0][1:3] == (1, 1)

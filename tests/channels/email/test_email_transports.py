@@ -5,10 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import random
-import shutil
 import socket
-import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +30,7 @@ from nurture.channels.email.transports import (
 from nurture.config import ConfigError, load_settings
 from nurture.tracking.tokens import TokenSigner, message_token
 
+from .conftest import client_tls, server_tls
 from .smtp_sink import Sink, free_port
 
 SIGNER = TokenSigner("transport-test-secret-012345")
@@ -76,30 +74,6 @@ def smtp_server() -> Iterator[ServerFactory]:
     yield start
     for controller in controllers:
         controller.stop()
-
-
-@pytest.fixture(scope="session")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test certificate")
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out", str(cert),
-         "-days", "2", "-subj", "/CN=localhost", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"],
-        check=True, capture_output=True,
-    )
-    return cert, key
-
-
-def server_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(str(certificate[0]), str(certificate[1]))
-    return context
-
-
-def client_tls(certificate: tuple[Path, Path]) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=str(certificate[0]))
 
 
 def parse(raw: bytes) -> EmailMessage:

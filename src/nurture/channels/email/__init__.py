@@ -12,6 +12,7 @@ Modules:
   in-memory ``outbox`` transports behind one interface, and the retry backoff;
 * :mod:`.inbound` — bounce / reply / auto-reply classification of inbound mail;
 * :mod:`.inbound_smtp` — the aiosmtpd handler of the inbound SMTP listener;
+* :mod:`.imap` — IMAP polling (``NURTURE_IMAP_URL``);
 * :mod:`.bounces` — the auto-blacklist rule.
 
 Tokens and tracking URLs live in :mod:`nurture.tracking`.

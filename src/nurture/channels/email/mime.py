@@ -140,14 +140,47 @@ def _header(name: str, value: str) -> bytes:
     if value.isascii() and len(name) + 2 + len(value) <= 78:
         return f"{name}: {value}\r\n".encode("ascii")
     charset = "us-ascii" if value.isascii() else "utf-8"
-    encoded = Header(value, charset, header_name=name).encode(linesep="\r\n")
+    encoded = Header(value, charset, header_name=name).encode(maxlinelen=74, linesep="\r\n")
     return f"{name}: {encoded}\r\n".encode("ascii")
 
 
-def _address(address: Address) -> str:
-    if not address.addr_spec.isascii():  # SMTPUTF8: left to EmailMessage's utf8 policy
-        return str(address)
-    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+def _address_line(name: str, address: Address) -> bytes:
+    """``From: Name <a@b>``: a non-ASCII name as RFC 2047 words of at most 75 characters."""
+    display = address.display_name
+    if not display:
+        value = address.addr_spec
+    elif display.isascii():
+        value = formataddr((display, address.addr_spec))  # quotes specials: "Doe, Jane"
+    else:
+        words = _encoded_phrase(display)
+        value = f"{words}\r\n <{address.addr_spec}>" if "\r\n" in words else f"{words} <{address.addr_spec}>"
+    return f"{name}: {value}\r\n".encode("ascii")
+
+
+def _encoded_phrase(text: str, max_bytes: int = 40) -> str:
+    """RFC 2047 words for a display name, each under 75 characters, split after spaces.
+
+    Whitespace between encoded words is not part of the text, so each chunk carries its own
+    trailing space; splitting only at spaces keeps parsers that (wrongly) keep the folding
+    whitespace from cutting a word in two.
+    """
+    chunks: list[str] = []
+    current = ""
+    for piece in re.findall(r"\S+\s*|\s+", text):
+        while len(piece.encode("utf-8")) > max_bytes:  # one very long word: cut it
+            if current:
+                chunks.append(current)
+                current = ""
+            cut = max_bytes // 4  # at most 4 bytes per character
+            chunks.append(piece[:cut])
+            piece = piece[cut:]
+        if current and len((current + piece).encode("utf-8")) > max_bytes:
+            chunks.append(current)
+            current = ""
+        current += piece
+    if current:
+        chunks.append(current)
+    return "\r\n ".join(Header(c, "utf-8").encode(maxlinelen=998) for c in chunks)
 
 
 def _list_header(name: str, items: Sequence[str]) -> bytes:
@@ -173,13 +206,13 @@ def _part(subtype: str, text: str) -> bytes:
     ).encode("ascii") + _qp(text)
 
 
-def _headers(spec: MessageSpec) -> tuple[list[tuple[str, str]], Address]:
+def _headers(spec: MessageSpec) -> tuple[list[tuple[str, str | Address]], Address]:
     """Validated header values; raises ValueError on anything that could inject a header."""
     sender = parse_address(spec.from_addr)
     recipient = parse_address(spec.to_addr)
-    pairs: list[tuple[str, str]] = [("From", _address(sender)), ("To", _address(recipient))]
+    pairs: list[tuple[str, str | Address]] = [("From", sender), ("To", recipient)]
     if spec.reply_to:
-        pairs.append(("Reply-To", _address(parse_address(spec.reply_to))))
+        pairs.append(("Reply-To", parse_address(spec.reply_to)))
     pairs += [
         ("Subject", _one_line(spec.subject)),
         ("Date", format_datetime(spec.date or datetime.now(UTC))),
@@ -211,11 +244,13 @@ def build_message(spec: MessageSpec) -> OutgoingEmail:
     """
     pairs, recipient = _headers(spec)
     envelope_from = verp_address(spec.token, spec.domain, spec.bounce_local)
-    if not all(value.isascii() for name, value in pairs if name in ("From", "To", "Reply-To")):
+    if not all(v.addr_spec.isascii() for _n, v in pairs if isinstance(v, Address)):
         return _build_international(spec, pairs, recipient, envelope_from)
     out = bytearray()
     for name, value in pairs:
-        if name == "List-Unsubscribe":
+        if isinstance(value, Address):
+            out += _address_line(name, value)
+        elif name == "List-Unsubscribe":
             out += _list_header(name, [v.strip() for v in value.split(",")])
         else:
             out += _header(name, value)
@@ -230,7 +265,7 @@ def build_message(spec: MessageSpec) -> OutgoingEmail:
 
 
 def _build_international(
-    spec: MessageSpec, pairs: list[tuple[str, str]], recipient: Address, envelope_from: str
+    spec: MessageSpec, pairs: list[tuple[str, str | Address]], recipient: Address, envelope_from: str
 ) -> OutgoingEmail:
     policy = POLICY.clone(utf8=True)
     msg = EmailMessage(policy=policy)

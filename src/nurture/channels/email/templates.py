@@ -667,6 +667,28 @@ class _Checker:
                 self.error(node, "*args / **kwargs are not allowed in templates")
 
 
+_BLOCK_TAG = re.compile(r"\{%[-+]?\s*(\w+)(.*?)[-+]?%\}", re.S)
+_BLOCKS = frozenset({"for", "if", "with", "filter", "autoescape", "macro", "call", "block", "raw"})
+
+
+def _unclosed_block(source: str, name: str) -> int | None:
+    """Offset of the innermost block tag ``name`` that is never closed, if found."""
+    stack: list[tuple[str, int]] = []
+    for match in _BLOCK_TAG.finditer(source):
+        tag, rest = match.group(1), match.group(2)
+        if tag in _BLOCKS or (tag == "set" and "=" not in rest):
+            stack.append((tag, match.start()))
+        elif tag.startswith("end"):
+            opened = tag[3:]
+            while stack:
+                if stack.pop()[0] == opened:
+                    break
+    for tag, start in reversed(stack):
+        if tag == name:
+            return start
+    return None
+
+
 def _check(
     env: EmailSandbox,
     source: str,
@@ -682,7 +704,15 @@ def _check(
     except TemplateSyntaxError as exc:
         line = exc.lineno or 1
         message = exc.message or "syntax error"
-        return None, [TemplateProblem(field_name, line, locator.syntax_column(line, message), message)]
+        column = locator.syntax_column(line, message)
+        unclosed = re.search(r"innermost block that needs to be closed is '(\w+)'", message)
+        if unclosed is not None and message.startswith("Unexpected end of template"):
+            start = _unclosed_block(source, unclosed.group(1))
+            if start is not None:  # point at the block left open, not at the end of the text
+                line = source.count("\n", 0, start) + 1
+                column = start - (source.rfind("\n", 0, start) + 1) + 1
+                message = f"'{{% {unclosed.group(1)} %}}' is never closed: {message}"
+        return None, [TemplateProblem(field_name, line, column, message)]
     checker = _Checker(registry, model, names, field_name, source)
     checker.body(tree.body, {})
     return compiled, checker.problems
@@ -795,17 +825,24 @@ def text_template_source(html_source: str) -> str | None:
     for index, tag in enumerate(tags):
         if tag.startswith("{%") and text.count(f"zqxj{index}jqxz") != 1:
             return None
+    # html2text must not have made new template syntax (from braces split across elements)
+    # nor glued a brace to a marker: only the original, validated tags may come back.
+    bare = _MARKER.sub(" ", text)
+    if any(d in bare for d in ("{{", "}}", "{%", "%}", "{#", "#}")) or re.search(
+        r"[{%#]zqxj\d+jqxz|zqxj\d+jqxz[}%#]", text
+    ):
+        return None
     return _MARKER.sub(lambda m: tags[int(m.group(1))], text)
 
 
-def _compile_text(html_source: str) -> Template | None:
+def _compile_text(
+    html_source: str, model: ModelDef, registry: Registry, names: frozenset[str]
+) -> Template | None:
     source = text_template_source(html_source)
     if source is None:
         return None
-    try:
-        return _TEXT_ENV.from_string(source)
-    except TemplateSyntaxError:
-        return None
+    compiled, problems = _check(_TEXT_ENV, source, "text", model, registry, names)
+    return compiled if not problems else None  # defence in depth: same checks as the HTML
 
 
 def _one_line(text: str) -> str:
@@ -927,7 +964,8 @@ def compile_template(
         raise TemplateValidationError(problems)
     subject, preview, html = compiled["subject"], compiled["preview"], compiled["html"]
     assert subject is not None and preview is not None and html is not None
-    return CompiledTemplate(mdef, reg, subject, preview, html, names, _compile_text(template.html))
+    text = _compile_text(template.html, mdef, reg, names)
+    return CompiledTemplate(mdef, reg, subject, preview, html, names, text)
 
 
 def validate_template(

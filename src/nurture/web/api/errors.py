@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nurture.errors import NurtureError
 from nurture.web.security import error_status
@@ -136,15 +137,70 @@ async def _validation_handler(request: Request, exc: Exception) -> Response:
     if not errors:
         return error_response(422, "invalid", "invalid request")
     first = errors[0]
-    field = _location(first.get("loc", ()))
+    field = "body" if first.get("type") == "json_invalid" else _location(first.get("loc", ()))
     message = f"{field}: {first.get('msg', 'invalid value')}"
     if len(errors) > 1:
         message += f" (and {len(errors) - 1} more problem(s))"
     return error_response(422, "invalid", message, field)
 
 
+class NestErrorBodiesMiddleware:
+    """Re-shapes error bodies that middlewares send themselves (the 413 of the body size
+    limit) for ``/api/`` paths. Only 4xx JSON responses are buffered; others stream."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not str(scope.get("path", "")).startswith(API_PREFIX):
+            await self.app(scope, receive, send)
+            return
+        start: Message | None = None
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = dict(message.get("headers", []))
+                json_body = headers.get(b"content-type", b"").startswith(b"application/json")
+                if message["status"] == 413 and json_body:
+                    start = message
+                    return
+                await send(message)
+            elif start is not None and message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    await _send_nested(start, b"".join(chunks), send)
+            else:
+                await send(message)
+
+        await self.app(scope, receive, capture)
+
+
+async def _send_nested(start: Message, body: bytes, send: Send) -> None:
+    try:
+        flat = json.loads(body)
+    except ValueError:
+        flat = None
+    if isinstance(flat, dict) and "error" not in flat:
+        body = json.dumps(
+            {
+                "error": {
+                    "code": str(flat.get("code") or _STATUS_CODES.get(start["status"], "error")),
+                    "message": str(flat.get("message", "")),
+                    "field": flat.get("field") if isinstance(flat.get("field"), str) else None,
+                }
+            }
+        ).encode()
+    headers = [(k, v) for k, v in start.get("headers", []) if k.lower() != b"content-length"]
+    headers.append((b"content-length", str(len(body)).encode()))
+    await send({**start, "headers": headers})
+    await send({"type": "http.response.body", "body": body, "more_body": False})
+
+
 def install_api_errors(app: FastAPI) -> None:
     """Wrap the app's handlers so API responses use the nested error shape."""
+    app.add_middleware(NestErrorBodiesMiddleware)
     handlers: dict[Any, Handler] = dict(app.exception_handlers)
     nurture_original = handlers.get(NurtureError)
     http_original = handlers.get(StarletteHTTPException)

@@ -53,6 +53,7 @@ EXCLUDED_MODELS = frozenset({"user"})
 #: permission resource of each model (default "records")
 RESOURCE_OF_MODEL = {"tag": "tags", "mailing_list": "lists", "mailing_subscription": "lists"}
 MAX_FILTER = 20_000
+EXPORT_STALL_SECONDS = 300.0
 
 Record = dict[str, Any]
 
@@ -372,8 +373,20 @@ class _QueueWriter(io.TextIOBase):
 
     def flush(self) -> None:
         if self.buffer:
-            self.chunks.put("".join(self.buffer))
+            text = "".join(self.buffer)
             self.buffer, self.size = [], 0
+            self.send(text)
+
+    def send(self, item: str | BaseException | None) -> None:
+        waited = 0.0
+        while True:  # a client that stopped reading must not hold the export forever
+            if self.stop.is_set() or waited >= EXPORT_STALL_SECONDS:
+                raise BrokenPipeError("the client stopped reading the export")
+            try:
+                self.chunks.put(item, timeout=1.0)
+                return
+            except queue.Full:
+                waited += 1.0
 
 
 @router.get(
@@ -401,10 +414,14 @@ def export_route(
             with db.read() as session:
                 csv_io.export_csv(session=session, model=mdef.name, out=writer, now=now, domain=domain)
             writer.flush()
-            chunks.put(None)
+            writer.send(None)
+        except BrokenPipeError:
+            return  # the client went away
         except BaseException as exc:  # handed to the consumer, which re-raises
-            if not stop.is_set():
-                chunks.put(exc)
+            try:
+                writer.send(exc)
+            except BrokenPipeError:
+                return
 
     def consume() -> Iterator[str]:
         thread = threading.Thread(target=produce, name="nurture-export", daemon=True)

@@ -5,8 +5,9 @@ the models are loaded.
 """
 
 from nurture.campaigns import models as campaigns_models
+from nurture.channels.email import models as email_models
 from nurture.engine import enrol as engine_enrol  # registers the record-change listeners
 from nurture.engine import models as engine_models
 from nurture.records import models as records_models
 
-__all__ = ["campaigns_models", "engine_enrol", "engine_models", "records_models"]
+__all__ = ["campaigns_models", "email_models", "engine_enrol", "engine_models", "records_models"]

@@ -220,3 +220,50 @@ def test_413_and_500_use_the_error_shape(api: Api) -> None:
     assert r.json()["error"]["code"] == "internal_error"
     assert "secret internals" not in r.text and "Traceback" not in r.text
     assert r.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def _api_routes(api: Api) -> list[tuple[str, str]]:
+    spec = api.client.get("/openapi.json").json()
+    routes = []
+    for path, operations in spec["paths"].items():
+        if not path.startswith(V1):
+            continue
+        for method in operations:
+            concrete = path
+            for name in ("model",):
+                concrete = concrete.replace("{" + name + "}", "contact")
+            while "{" in concrete:
+                start = concrete.index("{")
+                concrete = concrete[:start] + "1" + concrete[concrete.index("}") + 1 :]
+            routes.append((method.upper(), concrete))
+    return routes
+
+
+#: non-GET operations a viewer may call: they read (checks, previews, counts) or manage
+#: the viewer's own account
+VIEWER_POSTS = ("/templates/", "/filters/", "/me/tokens")
+
+
+def test_every_api_route_requires_a_user(api: Api) -> None:
+    routes = _api_routes(api)
+    assert len(routes) > 60
+    for method, path in routes:
+        r = api.client.request(method, path)
+        assert r.status_code == 401, (method, path, r.status_code)
+
+
+def test_viewer_cannot_change_anything_and_marketer_cannot_administer(api: Api) -> None:
+    problems = []
+    for method, path in _api_routes(api):
+        is_admin_area = path.startswith((f"{V1}/users", f"{V1}/audit"))
+        viewer_ok = method == "GET" or path.startswith(tuple(V1 + p for p in VIEWER_POSTS))
+        for role, allowed in (
+            ("viewer", viewer_ok and not is_admin_area),
+            ("marketer", not is_admin_area),
+        ):
+            r = api.client.request(method, path, headers=api.headers(role), json={})
+            if allowed and r.status_code == 403:
+                problems.append(f"{role} {method} {path}: unexpected 403")
+            if not allowed and r.status_code != 403:
+                problems.append(f"{role} {method} {path}: expected 403, got {r.status_code}")
+    assert not problems, "\n".join(problems)

@@ -313,3 +313,31 @@ def test_unknown_api_paths_use_the_error_shape(api: Api) -> None:
     assert client.get("/nothing-here").json() == {
         "code": "not_found", "message": "Not Found", "field": None
     }
+
+
+def test_server_actions(api: Api) -> None:
+    from nurture.web.api.server_actions import SERVICE_TAKES_PAYLOAD
+
+    client = api.as_role("marketer")
+    r = client.post(
+        f"{V1}/server-actions",
+        json={"name": "Prio", "model": "lead", "payload": {"set": {"priority": 3}}},
+    )
+    assert r.status_code == 201, r.text
+    assert r.json()["payload"]["set"] == {"priority": 3}
+    r = client.post(
+        f"{V1}/server-actions", json={"name": "Bad", "model": "lead", "values": {"priority": 7}}
+    )
+    assert r.status_code == 422 and r.json()["error"]["field"] == "set.priority"
+    r = client.post(f"{V1}/server-actions", json={"name": "Nothing", "model": "contact"})
+    assert r.status_code == 422
+    r = client.post(
+        f"{V1}/server-actions",
+        json={"name": "Hook", "model": "contact", "action_type": "webhook",
+              "payload": {"url": "https://example.com/hook"}},
+    )
+    assert r.status_code == (201 if SERVICE_TAKES_PAYLOAD else 422), r.text
+    listed = client.get(f"{V1}/server-actions", params={"model": "lead"}).json()["items"]
+    assert [a["name"] for a in listed] == ["Prio"]
+    assert client.get(f"{V1}/server-actions/{listed[0]['id']}").json()["model"] == "lead"
+    assert client.get(f"{V1}/server-actions/999999").status_code == 404

@@ -228,3 +228,17 @@ def test_tags_and_lists(admin: TestClient) -> None:
     )
     assert in_list.json()["count"] == 1
     assert admin.delete(f"/api/v1/tags/{tag.json()['id']}").status_code == 204
+
+
+def test_filter_check_and_tree_conversion(admin: TestClient) -> None:
+    _contacts(admin, 2)
+    r = admin.post("/api/v1/filters/contact", json={"domain": "[('email', 'ilike', 'c01')]"})
+    assert r.status_code == 200, r.text
+    out = r.json()
+    assert out["count"] == 1 and out["tree"]["type"] == "group"
+    back = admin.post("/api/v1/filters/contact", json={"tree": out["tree"]})
+    assert back.json()["domain"] == out["domain"] and back.json()["count"] == 1
+    r = admin.post("/api/v1/filters/contact", json={"tree": {"type": "rule", "field": "x", "operator": "="}})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_filter"
+    r = admin.post("/api/v1/filters/lead", json={"domain": [["stage", "=", "Nope"]]})
+    assert r.status_code == 422 and r.json()["error"]["field"] == "stage"

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from nurture.audience import compile_domain, count_matching, evaluate
 from nurture.db import Database
@@ -199,3 +199,12 @@ def test_paths_through_one2many_and_many2one_chains(db: Database) -> None:
             }
             assert (model, domain, in_sql) == (model, domain, expected)
             assert (model, domain, in_python) == (model, domain, expected)
+
+
+def test_count_leaves_the_session_settings_as_they_were(people: People) -> None:
+    with people.db.read() as s:
+        if people.db.dialect != "postgresql":
+            pytest.skip("JIT is a PostgreSQL setting")
+        before = s.execute(text("SELECT current_setting('jit')")).scalar_one()
+        assert count_matching(s, "contact", [["tags.name", "=", "VIP"]], now=NOW) == 2
+        assert s.execute(text("SELECT current_setting('jit')")).scalar_one() == before

@@ -118,6 +118,14 @@ def test_invalid_leaves_name_the_path_operator_or_value(
     assert field in caught.value.message
 
 
+def test_empty_field_name_is_refused() -> None:
+    with pytest.raises(FilterError, match=r"domain\[2\]: a leaf needs a field name") as caught:
+        validate_domain("contact", ["&", ["name", "=", "a"], [" ", "=", "b"]])
+    assert caught.value.field == "domain[2]"
+    with pytest.raises(FilterError, match=r"domain\[1\]: a leaf needs a field name"):
+        validate_domain("contact", [["name", "=", "a"], ["", "=", "b"]])  # index as written
+
+
 def test_selection_values_are_checked() -> None:
     with pytest.raises(FilterError, match=r"'Done' is not a value of Stage \(values: New, ") as e:
         validate_domain("lead", [["stage", "in", ["New", "Done"]]])

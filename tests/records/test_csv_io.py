@@ -289,3 +289,38 @@ def test_upsert_rows_that_would_create_still_need_required_fields(
     with db.read() as s:
         assert s.scalar(select(m.Contact.city)) == "Oslo"
         assert _count(db, m.Contact) == 1
+
+
+def test_garbage_collector_is_restored_after_an_import(db: Database, tmp_path: Path) -> None:
+    import gc
+
+    from nurture.records import events
+
+    assert gc.isenabled()
+    import_csv(db=db, model="contact", source=_write(tmp_path, "name\nAnn\n"), now=NOW)
+    assert gc.isenabled()
+    calls: list[int] = []
+
+    def fail_on_second_batch(*_args: object) -> None:
+        calls.append(1)
+        if len(calls) == 2:
+            raise RuntimeError("listener failed")
+
+    events.on_changed(fail_on_second_batch)
+    try:
+        with pytest.raises(RuntimeError):
+            import_csv(
+                db=db, model="contact", source=_write(tmp_path, "name\nBo\nCy\nDi\n", "b.csv"),
+                now=NOW, batch_size=1,
+            )  # fmt: skip
+    finally:
+        events._changed.remove(fail_on_second_batch)
+    assert gc.isenabled()
+    assert _count(db, m.Contact) == 2  # Ann, and Bo's batch before the failure
+
+
+def test_nul_bytes_make_a_row_error(db: Database, tmp_path: Path) -> None:
+    path = _write(tmp_path, "name,city\nAnn,Paris\nA\0b,Rome\nCy,Oslo\n")
+    result = import_csv(db=db, model="contact", source=path, now=NOW)
+    assert result.created == 2
+    assert [(e.line, e.message) for e in result.errors] == [(3, "the row contains a NUL byte")]

@@ -45,7 +45,12 @@ Semantics (chosen to match Odoo where Odoo is defined, and identical in SQL and 
 
 from __future__ import annotations
 
-from nurture.audience.compile import active_condition, compile_domain, count_matching
+from nurture.audience.compile import (
+    active_condition,
+    compile_domain,
+    count_matching,
+    without_jit,
+)
 from nurture.audience.domain import FilterError, parse_domain
 from nurture.audience.evaluate import evaluate
 from nurture.audience.fields import fields_for_ui
@@ -71,4 +76,5 @@ __all__ = [
     "resolve_relative",
     "tree_to_domain",
     "validate_domain",
+    "without_jit",
 ]

@@ -15,6 +15,8 @@ there), ``ilike`` (ASCII case folding on both: SQLite's ``LIKE``, PostgreSQL's
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -32,6 +34,7 @@ from sqlalchemy import (
     select,
     true,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.interfaces import MANYTOONE
@@ -421,4 +424,25 @@ def count_matching(
         .select_from(mdef.orm)
         .where(condition, active_condition(model, include_archived=include_archived))
     )
-    return int(session.execute(statement).scalar_one())
+    with without_jit(session):
+        return int(session.execute(statement).scalar_one())
+
+
+@contextmanager
+def without_jit(session: Session) -> Iterator[None]:
+    """Run the enclosed statements without PostgreSQL's JIT compilation (no-op elsewhere).
+
+    A correlated ``EXISTS`` under ``OR`` is planned as a subplan whose cost estimate
+    assumes one run per row, which pushes the plan over ``jit_above_cost``; compiling
+    then costs 100-300 ms per execution, more than a count over a million rows takes.
+    The setting is transaction-local and restored on the way out.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        yield
+        return
+    previous = session.execute(
+        sql_text("SELECT current_setting('jit'), set_config('jit', 'off', true)")
+    ).first()
+    yield
+    if previous is not None:
+        session.execute(sql_text("SELECT set_config('jit', :value, true)"), {"value": previous[0]})

@@ -62,11 +62,11 @@ def parse_domain(value: str | list[Any] | tuple[Any, ...] | None) -> list[Any]:
     ``None``, ``""`` and ``"[]"`` mean all records (``[]``). Returns the canonical form.
     Python-literal text is read with :func:`ast.literal_eval`, never evaluated.
     """
-    raw = _load(value)
-    return serialise(to_tree(raw))
+    return serialise(to_tree(load_domain(value)))
 
 
-def _load(value: Any) -> list[Any]:
+def load_domain(value: Any) -> list[Any]:
+    """The domain list as written (text read, structure not yet checked)."""
     if value is None:
         return []
     if isinstance(value, str):

@@ -17,9 +17,9 @@ from nurture.audience.domain import (
     Leaf,
     Negation,
     Node,
+    load_domain,
     make_branch,
     make_not,
-    parse_domain,
     serialise,
     to_tree,
 )
@@ -131,7 +131,7 @@ def _analyse(model: str, domain: str | list[Any] | tuple[Any, ...] | None) -> Ch
         mdef = REGISTRY.get(model)
     except RegistryError as exc:
         raise FilterError(str(exc), field="model") from None
-    tree = to_tree(parse_domain(domain))
+    tree = to_tree(load_domain(domain))  # leaves keep their index as written
     if tree is None:
         return None
     return _check_node(mdef, tree)
@@ -151,6 +151,9 @@ def check_leaf(mdef: ModelDef, leaf: Leaf) -> Checked:
     if isinstance(leaf.path, int):
         return Constant(leaf.path == 1)
     path = leaf.path.strip()
+    if not path:
+        where = f"domain[{leaf.index}]"
+        raise FilterError(f"{where}: a leaf needs a field name", field=where)
     operator = " ".join(leaf.operator.lower().split())
     operator = _ALIASES.get(operator, operator)
     if operator not in ALL_OPERATORS:

@@ -6,6 +6,16 @@ and returns the outcome of the traces that did *not* succeed; traces it does not
 are processed. It runs inside the batch's transaction (within a savepoint), so its writes
 commit with the trace states or not at all; an exception turns every trace of the batch
 into ``error``. Email and SMS channels register theirs with :func:`register_executor`.
+
+Exactly once: a trace reaches an executor only from the UPDATE that moved it out of
+``scheduled`` under its batch's lease, in the transaction the executor writes in. An
+executor that talks to the outside world should therefore only *record* the message
+(an outbox row keyed by the trace id, unique) and let a transport send it after commit,
+so a rolled-back batch never sent anything and a retried send is recognised by its key.
+
+Set-based executors (like ``update_record``) use :attr:`ExecutionBatch.record_ids`, a
+sub-query, and never load the batch; per-message executors read
+:attr:`ExecutionBatch.traces`.
 """
 
 from __future__ import annotations

@@ -16,12 +16,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from nurture.channels.email import delivery as email_delivery  # email executor + delivery hook
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.engine import events as engine_events
 from nurture.engine.enrol import sync_campaigns
 from nurture.engine.execute import BatchResult, release_leases, run_due
 from nurture.engine.schedule import expire_waiting
+
+# --- channel delivery hook (email channel) --------------------------------------------------
+# Executors only queue messages in their batch transaction; sending happens after commit.
+# (Importing ``nurture.channels.email.delivery`` above registers the ``email`` executor.)
+
+
+def deliver_messages(db: Database, *, now: datetime, worker_id: str) -> int:
+    """Send the messages queued by committed batches (returns how many were claimed)."""
+    try:
+        return email_delivery.deliver_due(db, now=now, worker_id=worker_id).claimed
+    except Exception:
+        log.exception("email delivery failed; retrying at the next cycle")
+        return 0
+
+
+# ---------------------------------------------------------------------------------------------
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +84,8 @@ def tick(
     with db.transaction() as session:
         result.expired_waits = expire_waiting(session, now=now)
     result.traces = drain(db, now=now, worker_id=worker_id, batch_size=batch_size)
+    if deliver_messages(db, now=now, worker_id=worker_id):  # send-time bounces may date children
+        result.traces.add(drain(db, now=now, worker_id=worker_id, batch_size=batch_size))
     with db.transaction() as session:
         result.expired_waits += expire_waiting(session, now=now)
     return result
@@ -120,6 +139,7 @@ class Worker:
             batch_size=self.batch_size,
             should_stop=self.stopping.is_set,
         )
+        deliver_messages(self.db, now=now, worker_id=self.worker_id)
         return result
 
     def run(self) -> None:

@@ -92,4 +92,7 @@ def create_app(rt: Runtime, *, runner: BackgroundRunner | None = None) -> FastAP
             200 if migrated else 503,
         )
 
+    from nurture.tracking.routes import router as tracking_router
+
+    app.include_router(tracking_router)
     return app

@@ -14,6 +14,7 @@ from fastapi.security import HTTPBearer
 from nurture.web.api import (
     blacklists,
     campaigns,
+    filters,
     lists,
     participants,
     records,
@@ -43,6 +44,7 @@ def api_router() -> APIRouter:
     )
     for module_router in (
         records.router,
+        filters.router,
         tags.router,
         lists.router,
         blacklists.router,

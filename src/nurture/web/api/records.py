@@ -118,6 +118,28 @@ def resolve_target(name: str, user: CurrentUser, verb: str) -> ModelDef:
     return mdef
 
 
+def _access(verb: str, *, target: bool = False) -> Any:
+    """A dependency resolving the ``{model}`` path parameter and checking the role, so a
+    refused call is a 403 before its body is even looked at."""
+    if target:
+
+        def target_dependency(model: TargetName, user: User) -> ModelDef:
+            return resolve_target(model, user, verb)
+
+        return target_dependency
+
+    def dependency(model: ModelName, user: User) -> ModelDef:
+        return resolve_model(model, user, verb)
+
+    return dependency
+
+
+ReadModel = Annotated[ModelDef, Depends(_access("read"))]
+WriteModel = Annotated[ModelDef, Depends(_access("write"))]
+ReadTarget = Annotated[ModelDef, Depends(_access("read", target=True))]
+WriteTarget = Annotated[ModelDef, Depends(_access("write", target=True))]
+
+
 # --------------------------------------------------------------------------- helpers
 
 
@@ -221,8 +243,7 @@ class RecordIds(BaseModel):
 
 @router.get("/{model}", summary="List records (filtered, paginated)")
 def list_route(
-    model: ModelName,
-    user: User,
+    mdef: ReadModel,
     session: ReadSession,
     now: Now,
     filter_: FilterParam = None,
@@ -232,7 +253,6 @@ def list_route(
     offset: Offset = None,
     with_total: Annotated[bool, Query(description="Also count all matching rows.")] = False,
 ) -> Page[Record]:
-    mdef = resolve_model(model, user, "read")
     return list_records(
         session,
         mdef,
@@ -248,8 +268,7 @@ def list_route(
 
 @router.post("/{model}", status_code=201, summary="Create a record", responses=CONFLICT)
 def create_route(
-    model: ModelName,
-    user: User,
+    mdef: WriteModel,
     session: WriteSession,
     now: Now,
     values: Annotated[
@@ -257,7 +276,6 @@ def create_route(
         Body(description="Field values; many2one as an id, to-many as ids (tags also by name)."),
     ],
 ) -> Record:
-    mdef = resolve_model(model, user, "write")
     record_id = records.create_record(
         session=session, model=mdef, values=from_json(mdef, values), now=now
     )
@@ -266,14 +284,12 @@ def create_route(
 
 @router.get("/{model}/count", summary="Count the records matching a filter (#records)")
 def count_route(
-    model: ModelName,
-    user: User,
+    mdef: ReadModel,
     session: ReadSession,
     now: Now,
     filter_: FilterParam = None,
     include_archived: IncludeArchived = False,
 ) -> CountResult:
-    mdef = resolve_model(model, user, "read")
     count = audience.count_matching(
         session, mdef.name, _empty_filter(filter_), now=now, include_archived=include_archived
     )
@@ -281,8 +297,7 @@ def count_route(
 
 
 @router.get("/{model}/fields", summary="Fields the filter editor offers for a model")
-def fields_route(model: ModelName, user: User) -> list[FieldInfo]:
-    mdef = resolve_model(model, user, "read")
+def fields_route(mdef: ReadModel) -> list[FieldInfo]:
     return [FieldInfo(**entry) for entry in audience.fields_for_ui(mdef.name)]
 
 
@@ -292,8 +307,7 @@ def fields_route(model: ModelName, user: User) -> list[FieldInfo]:
     responses=CONFLICT,
 )
 def import_route(
-    model: TargetName,
-    user: User,
+    mdef: WriteTarget,
     db: Db,
     now: Now,
     file: Annotated[UploadFile, File(description="CSV with a header row (UTF-8).")],
@@ -309,7 +323,6 @@ def import_route(
         Form(max_length=200, description="mailing_contact: subscribe every row to this list."),
     ] = None,
 ) -> ImportReport:
-    mdef = resolve_target(model, user, "write")
     columns: dict[str, str] | None = None
     if mapping:
         try:
@@ -396,13 +409,11 @@ class _QueueWriter(io.TextIOBase):
     responses={200: {"content": {"text/csv": {}}, "description": "The CSV file."}},
 )
 def export_route(
-    model: TargetName,
-    user: User,
+    mdef: ReadTarget,
     db: Db,
     now: Now,
     filter_: FilterParam = None,
 ) -> StreamingResponse:
-    mdef = resolve_target(model, user, "read")
     domain = _empty_filter(filter_)
     audience.validate_domain(mdef.name, domain)  # a bad filter is a 422, before streaming
     chunks: queue.Queue[str | BaseException | None] = queue.Queue(maxsize=16)
@@ -452,29 +463,25 @@ def export_route(
 
 @router.post("/{model}/archive", summary="Archive several records", status_code=204)
 def archive_many_route(
-    model: ModelName, user: User, session: WriteSession, now: Now, body: RecordIds
+    mdef: WriteModel, session: WriteSession, now: Now, body: RecordIds
 ) -> Response:
-    mdef = resolve_model(model, user, "write")
     records.archive_records(session=session, model=mdef, ids=body.ids, now=now)
     return Response(status_code=204)
 
 
 @router.get("/{model}/{record_id}", summary="Get one record")
-def get_route(model: ModelName, record_id: Id, user: User, session: ReadSession) -> Record:
-    mdef = resolve_model(model, user, "read")
+def get_route(mdef: ReadModel, record_id: Id, session: ReadSession) -> Record:
     return read_one(session, mdef, record_id)
 
 
 @router.patch("/{model}/{record_id}", summary="Change fields of a record", responses=CONFLICT)
 def patch_route(
-    model: ModelName,
+    mdef: WriteModel,
     record_id: Id,
-    user: User,
     session: WriteSession,
     now: Now,
     values: Annotated[dict[str, Any], Body(description="The fields to change.")],
 ) -> Record:
-    mdef = resolve_model(model, user, "write")
     records.update_record(
         session=session, model=mdef, record_id=record_id, values=from_json(mdef, values), now=now
     )
@@ -485,29 +492,26 @@ def patch_route(
     "/{model}/{record_id}", status_code=204, summary="Delete a record", responses=CONFLICT
 )
 def delete_route(
-    model: ModelName, record_id: Id, user: User, session: WriteSession, now: Now
+    mdef: WriteModel, record_id: Id, session: WriteSession, now: Now
 ) -> Response:
-    mdef = resolve_model(model, user, "write")
     records.delete_records(session=session, model=mdef, ids=[record_id], now=now)
     return Response(status_code=204)
 
 
 @router.post("/{model}/{record_id}/archive", summary="Archive a record")
 def archive_route(
-    model: ModelName, record_id: Id, user: User, session: WriteSession, now: Now
+    mdef: WriteModel, record_id: Id, session: WriteSession, now: Now
 ) -> Record:
-    mdef = resolve_model(model, user, "write")
     records.archive_records(session=session, model=mdef, ids=[record_id], now=now)
     return read_one(session, mdef, record_id)
 
 
 @router.post("/{model}/{record_id}/unarchive", summary="Restore an archived record")
 def unarchive_route(
-    model: ModelName, record_id: Id, user: User, session: WriteSession, now: Now
+    mdef: WriteModel, record_id: Id, session: WriteSession, now: Now
 ) -> Record:
-    mdef = resolve_model(model, user, "write")
     records.unarchive_records(session=session, model=mdef, ids=[record_id], now=now)
     return read_one(session, mdef, record_id)
 
 
-__all__ = ["get_db", "list_records", "read_many", "resolve_model", "router"]
+__all__ = ["ReadModel", "WriteModel", "get_db", "list_records", "read_many", "router"]

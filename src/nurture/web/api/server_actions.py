@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import json
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, cast
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from nurture import actions
 from nurture.campaigns import service as campaigns
 from nurture.campaigns.models import ServerAction
+from nurture.errors import ValidationError
 from nurture.records.catalog import REGISTRY
 from nurture.web.api.common import (
     AUTH_ERRORS,
@@ -37,6 +40,9 @@ Reader = Annotated[CurrentUser, Depends(require("server_actions.read"))]
 Writer = Annotated[CurrentUser, Depends(require("server_actions.write"))]
 TARGETS = [m.name for m in REGISTRY.targets()]
 TagNames = list[Annotated[str, Field(min_length=1, max_length=100)]]
+ACTION_TYPES = list(actions.action_types())
+#: whether the campaign service stores a payload for every action type (SPEC §8 kinds)
+SERVICE_TAKES_PAYLOAD = "payload" in inspect.signature(campaigns.create_server_action).parameters
 
 
 class ServerActionOut(BaseModel):
@@ -53,8 +59,15 @@ class ServerActionOut(BaseModel):
 class ServerActionIn(BaseModel):
     name: str = Field(min_length=1, max_length=200)
     model: str = Field(json_schema_extra=enum_of(TARGETS), description="Target model.")
-    action_type: Literal["update_record"] = "update_record"
-    values: dict[str, Any] | None = Field(default=None, description="Fields to set.")
+    action_type: str = Field(
+        default="update_record", max_length=64, json_schema_extra=enum_of(ACTION_TYPES)
+    )
+    payload: dict[str, Any] | None = Field(
+        default=None, description="The action's settings (format per action type)."
+    )
+    values: dict[str, Any] | None = Field(
+        default=None, description="update_record shorthand: fields to set."
+    )
     add_tags: TagNames | None = Field(default=None, max_length=100)
     remove_tags: TagNames | None = Field(default=None, max_length=100)
 
@@ -91,17 +104,47 @@ def list_actions(
 
 @router.post("", status_code=201, summary="Create a server action")
 def create_action(_user: Writer, session: WriteSession, now: Now, body: ServerActionIn) -> ServerActionOut:
+    if body.payload is not None and SERVICE_TAKES_PAYLOAD:
+        create: Any = cast(Any, campaigns.create_server_action)
+        action = create(
+            session=session,
+            now=now,
+            name=body.name,
+            model=body.model,
+            action_type=body.action_type,
+            payload=body.payload,
+        )
+        return action_out(action)
+    values, add_tags, remove_tags = body.values, body.add_tags, body.remove_tags
+    if body.payload is not None:
+        if body.action_type != "update_record":
+            raise ValidationError(
+                f"server actions of type {body.action_type!r} cannot be created yet: the "
+                "campaign service stores only update_record actions",
+                field="action_type",
+            )
+        values = body.payload.get("set") if isinstance(body.payload.get("set"), dict) else None
+        add_tags = _names(body.payload.get("add_tags"), "payload.add_tags")
+        remove_tags = _names(body.payload.get("remove_tags"), "payload.remove_tags")
     action = campaigns.create_server_action(
         session=session,
         now=now,
         name=body.name,
         model=body.model,
         action_type=body.action_type,
-        values=body.values,
-        add_tags=body.add_tags,
-        remove_tags=body.remove_tags,
+        values=values,
+        add_tags=add_tags,
+        remove_tags=remove_tags,
     )
     return action_out(action)
+
+
+def _names(value: Any, field: str) -> list[str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise ValidationError(f"{field}: expected a list of tag names", field=field)
+    return list(value)
 
 
 @router.get("/{action_id}", summary="Get a server action")

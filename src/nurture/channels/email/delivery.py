@@ -1,0 +1,356 @@
+"""Delivery of queued messages, after the batch that queued them committed.
+
+:func:`deliver_queued` runs one round; :func:`deliver_due` runs rounds until nothing is
+due (the engine loop calls it after each drain of due traces: ``nurture tick``,
+``nurture worker``, the in-process runner).
+
+**Exactly once (a retried send never reaches the recipient twice).** Each round:
+
+1. *recover*: a message still ``sending`` whose lease ran out belongs to a worker that
+   crashed between handing it to the transport and recording the outcome. It may or may
+   not have reached the recipient, so it is **never resent**: it becomes ``failed`` with
+   failure type ``mail_unknown`` (at most once, not at least once);
+2. *claim*: up to ``limit`` ``queued`` messages whose ``next_attempt_at`` has come are
+   moved to ``sending`` with a lease and a claim token, ``attempts + 1``, in a short
+   committed transaction (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, SQLite's write lock);
+   only the worker whose token is on a row sends it;
+3. *send* each claimed message through the transport, outside any transaction;
+4. *record* the outcomes in one transaction every :data:`MARK_EVERY` messages (and at the
+   end of the round): ``sent`` (the trace's ``sent_at`` stamped); a temporary failure goes
+   back to ``queued`` with ``next_attempt_at`` = exponential backoff (``transports.decide``);
+   a permanent one (or the last attempt) makes the message ``failed``, the trace ``error``
+   with the reason, and counts as a bounce (engine ``record_event(bounce)``). The updates
+   check the claim token, so a stale worker cannot overwrite another's outcome.
+
+A crash in step 3 or 4 therefore loses at most the outcome of the messages sent since the
+last record (they end ``failed``/``mail_unknown`` after the lease), and never sends one
+twice. Every attempt of a message carries the same Message-ID (the signed trace token),
+so the rare SMTP-level duplicate (connection lost after the server accepted ``DATA`` but
+before its reply arrived — a temporary failure, retried) is detectable downstream.
+
+Transports: ``smtp`` when ``NURTURE_SMTP_URL`` is set (one pooled transport per process),
+otherwise the database ``outbox``: "sending" only marks the row sent; the row with its raw
+source *is* the outbox.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
+
+from nurture.channels.email import service
+from nurture.channels.email.models import MailMessage
+from nurture.channels.email.transports import (
+    SENT,
+    Delivery,
+    SendResult,
+    SmtpTransport,
+    Transport,
+    decide,
+)
+from nurture.channels.email.transports import Outcome as SendOutcome
+from nurture.engine.events import record_event
+from nurture.engine.models import Trace
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LEASE = timedelta(minutes=10)
+DEFAULT_LIMIT = 500
+MARK_EVERY = 100
+FAILURE_UNKNOWN = "mail_unknown"
+MSG_UNKNOWN = "Delivery interrupted (worker stopped while sending); not resent to avoid a duplicate"
+
+
+class DatabaseOutbox:
+    """The default transport: the message row (with its raw source) is the outbox."""
+
+    name = "outbox"
+
+    def send(self, message: Any, *, envelope_from: str, recipients: Sequence[str]) -> SendResult:
+        return SENT
+
+    def close(self) -> None:
+        pass
+
+
+_transport: Transport | None = None
+_transport_lock = threading.Lock()
+
+
+def reset_transport() -> None:
+    """Forget the process transport (after :func:`service.configure`)."""
+    global _transport
+    with _transport_lock:
+        old, _transport = _transport, None
+    if old is not None:
+        old.close()
+
+
+def default_transport() -> Transport:
+    """``smtp`` from ``NURTURE_SMTP_URL`` (pooled, one per process), else the outbox."""
+    global _transport
+    with _transport_lock:
+        if _transport is None:
+            url = service.email_context().settings.extra.get("NURTURE_SMTP_URL", "").strip()
+            _transport = SmtpTransport.from_url(url) if url else DatabaseOutbox()
+        return _transport
+
+
+@dataclass
+class DeliveryResult:
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    unknown: int = 0
+
+    def add(self, other: DeliveryResult) -> None:
+        self.claimed += other.claimed
+        self.sent += other.sent
+        self.retried += other.retried
+        self.failed += other.failed
+        self.unknown += other.unknown
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    trace_id: int
+    recipient: str
+    envelope_from: str
+    raw: bytes
+    attempts: int
+
+
+def recover_interrupted(session: Session, *, now: datetime) -> int:
+    """Messages left ``sending`` past their lease → ``failed`` (``mail_unknown``), not resent."""
+    rows = session.execute(
+        select(MailMessage.id, MailMessage.trace_id).where(
+            MailMessage.state == "sending", MailMessage.lease_until < now
+        )
+    ).all()
+    if not rows:
+        return 0
+    ids = [r[0] for r in rows]
+    session.execute(
+        update(MailMessage)
+        .where(MailMessage.id.in_(ids), MailMessage.state == "sending")
+        .values(
+            state="failed",
+            failure_type=FAILURE_UNKNOWN,
+            failure_reason=MSG_UNKNOWN,
+            lease_until=None,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Trace)
+        .where(Trace.id.in_([r[1] for r in rows]))
+        .values(failure_reason=FAILURE_UNKNOWN)
+        .execution_options(synchronize_session=False)
+    )
+    log.warning("%d message(s) interrupted while sending marked failed (not resent)", len(rows))
+    return len(rows)
+
+
+def claim(session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
+    stmt = (
+        select(MailMessage.id)
+        .where(MailMessage.state == "queued", MailMessage.next_attempt_at <= now)
+        .order_by(MailMessage.next_attempt_at, MailMessage.id)
+        .limit(limit)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    ids = list(session.scalars(stmt))
+    if not ids:
+        return []
+    session.execute(
+        update(MailMessage)
+        .where(MailMessage.id.in_(ids), MailMessage.state == "queued")
+        .values(
+            state="sending",
+            claimed_by=token,
+            lease_until=now + lease,
+            attempts=MailMessage.attempts + 1,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    rows = session.execute(
+        select(
+            MailMessage.id,
+            MailMessage.trace_id,
+            MailMessage.recipient,
+            MailMessage.envelope_from,
+            MailMessage.raw,
+            MailMessage.attempts,
+        )
+        .where(MailMessage.id.in_(ids), MailMessage.claimed_by == token, MailMessage.state == "sending")
+        .order_by(MailMessage.id)
+    ).all()
+    return [_Claimed(r[0], r[1], r[2], r[3], r[4] or b"", r[5]) for r in rows]
+
+
+def _record(
+    db: Any,
+    outcomes: list[tuple[_Claimed, Delivery]],
+    *,
+    token: str,
+    now: datetime,
+    keep_source: bool,
+    result: DeliveryResult,
+) -> None:
+    if not outcomes:
+        return
+    sent = [c for c, d in outcomes if d.state == "sent"]
+    retry = [(c, d) for c, d in outcomes if d.state == "retry"]
+    failed = [(c, d) for c, d in outcomes if d.state == "failed"]
+    table = MailMessage.__table__
+    with db.transaction() as session:
+        conn = session.connection()
+        if sent:
+            values: dict[str, Any] = {
+                "state": "sent",
+                "sent_at": now,
+                "lease_until": None,
+                "updated_at": now,
+                "failure_reason": None,
+            }
+            if not keep_source:
+                values["raw"] = None
+            conn.execute(
+                table.update()  # type: ignore[attr-defined]
+                .where(table.c.id == bindparam("b_id"), table.c.claimed_by == token)  # type: ignore[attr-defined]
+                .values(**values),
+                [{"b_id": c.id} for c in sent],
+            )
+            trace_table = Trace.__table__
+            conn.execute(
+                trace_table.update()  # type: ignore[attr-defined]
+                .where(trace_table.c.id == bindparam("b_id"), trace_table.c.sent_at.is_(None))  # type: ignore[attr-defined]
+                .values(sent_at=now),
+                [{"b_id": c.trace_id} for c in sent],
+            )
+            result.sent += len(sent)
+        for c, d in retry:
+            session.execute(
+                update(MailMessage)
+                .where(MailMessage.id == c.id, MailMessage.claimed_by == token)
+                .values(
+                    state="queued",
+                    next_attempt_at=d.retry_at,
+                    lease_until=None,
+                    failure_reason=d.reason[:1000],
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            result.retried += 1
+        for c, d in failed:
+            res = session.execute(
+                update(MailMessage)
+                .where(MailMessage.id == c.id, MailMessage.claimed_by == token)
+                .values(
+                    state="failed",
+                    lease_until=None,
+                    failure_type=d.failure_type,
+                    failure_reason=d.reason[:1000],
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            if not getattr(res, "rowcount", 0):
+                continue
+            session.execute(
+                update(Trace)
+                .where(Trace.id == c.trace_id)
+                .values(
+                    state="error",
+                    state_message=f"Not delivered: {d.reason}"[:1000],
+                    failure_reason=d.failure_type,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            # a send-time refusal counts as a bounce: bounce children run, others cancel
+            record_event(session, trace_id=c.trace_id, event="bounce", now=now)
+            result.failed += 1
+
+
+def deliver_queued(
+    db: Any,
+    *,
+    now: datetime,
+    transport: Transport | None = None,
+    limit: int = DEFAULT_LIMIT,
+    lease: timedelta = DEFAULT_LEASE,
+    worker_id: str = "deliver",
+) -> DeliveryResult:
+    """One round: recover, claim up to ``limit`` due messages, send, record (module doc)."""
+    result = DeliveryResult()
+    with db.read() as session:
+        due = session.scalar(
+            select(MailMessage.id)
+            .where(MailMessage.state == "queued", MailMessage.next_attempt_at <= now)
+            .limit(1)
+        )
+        stale = session.scalar(
+            select(MailMessage.id)
+            .where(MailMessage.state == "sending", MailMessage.lease_until < now)
+            .limit(1)
+        )
+    if due is None and stale is None:
+        return result
+    transport = transport or default_transport()
+    keep_source = transport.name == "outbox" or service.email_context().keep_sent_source
+    token = f"{worker_id[:48]}:{uuid.uuid4().hex[:12]}"
+    with db.transaction() as session:
+        if stale is not None:
+            result.unknown += recover_interrupted(session, now=now)
+        claimed = claim(session, now=now, limit=limit, token=token, lease=lease) if due is not None else []
+    result.claimed = len(claimed)
+    pending: list[tuple[_Claimed, Delivery]] = []
+    try:
+        for item in claimed:
+            try:
+                send_result = transport.send(
+                    item.raw, envelope_from=item.envelope_from, recipients=[item.recipient]
+                )
+            except Exception as exc:  # a transport bug must not lose the whole round
+                log.exception("transport %s failed on message %s", transport.name, item.id)
+                send_result = SendResult(SendOutcome.TEMPORARY, f"{type(exc).__name__}: {exc}")
+            pending.append((item, decide(send_result, item.attempts, now)))
+            if len(pending) >= MARK_EVERY:
+                _record(db, pending, token=token, now=now, keep_source=keep_source, result=result)
+                pending = []
+    finally:
+        _record(db, pending, token=token, now=now, keep_source=keep_source, result=result)
+    return result
+
+
+def deliver_due(
+    db: Any,
+    *,
+    now: datetime,
+    transport: Transport | None = None,
+    limit: int = DEFAULT_LIMIT,
+    worker_id: str = "deliver",
+    max_rounds: int = 1000,
+) -> DeliveryResult:
+    """Rounds of :func:`deliver_queued` until nothing due is left."""
+    total = DeliveryResult()
+    for _ in range(max_rounds):
+        result = deliver_queued(db, now=now, transport=transport, limit=limit, worker_id=worker_id)
+        total.add(result)
+        if result.claimed == 0:
+            break
+    return total

@@ -1,0 +1,682 @@
+"""Email channel services: settings, template CRUD and preview, the ``email`` executor,
+unsubscribes.
+
+**The executor** (registered for the ``email`` activity type) works per batch of due traces
+in the engine's batch transaction and never talks to the network: it checks what must not
+be sent set-based (one query per check for the whole batch), composes each remaining
+message (the template is compiled once per batch) and inserts one :class:`MailMessage` row
+``queued`` per trace (``UNIQUE(trace_id)``). The traces become ``processed`` with the batch,
+their children are created by the engine. Delivery happens after the commit
+(:mod:`.delivery`), so a rolled-back batch never sent anything.
+
+**Not sent** (trace ``canceled`` with the reason, ``failure_reason`` = Odoo's failure type),
+checked in this order:
+
+1. missing address (``mail_email_missing``) or invalid address (``mail_email_invalid``);
+2. blacklisted address (``mail_bl``);
+3. opted out of the target list (``mail_optout``) — the rule: the *target list* is the
+   template's optional ``mailing_list_id``.
+
+   * target model ``mailing_contact``: with a target list, the contact's subscription to it
+     is opted out; without one, the contact has subscriptions and every one is opted out;
+   * other target models with a target list: a mailing contact with the same address has
+     opted out of that list;
+   * other target models without a target list: no list to opt out of (unsubscribing from
+     such a mailing blacklists the address, as Odoo does, so rule 2 covers it);
+4. same address already mailed by this activity (``mail_dup``): a non-test message of the
+   activity to the same normalised address, or an earlier trace of the same batch. Test
+   participants never count in de-duplication.
+
+**Unsubscribe** (:func:`unsubscribe`): opts the address out of the target list (the
+mailing contact's own lists when the target is a mailing contact and the template has no
+list; a mailing contact is created for other targets when none has the address); without
+any list, or when asked ("exclude me from all marketing"), blacklists the address. Each
+unsubscribe is recorded with its optional reason (:class:`MailUnsubscribe`).
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from nurture.campaigns.models import Activity, Campaign
+from nurture.channels.email import templates as tpl_mod
+from nurture.channels.email.compose import (
+    FAILURE_EMAIL_INVALID,
+    FAILURE_EMAIL_MISSING,
+    SenderIdentity,
+    Unsendable,
+    check_address,
+    compose_email,
+)
+from nurture.channels.email.links import Utm
+from nurture.channels.email.mime import parse_address
+from nurture.channels.email.models import EmailTemplate, MailMessage, MailUnsubscribe, TrackedLink
+from nurture.channels.email.templates import (
+    CompiledTemplate,
+    RenderedEmail,
+    TemplateRenderError,
+    compile_template,
+    validate_template,
+)
+from nurture.config import Settings, load_settings
+from nurture.engine.executors import ExecutionBatch, Outcome, register_executor
+from nurture.engine.models import Trace
+from nurture.errors import Conflict, NotFound, ValidationError
+from nurture.records import models as rm
+from nurture.records import service as records
+from nurture.records.catalog import REGISTRY
+from nurture.tracking.tokens import TokenSigner
+
+log = logging.getLogger(__name__)
+
+FAILURE_BLACKLISTED = "mail_bl"
+FAILURE_OPTOUT = "mail_optout"
+FAILURE_DUPLICATE = "mail_dup"
+
+MSG_MISSING = "Not sent: missing email address"
+MSG_INVALID = "Not sent: invalid email address"
+MSG_BLACKLISTED = "Not sent: blacklisted address"
+MSG_OPTOUT = "Not sent: opted out of the mailing list"
+MSG_DUPLICATE = "Not sent: address already mailed by this activity"
+MSG_NO_TEMPLATE = "No email template for this activity"
+
+# --------------------------------------------------------------------------- settings
+
+
+@dataclass
+class EmailContext:
+    """What the channel needs from the process settings (signer, sender identity)."""
+
+    settings: Settings
+    signer: TokenSigner
+    default_from: str
+    keep_sent_source: bool = True
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> EmailContext:
+        extra = settings.extra
+        domain = extra.get("NURTURE_MAIL_DOMAIN", "").strip() or (
+            urlsplit(settings.base_url).hostname or "localhost"
+        )
+        default_from = extra.get("NURTURE_MAIL_FROM", "").strip() or f"Nurture <noreply@{domain}>"
+        keep = extra.get("NURTURE_MAIL_KEEP_SENT_SOURCE", "").strip().lower()
+        return cls(
+            settings=settings,
+            signer=TokenSigner.from_settings(settings),
+            default_from=default_from,
+            keep_sent_source=keep not in {"0", "false", "no", "off"},
+        )
+
+    def identity(self, template: EmailTemplate) -> SenderIdentity:
+        return SenderIdentity.from_settings(
+            self.settings,
+            from_addr=template.from_addr or self.default_from,
+            reply_to=template.reply_to or None,
+        )
+
+
+_context: EmailContext | None = None
+_context_lock = threading.Lock()
+
+
+def configure(settings: Settings) -> EmailContext:
+    """Use ``settings`` for the email channel of this process (servers, CLI, tests)."""
+    global _context
+    with _context_lock:
+        _context = EmailContext.from_settings(settings)
+        from nurture.channels.email import delivery
+
+        delivery.reset_transport()
+        return _context
+
+
+def email_context() -> EmailContext:
+    """The configured context, or one from the environment's settings on first use."""
+    global _context
+    with _context_lock:
+        if _context is None:
+            _context = EmailContext.from_settings(load_settings())
+        return _context
+
+
+# --------------------------------------------------------------------------- templates
+
+_TEMPLATE_FIELDS = ("name", "subject", "preview", "from_addr", "reply_to", "body_html", "mailing_list_id")
+
+
+def _check_address_field(value: str | None, name: str) -> str | None:
+    if value is None or not value.strip():
+        return None
+    try:
+        parse_address(value.strip())
+    except ValueError as exc:
+        raise ValidationError(f"{name}: {exc}", field=name) from None
+    return value.strip()
+
+
+def _check_subject_unique(
+    session: Session, campaign_id: int | None, subject: str, template_id: int | None
+) -> None:
+    if campaign_id is None:
+        return
+    stmt = select(EmailTemplate.id).where(
+        EmailTemplate.campaign_id == campaign_id, EmailTemplate.subject == subject
+    )
+    if template_id is not None:
+        stmt = stmt.where(EmailTemplate.id != template_id)
+    if session.scalar(stmt) is not None:
+        raise Conflict("another email of this campaign has the same subject", field="subject")
+
+
+def _validate(session: Session, t: EmailTemplate) -> None:
+    validate_template(t.model, t.subject, t.body_html, t.preview or "")
+    t.from_addr = _check_address_field(t.from_addr, "from_addr")
+    t.reply_to = _check_address_field(t.reply_to, "reply_to")
+    if t.mailing_list_id is not None and session.get(rm.MailingList, t.mailing_list_id) is None:
+        raise NotFound(f"no mailing list with id {t.mailing_list_id}", field="mailing_list_id")
+    _check_subject_unique(session, t.campaign_id, t.subject, t.id)
+
+
+def create_template(
+    *,
+    session: Session,
+    now: datetime,
+    subject: str,
+    body_html: str,
+    activity_id: int | None = None,
+    model: str | None = None,
+    name: str | None = None,
+    preview: str = "",
+    from_addr: str | None = None,
+    reply_to: str | None = None,
+    mailing_list_id: int | None = None,
+) -> EmailTemplate:
+    """A template for an email activity (``activity_id``) or standalone (``model``).
+
+    Validated at save time: a template error raises
+    :class:`~.templates.TemplateValidationError` with line and column.
+    """
+    campaign_id: int | None = None
+    if activity_id is not None:
+        activity = session.get(Activity, activity_id)
+        if activity is None:
+            raise NotFound(f"no activity with id {activity_id}", field="activity_id")
+        if activity.activity_type != "email":
+            raise ValidationError("only email activities have an email template", field="activity_id")
+        if session.scalar(select(EmailTemplate.id).where(EmailTemplate.activity_id == activity_id)):
+            raise Conflict("this activity already has an email template", field="activity_id")
+        campaign = session.get(Campaign, activity.campaign_id)
+        assert campaign is not None
+        campaign_id, model = campaign.id, campaign.model
+        name = name or activity.name
+    if model is None:
+        raise ValidationError("a target model is required for a standalone template", field="model")
+    REGISTRY.target(model)
+    template = EmailTemplate(
+        name=(name or subject)[:200],
+        model=model,
+        campaign_id=campaign_id,
+        activity_id=activity_id,
+        subject=subject,
+        preview=preview or "",
+        from_addr=from_addr,
+        reply_to=reply_to,
+        body_html=body_html,
+        mailing_list_id=mailing_list_id,
+        created_at=now,
+        updated_at=now,
+    )
+    _validate(session, template)
+    session.add(template)
+    session.flush()
+    return template
+
+
+def get_template(*, session: Session, template_id: int) -> EmailTemplate:
+    template = session.get(EmailTemplate, template_id)
+    if template is None:
+        raise NotFound(f"no email template with id {template_id}", field="template_id")
+    return template
+
+
+def template_for_activity(*, session: Session, activity_id: int) -> EmailTemplate | None:
+    return session.scalar(select(EmailTemplate).where(EmailTemplate.activity_id == activity_id))
+
+
+def update_template(
+    *, session: Session, now: datetime, template_id: int, **changes: Any
+) -> EmailTemplate:
+    template = get_template(session=session, template_id=template_id)
+    unknown = set(changes) - set(_TEMPLATE_FIELDS)
+    if unknown:
+        raise ValidationError(f"unknown template field(s): {sorted(unknown)}", field=sorted(unknown)[0])
+    for key, value in changes.items():
+        setattr(template, key, value if value is not None or key not in ("subject", "body_html") else "")
+    _validate(session, template)
+    template.updated_at = now
+    session.flush()
+    return template
+
+
+def delete_template(*, session: Session, template_id: int) -> None:
+    session.delete(get_template(session=session, template_id=template_id))
+    session.flush()
+
+
+def preview_template(
+    *, session: Session, template_id: int, record_id: int | None = None
+) -> RenderedEmail:
+    """Render the template with any record of its model (or none: defaults show)."""
+    template = get_template(session=session, template_id=template_id)
+    record = None
+    if record_id is not None:
+        record = records.get_record(session=session, model=template.model, record_id=record_id)
+    compiled = _compiled(template)
+    return compiled.render(record, context={"unsubscribe_url": "#unsubscribe", "view_url": "#view"})
+
+
+_compiled_cache: dict[tuple[int, str, datetime, str], CompiledTemplate] = {}
+_compiled_lock = threading.Lock()
+
+
+def _compiled(template: EmailTemplate) -> CompiledTemplate:
+    """Compile once per template version (kept across batches; small LRU-ish cache)."""
+    key = (template.id, template.model, template.updated_at, template.subject + template.body_html)
+    with _compiled_lock:
+        found = _compiled_cache.get(key)
+    if found is not None:
+        return found
+    compiled = compile_template(
+        template.model, tpl_mod.EmailTemplate(template.subject, template.body_html, template.preview or "")
+    )
+    with _compiled_lock:
+        if len(_compiled_cache) > 64:
+            _compiled_cache.clear()
+        _compiled_cache[key] = compiled
+    return compiled
+
+
+# --------------------------------------------------------------------------- links
+
+
+class LinkStore:
+    """``store_link`` for :func:`compose_email`: one row per (campaign, URL), cached per batch."""
+
+    def __init__(self, session: Session, campaign_id: int, now: datetime) -> None:
+        self.session = session
+        self.campaign_id = campaign_id
+        self.now = now
+        self.cache: dict[str, int] = {}
+
+    def __call__(self, url: str) -> int:
+        found = self.cache.get(url)
+        if found is not None:
+            return found
+        link_id = self._find(url)
+        if link_id is None:
+            try:
+                with self.session.begin_nested():
+                    link = TrackedLink(
+                        code=secrets.token_urlsafe(8)[:12],
+                        campaign_id=self.campaign_id,
+                        url=url,
+                        created_at=self.now,
+                    )
+                    self.session.add(link)
+                    self.session.flush()
+                    link_id = link.id
+            except IntegrityError:  # stored meanwhile by another worker
+                link_id = self._find(url)
+                if link_id is None:
+                    raise
+        self.cache[url] = link_id
+        return link_id
+
+    def _find(self, url: str) -> int | None:
+        found = self.session.scalar(
+            select(TrackedLink.id).where(
+                TrackedLink.campaign_id == self.campaign_id, TrackedLink.url == url
+            )
+        )
+        return int(found) if found is not None else None
+
+
+# --------------------------------------------------------------------------- not-sent checks
+
+
+def _chunks(values: list[Any], size: int = 900) -> Iterable[list[Any]]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]
+
+
+def _opted_out(
+    session: Session,
+    *,
+    model: str,
+    list_id: int | None,
+    record_ids: list[int],
+    emails: list[str],
+) -> tuple[set[int], set[str]]:
+    """(opted-out record ids, opted-out addresses) under the module's rule."""
+    sub = rm.MailingSubscription
+    ids: set[int] = set()
+    addresses: set[str] = set()
+    if model == "mailing_contact":
+        for part in _chunks(record_ids):
+            if list_id is not None:
+                ids.update(
+                    session.scalars(
+                        select(sub.contact_id).where(
+                            sub.list_id == list_id, sub.opted_out.is_(True), sub.contact_id.in_(part)
+                        )
+                    )
+                )
+            else:
+                out = set(
+                    session.scalars(
+                        select(sub.contact_id).where(sub.opted_out.is_(True), sub.contact_id.in_(part))
+                    )
+                )
+                still_in = set(
+                    session.scalars(
+                        select(sub.contact_id).where(sub.opted_out.is_(False), sub.contact_id.in_(part))
+                    )
+                )
+                ids.update(out - still_in)
+    elif list_id is not None:
+        mc = rm.MailingContact
+        for part in _chunks(emails):
+            addresses.update(
+                e.lower()
+                for e in session.scalars(
+                    select(mc.email)
+                    .join(sub, sub.contact_id == mc.id)
+                    .where(sub.list_id == list_id, sub.opted_out.is_(True), func.lower(mc.email).in_(part))
+                )
+                if e
+            )
+    return ids, addresses
+
+
+def _already_mailed(session: Session, activity_id: int, emails: list[str]) -> set[str]:
+    found: set[str] = set()
+    for part in _chunks(emails):
+        found.update(
+            session.scalars(
+                select(MailMessage.email).where(
+                    MailMessage.activity_id == activity_id,
+                    MailMessage.is_test.is_(False),
+                    MailMessage.state != "canceled",
+                    MailMessage.email.in_(part),
+                )
+            )
+        )
+    return found
+
+
+# --------------------------------------------------------------------------- executor
+
+
+def send_email(batch: ExecutionBatch) -> dict[int, Outcome]:
+    """The ``email`` executor: checks, composes and queues one message per trace."""
+    session = batch.session
+    traces = batch.traces
+    if not traces:
+        return {}
+    template = template_for_activity(session=session, activity_id=batch.activity.id)
+    if template is None:
+        return {t.id: Outcome("error", MSG_NO_TEMPLATE) for t in traces}
+    ctx = email_context()
+    compiled = _compiled(template)
+    mdef = REGISTRY.target(batch.campaign.model)
+    orm = mdef.orm
+    email_field = mdef.email_field
+    loaded = {r.id: r for r in session.scalars(select(orm).where(orm.id.in_(batch.record_ids)))}
+
+    outcomes: dict[int, Outcome] = {}
+    failure: dict[int, str] = {}
+
+    def refuse(trace_id: int, message: str, failure_type: str) -> None:
+        outcomes[trace_id] = Outcome("canceled", message)
+        failure[trace_id] = failure_type
+
+    # 1. addresses
+    addresses: dict[int, tuple[str, str]] = {}  # trace id -> (as written, normalised)
+    for t in traces:
+        record = loaded.get(t.res_id)
+        value = getattr(record, email_field, None) if (record is not None and email_field) else None
+        try:
+            addresses[t.id] = check_address(None if value is None else str(value))
+        except Unsendable as exc:
+            if exc.failure_type == FAILURE_EMAIL_MISSING:
+                refuse(t.id, MSG_MISSING, FAILURE_EMAIL_MISSING)
+            else:
+                refuse(t.id, MSG_INVALID, FAILURE_EMAIL_INVALID)
+    normalised = sorted({a[1] for a in addresses.values()})
+
+    # 2. blacklist, 3. opt-out, 4. duplicates: one query each for the batch
+    blacklisted = records.blacklisted_emails(session=session, emails=normalised)
+    out_ids, out_addresses = _opted_out(
+        session,
+        model=mdef.name,
+        list_id=template.mailing_list_id,
+        record_ids=[t.res_id for t in traces if t.id in addresses],
+        emails=normalised,
+    )
+    mailed = _already_mailed(session, batch.activity.id, normalised)
+    for t in traces:
+        if t.id not in addresses:
+            continue
+        address = addresses[t.id][1]
+        if address in blacklisted:
+            refuse(t.id, MSG_BLACKLISTED, FAILURE_BLACKLISTED)
+        elif t.res_id in out_ids or address in out_addresses:
+            refuse(t.id, MSG_OPTOUT, FAILURE_OPTOUT)
+        elif not t.is_test and address in mailed:
+            refuse(t.id, MSG_DUPLICATE, FAILURE_DUPLICATE)
+        elif not t.is_test:
+            mailed.add(address)  # later traces of this batch to the same address
+
+    # compose and queue
+    identity = ctx.identity(template)
+    store = LinkStore(session, batch.campaign.id, batch.now)
+    utm = Utm(campaign=batch.campaign.name, medium="email", source=batch.activity.name)
+    rows: list[dict[str, Any]] = []
+    for t in traces:
+        if t.id in outcomes:
+            continue
+        written = addresses[t.id][0]
+        try:
+            composed = compose_email(
+                compiled,
+                loaded[t.res_id],
+                to_addr=written,
+                trace_id=t.id,
+                signer=ctx.signer,
+                identity=identity,
+                store_link=store,
+                utm=utm,
+                date=batch.now,
+            )
+        except Unsendable as exc:
+            refuse(t.id, MSG_INVALID, exc.failure_type)
+            continue
+        except (TemplateRenderError, ValueError) as exc:
+            outcomes[t.id] = Outcome("error", f"Cannot compose the email: {exc}"[:1000])
+            continue
+        out = composed.outgoing
+        rows.append(
+            {
+                "trace_id": t.id,
+                "campaign_id": batch.campaign.id,
+                "activity_id": batch.activity.id,
+                "is_test": t.is_test,
+                "email": composed.to_addr,
+                "recipient": out.recipients[0],
+                "envelope_from": out.envelope_from,
+                "message_id": _message_id(out.raw),
+                "subject": composed.rendered.subject[:500],
+                "state": "queued",
+                "attempts": 0,
+                "next_attempt_at": batch.now,
+                "raw": out.raw,
+                "created_at": batch.now,
+                "updated_at": batch.now,
+            }
+        )
+    if rows:
+        session.execute(insert(MailMessage), rows)
+    by_type: dict[str, list[int]] = {}
+    for trace_id, failure_type in failure.items():
+        by_type.setdefault(failure_type, []).append(trace_id)
+    for failure_type, ids in by_type.items():
+        for part in _chunks(ids):
+            session.execute(
+                update(Trace)
+                .where(Trace.id.in_(part))
+                .values(failure_reason=failure_type)
+                .execution_options(synchronize_session=False)
+            )
+    return outcomes
+
+
+def _message_id(raw: bytes) -> str:
+    """The Message-ID header value from the wire bytes (headers come first)."""
+    head = raw.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n"):
+        if line[:11].lower() == b"message-id:":
+            return line[11:].strip().decode("ascii", "replace")
+    return ""
+
+
+register_executor("email", send_email)
+
+
+# --------------------------------------------------------------------------- unsubscribe
+
+
+@dataclass(frozen=True)
+class UnsubscribeTarget:
+    trace_id: int
+    email: str
+    campaign: Campaign
+    template: EmailTemplate | None
+    res_id: int
+
+
+def unsubscribe_target(session: Session, trace_id: int) -> UnsubscribeTarget | None:
+    """The message a valid unsubscribe token names, or None (nothing to unsubscribe)."""
+    row = session.execute(
+        select(MailMessage.email, Trace.res_id, Trace.activity_id, Trace.campaign_id)
+        .join(Trace, Trace.id == MailMessage.trace_id)
+        .where(MailMessage.trace_id == trace_id)
+    ).first()
+    if row is None:
+        return None
+    email, res_id, activity_id, campaign_id = row
+    campaign = session.get(Campaign, campaign_id)
+    if campaign is None:
+        return None
+    template = template_for_activity(session=session, activity_id=activity_id)
+    return UnsubscribeTarget(trace_id, email, campaign, template, res_id)
+
+
+def unsubscribe(
+    session: Session,
+    *,
+    trace_id: int,
+    now: datetime,
+    reason: str | None = None,
+    blacklist: bool = False,
+    one_click: bool = False,
+) -> bool:
+    """Unsubscribe the recipient of trace ``trace_id`` (module docstring); False if unknown."""
+    target = unsubscribe_target(session, trace_id)
+    if target is None:
+        return False
+    reason = (reason or "").strip()[:200] or None
+    list_id = target.template.mailing_list_id if target.template is not None else None
+    did_blacklist = blacklist
+    if target.campaign.model == "mailing_contact":
+        if list_id is not None:
+            lists = [list_id]
+        else:
+            lists = list(
+                session.scalars(
+                    select(rm.MailingSubscription.list_id).where(
+                        rm.MailingSubscription.contact_id == target.res_id
+                    )
+                )
+            )
+        if session.get(rm.MailingContact, target.res_id) is None:
+            lists = []
+        for lid in lists:
+            records.opt_out(session=session, contact_id=target.res_id, list_id=lid, now=now)
+        if not lists:
+            did_blacklist = True
+    elif list_id is not None:
+        contacts = list(
+            session.scalars(
+                select(rm.MailingContact.id).where(func.lower(rm.MailingContact.email) == target.email)
+            )
+        )
+        if not contacts:
+            contacts = [
+                records.create_record(
+                    session=session,
+                    model="mailing_contact",
+                    values={"name": target.email, "email": target.email},
+                    now=now,
+                )
+            ]
+        for contact_id in contacts:
+            records.opt_out(session=session, contact_id=contact_id, list_id=list_id, now=now)
+    else:
+        did_blacklist = True
+    if did_blacklist:
+        records.blacklist_email(
+            session=session,
+            email=target.email,
+            now=now,
+            reason=(f"Unsubscribed: {reason}" if reason else "Unsubscribed")[:200],
+        )
+    session.add(
+        MailUnsubscribe(
+            trace_id=trace_id,
+            email=target.email,
+            mailing_list_id=list_id,
+            reason=reason,
+            blacklisted=did_blacklist,
+            one_click=one_click,
+            at=now,
+        )
+    )
+    session.flush()
+    return True
+
+
+def unsubscribe_reasons(settings: Settings | None = None) -> list[str]:
+    """The reasons offered on the unsubscribe page (``NURTURE_UNSUBSCRIBE_REASONS``, ``|``-separated)."""
+    extra: Mapping[str, str] = settings.extra if settings is not None else email_context().settings.extra
+    raw = extra.get("NURTURE_UNSUBSCRIBE_REASONS", "").strip()
+    if raw:
+        return [r.strip() for r in raw.split("|") if r.strip()]
+    return [
+        "I no longer want to receive these emails",
+        "I never signed up for this mailing list",
+        "The emails are inappropriate",
+        "The emails are too frequent",
+        "Other",
+    ]

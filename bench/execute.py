@@ -30,6 +30,15 @@ NOW = datetime(2026, 1, 5, 9, 0)
 
 
 def peak_rss_mb() -> float:
+    """Peak resident set of this process (VmHWM: unlike ``ru_maxrss`` it is not inherited
+    from the parent across fork/exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 

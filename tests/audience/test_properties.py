@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from nurture.audience import compile_domain, evaluate, validate_domain
 from nurture.db import Database
-from nurture.records.models import Contact, Tag, User
+from nurture.records.models import Contact, Lead, Tag, User
 
 NOW = datetime(2026, 3, 15, 12, 0, 0)
 ALPHABET = "aAÉé_%\\"
@@ -220,3 +220,107 @@ def test_text_operators_agree_on_case_wildcards_and_non_ascii_letters(
         for city in cities
     ]  # fmt: skip
     _check(database, rows, data.draw(st.lists(leaves, min_size=1, max_size=10)))
+
+
+# -- leads: a many2one to another target model (contact) and paths through it -------------
+
+LEAD_TEXT_PATHS = ["name", "contact.name", "contact.tags.name", "contact.salesperson.name",
+                   "salesperson.name", "contact.email"]  # fmt: skip
+
+
+@st.composite
+def lead_leaves(draw: st.DrawFn) -> list[Any]:
+    kind = draw(st.sampled_from(["text", "stage", "revenue", "set"]))
+    if kind == "text":
+        op = draw(st.sampled_from(["=", "!=", "ilike", "not ilike", "in", "not in"]))
+        value: Any = draw(st.sampled_from(["a", "A", "VIP", "Bob", "vip", "é"]))
+        return [
+            draw(st.sampled_from(LEAD_TEXT_PATHS)),
+            op,
+            [value] if "in" in op.split() else value,
+        ]
+    if kind == "stage":
+        return ["stage", draw(st.sampled_from(["=", "!=", "in", "not in"])),
+                draw(st.sampled_from(["New", "Won"]))
+                if draw(st.booleans()) else ["New", "Lost"]]  # fmt: skip
+    if kind == "revenue":
+        return ["expected_revenue", draw(st.sampled_from(["<", ">=", "=", "!="])),
+                draw(st.sampled_from([0, 500, 1000.5]))]  # fmt: skip
+    path = draw(st.sampled_from(["contact", "contact.salesperson", "contact.tags", "tags",
+                                 "contact.email"]))  # fmt: skip
+    return [path, draw(st.sampled_from(["is set", "is not set"])), None]
+
+
+def _valid_stage_leaf(leaf: list[Any]) -> list[Any]:
+    path, op, value = leaf
+    if path == "stage" and op in ("in", "not in") and not isinstance(value, list):
+        return [path, op, [value]]
+    if path == "stage" and op in ("=", "!=") and isinstance(value, list):
+        return [path, op, value[0]]
+    return leaf
+
+
+lead_domains = st.recursive(
+    lead_leaves().map(lambda leaf: [_valid_stage_leaf(leaf)]), _extend, max_leaves=5
+)
+
+
+@settings(
+    max_examples=int(os.environ.get("NURTURE_HYPOTHESIS_EXAMPLES", "40")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    leads=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "A", "é", "VIP"]),  # lead name
+            st.sampled_from(["New", "Won", "Lost"]),
+            st.sampled_from([0.0, 500.0, 1000.5]),
+            st.none() | st.integers(0, 3),  # contact index
+            st.none() | st.integers(0, len(USER_NAMES) - 1),  # salesperson
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    contacts=st.lists(
+        st.tuples(
+            st.sampled_from(["a", "A", "Bob", "é"]),
+            st.none() | st.sampled_from(["a@x", "", "VIP@x"]),
+            st.none() | st.integers(0, len(USER_NAMES) - 1),
+            st.sets(st.integers(0, len(TAG_NAMES) - 1), max_size=2),
+        ),
+        min_size=4,
+        max_size=4,
+    ),
+    domain_list=st.lists(lead_domains, min_size=1, max_size=6),
+)
+def test_sql_and_python_agree_on_paths_through_another_target_model(
+    database: Database,
+    leads: list[tuple[Any, ...]],
+    contacts: list[tuple[Any, ...]],
+    domain_list: list[list[Any]],
+) -> None:
+    with database.sessions() as session, session.begin():
+        users = [User(login=f"u{i}", name=n, created_at=NOW) for i, n in enumerate(USER_NAMES)]
+        tags = [Tag(name=name) for name in TAG_NAMES]
+        people = [
+            Contact(name=name, email=email, created_at=NOW, updated_at=NOW,
+                    salesperson=None if sp is None else users[sp],
+                    tags=[tags[i] for i in sorted(tag_ids)])
+            for name, email, sp, tag_ids in contacts
+        ]  # fmt: skip
+        rows = [
+            Lead(name=name, stage=stage, expected_revenue=revenue, created_at=NOW,
+                 updated_at=NOW, contact=None if c is None else people[c],
+                 salesperson=None if sp is None else users[sp])
+            for name, stage, revenue, c, sp in leads
+        ]  # fmt: skip
+        session.add_all([*users, *tags, *people, *rows])
+        session.flush()
+        ids = [lead.id for lead in rows]
+        for domain in domain_list:
+            condition = compile_domain("lead", domain, now=NOW)
+            in_sql = set(session.scalars(select(Lead.id).where(condition, Lead.id.in_(ids))))
+            in_python = {r.id for r in rows if evaluate("lead", domain, r, now=NOW)}
+            assert in_sql == in_python, validate_domain("lead", domain)
+        session.rollback()

@@ -59,4 +59,7 @@ def test_serve_migrates_loads_demo_and_stops_gracefully(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             raise
-    assert code == 0
+    output = proc.stdout.read() if proc.stdout else ""
+    assert code == 0, output
+    assert "demo data loaded" in output
+    assert "Nurture stopped" in output

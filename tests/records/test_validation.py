@@ -100,8 +100,10 @@ def test_phone_fast_path_gives_the_same_answer_as_phonenumbers() -> None:
                         sample += "7"  # too long
                     elif variant == 6 and sample.startswith("+"):
                         sample = "00" + sample[1:]  # dialled with an IDD prefix
+                    elif variant == 7 and not sample.startswith("+"):
+                        sample = "0" + sample  # an extra (or a first) trunk prefix
                     sample = sample.strip()
-                    for default in (region, None, "US", "GB"):
+                    for default in (region, None, "US", "GB", "BR", "AR"):
                         try:
                             number = phonenumbers.parse(sample, default)
                             ok = phonenumbers.is_valid_number(number)

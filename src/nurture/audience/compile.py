@@ -4,8 +4,11 @@ The condition is built in negation normal form: ``!`` is pushed down to the leav
 leaf emits its exact two-valued meaning (a negative test on a nullable column says
 ``OR column IS NULL`` itself), so SQL's three-valued logic never changes a result.
 Relations are followed with subqueries, never joins, so a record is counted once however
-many related records match: ``EXISTS`` for to-many relations, ``fk IN (SELECT id …)`` for
-many2one (see :func:`_hop`).
+many related records match: ``EXISTS`` for to-many relations and for a many2one to another
+target model, ``fk IN (SELECT id …)`` for a many2one to a lookup table (see :func:`_hop`).
+Within an AND/OR, tests on the record's own columns come before subqueries (see
+:func:`_cost`). :func:`count_matching` runs without PostgreSQL's JIT (see
+:func:`without_jit`).
 
 Text tests that SQLite and PostgreSQL do differently are small constructs compiled per
 dialect: case-sensitive ``like`` (SQLite's ``LIKE`` ignores case, so ``instr``/``GLOB``

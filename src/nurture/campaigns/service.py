@@ -770,25 +770,72 @@ def create_server_action(
     name: str,
     model: str,
     action_type: str = "update_record",
+    payload: Any = None,
     values: dict[str, Any] | None = None,
     add_tags: Sequence[str] | None = None,
     remove_tags: Sequence[str] | None = None,
 ) -> ServerAction:
-    """A server action on ``model``: set field values and/or add or remove tags."""
+    """A server action on ``model``, stored as data (never code).
+
+    ``update_record`` (set field values, add/remove tags) is checked here against the
+    registry and the database (values coerced, related records must exist); it takes
+    either ``payload`` (``{"set": …, "add_tags": …, "remove_tags": …}``) or the
+    ``values``/``add_tags``/``remove_tags`` keywords. Every other kind takes ``payload``,
+    checked by the kind's own validator (:func:`nurture.actions.validate_action`).
+    """
     mdef = _target(model)
-    if action_type not in SERVER_ACTION_TYPES:
-        raise ValidationError(f"unknown action type {action_type!r}", field="action_type")
-    payload = _check_action_payload(session, mdef, values, add_tags, remove_tags)
+    shortcut = values is not None or add_tags is not None or remove_tags is not None
+    if action_type == "update_record":
+        if payload is not None:
+            if shortcut:
+                raise ValidationError(
+                    "give either payload or values/add_tags/remove_tags", field="payload"
+                )
+            if not isinstance(payload, dict):
+                raise ValidationError("the action payload must be an object", field="payload")
+            unknown = sorted(set(payload) - {"set", "add_tags", "remove_tags"})
+            if unknown:
+                raise ValidationError(
+                    f"unknown payload key {unknown[0]!r} (known: add_tags, remove_tags, set)",
+                    field=str(unknown[0]),
+                )
+            values = payload.get("set")
+            if values is not None and not isinstance(values, dict):
+                raise ValidationError("set takes an object {field: value}", field="set")
+            add_tags = _tag_names(payload.get("add_tags"), "add_tags")
+            remove_tags = _tag_names(payload.get("remove_tags"), "remove_tags")
+        clean = _check_action_payload(session, mdef, values, add_tags, remove_tags)
+    else:
+        if shortcut:
+            raise ValidationError(
+                f"actions of type {action_type!r} take a payload", field="payload"
+            )
+        try:
+            from nurture.actions import validate_action
+        except ImportError:  # pragma: no cover - the actions package is part of Nurture
+            raise ValidationError(
+                f"unknown action type {action_type!r} (known: {', '.join(SERVER_ACTION_TYPES)})",
+                field="action_type",
+            ) from None
+        clean = validate_action(model, action_type, payload)
     action = ServerAction(
         name=_check_name(name),
         model=model,
         action_type=action_type,
-        payload=json.dumps(payload),
+        payload=json.dumps(clean),
         created_at=now,
     )
     session.add(action)
     session.flush()
     return action
+
+
+def _tag_names(value: Any, field: str) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise ValidationError(f"{field} takes a list of tag names", field=field)
+    return [str(v) for v in value]
 
 
 def ensure_tags(session: Session, names: Sequence[str]) -> dict[str, int]:

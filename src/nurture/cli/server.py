@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 import click
 
 from nurture.cli.base import cli, runtime
@@ -44,4 +46,8 @@ def serve(host: str, port: int, no_demo: bool) -> None:
     runner = InProcessRunner(rt) if rt.settings.embedded_worker else None
     app = create_app(rt, runner=runner)
     click.echo(f"Nurture listening on http://{host}:{port} ({rt.db.dialect})")
+    # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler
+    # that was installed before it; a no-op handler makes that graceful stop exit 0.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     uvicorn.run(app, host=host, port=port, log_level=rt.settings.log_level.lower())
+    click.echo("Nurture stopped")

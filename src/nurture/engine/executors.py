@@ -21,6 +21,7 @@ sub-query, and never load the batch; per-message executors read
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -45,6 +46,8 @@ from nurture.engine.models import Trace
 from nurture.records.catalog import REGISTRY
 from nurture.records.models import Tag
 from nurture.records.registry import ModelDef
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -132,12 +135,28 @@ def register_action_handler(action_type: str, handler: ActionHandler) -> ActionH
     return handler
 
 
+def _load_action_kinds() -> None:
+    """Import the server action kinds (and plugins) once, so their handlers are registered."""
+    global _kinds_loaded
+    if not _kinds_loaded:
+        _kinds_loaded = True
+        try:
+            import nurture.actions  # noqa: F401
+        except ImportError:  # pragma: no cover
+            log.warning("nurture.actions could not be imported; only update_record runs")
+
+
+_kinds_loaded = False
+
+
 def run_server_action(batch: ExecutionBatch) -> Mapping[int, Outcome]:
     """The ``action`` activity type: run the activity's server action on the batch's records."""
     action_id = batch.activity.server_action_id
     action = batch.session.get(ServerAction, action_id) if action_id else None
     if action is None:
         return {t.id: Outcome("error", "No server action set") for t in batch.traces}
+    if action.action_type not in _action_handlers:
+        _load_action_kinds()
     handler = _action_handlers.get(action.action_type)
     if handler is None:
         message = f"No handler for server action type {action.action_type!r}"

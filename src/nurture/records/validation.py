@@ -11,13 +11,16 @@ entered and flagged invalid: that is a data-quality fact, not an error.
 
 Both run once per row of a CSV import, so each has a fast path: plain ASCII addresses are
 checked with a regular expression and only each *domain* goes through ``email-validator``
-(cached); numbers already written in international form skip ``phonenumbers.parse``.
+(cached); numbers in international form, or national form in a country with a plain
+national prefix, skip ``phonenumbers.parse`` and are checked against phonenumbers' own
+metadata compiled once per country (a test holds the shortcut to phonenumbers' answers).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
@@ -35,7 +38,7 @@ class InvalidEmail(ValueError):
 _ATOM = r"[a-z0-9!#$%&'*+/=?^_`{|}~-]+"
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 _FAST_EMAIL = re.compile(rf"({_ATOM}(?:\.{_ATOM})*)@((?:{_LABEL}\.)+[a-z][a-z0-9-]*[a-z0-9])")
-_domain_cache: dict[str, str | InvalidEmail] = {}
+_domain_cache: dict[str, tuple[bool, str]] = {}  # domain -> (valid, normalised or reason)
 _DOMAIN_CACHE_MAX = 100_000
 
 
@@ -45,15 +48,16 @@ def _check_domain(domain: str) -> str:
     if cached is None:
         try:
             result = validate_email(f"a@{domain}", check_deliverability=False)
-            cached = str(result.domain).lower()
+            cached = (True, str(result.domain).lower())
         except EmailNotValidError as exc:
-            cached = InvalidEmail(str(exc))
+            cached = (False, str(exc))
         if len(_domain_cache) >= _DOMAIN_CACHE_MAX:
             _domain_cache.clear()
         _domain_cache[domain] = cached
-    if isinstance(cached, InvalidEmail):
-        raise cached
-    return cached
+    valid, text = cached
+    if not valid:
+        raise InvalidEmail(text)
+    return text
 
 
 def normalize_email(value: str) -> str:
@@ -144,48 +148,82 @@ def _parse_phone(text: str, region: str | None) -> tuple[str, bool]:
 
 
 def _fast_national(digits: str, region: str) -> tuple[str, bool] | None:
-    """``(E.164, True)`` or ``("", False)`` for digits dialled inside ``region``; None when
-    only the full parser can tell (dialled abroad, a complex national prefix)."""
+    """``(E.164, True)`` or ``("", False)`` for digits dialled inside ``region``, decided
+    as ``phonenumbers.parse`` would; None when only the full parser can tell (dialled
+    abroad, a national prefix that rewrites the number)."""
     rules = _national_rules(region)
     if rules is None:
         return None
-    prefix, country, idd, lengths = rules
-    if idd is not None and idd.match(digits):
+    if rules.idd is not None and rules.idd.match(digits):
         return None
-    stripped = bool(prefix) and digits.startswith(prefix)
-    nsn = digits[len(prefix) :] if stripped else digits
-    valid = _checker(country)(nsn)
-    if valid is True:
-        return f"+{country}{nsn}", True
-    # phonenumbers keeps the national prefix when the rest does not have a possible
-    # length; otherwise it strips it as we did, and the verdict is final.
-    if valid is False and (not stripped or len(nsn) in lengths):
-        return "", False
+    nsn, stripped = digits, False
+    if rules.prefix is not None:
+        match = rules.prefix.match(digits)
+        if match is not None:
+            groups = match.groups()
+            if rules.transform and (not groups or groups[-1] is not None):
+                return None
+            if match.end() > 0:
+                nsn, stripped = digits[match.end() :], True
+    valid = _checker(rules.country)(nsn)
+    if valid is None:
+        return None
+    if not stripped:
+        return (f"+{rules.country}{nsn}", True) if valid else ("", False)
+    if rules.keeps_stripped(digits, nsn):  # phonenumbers strips the prefix as we did
+        return (f"+{rules.country}{nsn}", True) if valid else ("", False)
     return None
+
+
+@dataclass(frozen=True)
+class _NationalRules:
+    """What ``phonenumbers.parse`` needs to read a number dialled inside a region."""
+
+    country: int
+    prefix: re.Pattern[str] | None  # national_prefix_for_parsing
+    transform: bool  # the prefix rule rewrites the number
+    idd: re.Pattern[str] | None  # international dialling prefix
+    general: re.Pattern[str] | None
+    lengths: tuple[int, ...]
+    local_lengths: frozenset[int]
+
+    def _viable(self, number: str) -> bool:
+        return self.general is not None and self.general.fullmatch(number) is not None
+
+    def keeps_stripped(self, original: str, stripped: str) -> bool:
+        """Whether phonenumbers keeps the number with its national prefix removed."""
+        if self._viable(original) and not self._viable(stripped):
+            return False
+        size = len(stripped)
+        if not self.lengths or self.lengths[0] == -1 or size in self.local_lengths:
+            return False
+        if size < self.lengths[0]:
+            return False  # too short
+        return size == self.lengths[0] or size > self.lengths[-1] or size in self.lengths
 
 
 _CALLING_CODES: dict[str, int] = {str(c): c for c in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
 
 
 @lru_cache(maxsize=512)
-def _national_rules(
-    region: str,
-) -> tuple[str, int, re.Pattern[str] | None, frozenset[int]] | None:
-    """A region's plain national prefix, calling code, international dialling prefix and
-    possible number lengths; None when stripping the national prefix takes more than
-    removing a fixed string."""
+def _national_rules(region: str) -> _NationalRules | None:
     metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
     if metadata is None or metadata.country_code is None:
         return None
-    if metadata.national_prefix_transform_rule:
-        return None
-    prefix = metadata.national_prefix_for_parsing or metadata.national_prefix or ""
-    if prefix and not prefix.isdigit():
-        return None
-    idd = re.compile(metadata.international_prefix) if metadata.international_prefix else None
     general = metadata.general_desc
-    lengths = frozenset(general.possible_length or ()) if general is not None else frozenset()
-    return prefix, int(metadata.country_code), idd, lengths
+    pattern = general.national_number_pattern if general is not None else None
+    prefix = metadata.national_prefix_for_parsing
+    return _NationalRules(
+        country=int(metadata.country_code),
+        prefix=re.compile(prefix) if prefix else None,
+        transform=bool(metadata.national_prefix_transform_rule),
+        idd=re.compile(metadata.international_prefix) if metadata.international_prefix else None,
+        general=re.compile(pattern) if pattern else None,
+        lengths=tuple(general.possible_length or ()) if general is not None else (),
+        local_lengths=frozenset(general.possible_length_local_only or ())
+        if general is not None
+        else frozenset(),
+    )
 
 
 # The types phonenumbers tries; a number is valid when it fits the general description

@@ -50,6 +50,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Activity, Campaign
+from nurture.campaigns.service import on_activity_duplicated
 from nurture.channels.email import templates as tpl_mod
 from nurture.channels.email.compose import (
     FAILURE_EMAIL_INVALID,
@@ -268,6 +269,33 @@ def update_template(
     template.updated_at = now
     session.flush()
     return template
+
+
+def _copy_template(session: Session, original: Activity, copy: Activity, now: datetime) -> None:
+    """Campaign duplication: the copied email activity gets a copy of its template."""
+    template = template_for_activity(session=session, activity_id=original.id)
+    if template is None:
+        return
+    session.add(
+        EmailTemplate(
+            name=template.name,
+            model=template.model,
+            campaign_id=copy.campaign_id,
+            activity_id=copy.id,
+            subject=template.subject,
+            preview=template.preview,
+            from_addr=template.from_addr,
+            reply_to=template.reply_to,
+            body_html=template.body_html,
+            mailing_list_id=template.mailing_list_id,
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    session.flush()
+
+
+on_activity_duplicated(_copy_template)
 
 
 def delete_template(*, session: Session, template_id: int) -> None:

@@ -71,7 +71,7 @@ def test_campaign_sends_tracks_opens_and_clicks(env: Env) -> None:
     assert msg.get_content_type() == "multipart/alternative"
     assert [p.get_content_type() for p in msg.iter_parts()] == ["text/plain", "text/html"]
     unsub = msg["List-Unsubscribe"]
-    assert f"<{BASE_URL}/unsubscribe/" in unsub and f"<mailto:unsubscribe+" in unsub
+    assert f"<{BASE_URL}/unsubscribe/" in unsub and "<mailto:unsubscribe+" in unsub
     assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
     assert msg["Precedence"] == "bulk"
     text = msg.get_body(preferencelist=("plain",))

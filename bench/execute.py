@@ -126,7 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Execution benchmark")
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--batch", type=int, default=20_000)
     parser.add_argument("--drain", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drain:

@@ -103,3 +103,29 @@ def test_a_failing_group_ends_in_error_instead_of_coming_back(
     got = traces(db, activity_id=mail)
     assert {(t.state, t.state_message) for t in got} == {("error", "Engine error: filter no longer compiles")}
     assert channel.sent == []
+
+
+def test_transient_database_error_retries_the_batch_instead_of_failing_it(
+    db: Database, channel: FakeChannel
+) -> None:
+    import pytest
+    from sqlalchemy.exc import OperationalError
+
+    from nurture.engine import executors
+
+    calls = {"n": 0}
+
+    def flaky(batch: executors.ExecutionBatch) -> dict[int, executors.Outcome]:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise OperationalError("UPDATE contact", {}, Exception("deadlock detected"))
+        return channel(batch)
+
+    mail = _backlog(db, 3)
+    executors.register_executor("email", flaky)
+    with pytest.raises(OperationalError):
+        run_due(db, now=T0, worker_id="w")
+    assert states(db, mail) == ["scheduled"] * 3
+    assert all(t.claimed_by is None for t in traces(db, activity_id=mail))  # leases released
+    assert run_due(db, now=T0, worker_id="w").processed == 3
+    assert len(channel.sent) == 3

@@ -52,6 +52,7 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from nurture import audience
@@ -203,6 +204,8 @@ def run_due(
                         group = process_group(
                             session, activity_id=activity_id, trace_ids=ids, token=token, now=now
                         )
+                except OperationalError:
+                    raise  # transient (deadlock, lock timeout, lost connection): retry the batch
                 except Exception as exc:
                     # A group that cannot be processed (say, a filter that no longer
                     # compiles) must not come back forever: its traces end in error.
@@ -381,6 +384,8 @@ def _execute(
     try:
         with session.begin_nested():
             outcomes = dict(executor(batch))
+    except OperationalError:
+        raise  # transient database trouble: the whole batch is retried, not failed
     except Exception as exc:  # the executor's writes were rolled back with the savepoint
         log.warning("executor for activity %s failed: %s", activity.id, exc)
         kind = "server action" if activity.activity_type == "action" else activity.activity_type

@@ -43,6 +43,7 @@ def deliver_messages(db: Database, *, now: datetime, worker_id: str) -> int:
 log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 500
+MAX_BATCH = 20_000
 
 
 def new_worker_id(prefix: str = "worker") -> str:
@@ -62,15 +63,23 @@ def drain(
     now: datetime,
     worker_id: str,
     batch_size: int = DEFAULT_BATCH,
+    max_batch: int = MAX_BATCH,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> BatchResult:
-    """Run batches of due traces until none is left (or a stop is asked between batches)."""
+    """Run batches of due traces until none is left (or a stop is asked between batches).
+
+    While batches come back full (a backlog), the next one doubles, up to ``max_batch``:
+    fewer, larger set-based statements catch up faster; a trickle keeps small batches
+    (short write transactions).
+    """
     total = BatchResult()
+    size = batch_size
     while not should_stop():
-        result = run_due(db, now=now, limit=batch_size, worker_id=worker_id)
+        result = run_due(db, now=now, limit=size, worker_id=worker_id)
         total.add(result)
         if result.claimed == 0:
             break
+        size = min(size * 2, max(max_batch, batch_size)) if result.claimed >= size else batch_size
     return total
 
 

@@ -48,6 +48,7 @@ from sqlalchemy.orm import Session
 
 from nurture.channels.email import service
 from nurture.channels.email.models import MailMessage
+from nurture.channels.email.receive import apply_auto_blacklist
 from nurture.channels.email.transports import (
     SENT,
     Delivery,
@@ -124,6 +125,7 @@ class DeliveryResult:
 class _Claimed:
     id: int
     trace_id: int
+    email: str
     recipient: str
     envelope_from: str
     raw: bytes
@@ -190,6 +192,7 @@ def claim(session: Session, *, now: datetime, limit: int, token: str, lease: tim
         select(
             MailMessage.id,
             MailMessage.trace_id,
+            MailMessage.email,
             MailMessage.recipient,
             MailMessage.envelope_from,
             MailMessage.raw,
@@ -198,7 +201,7 @@ def claim(session: Session, *, now: datetime, limit: int, token: str, lease: tim
         .where(MailMessage.id.in_(ids), MailMessage.claimed_by == token, MailMessage.state == "sending")
         .order_by(MailMessage.id)
     ).all()
-    return [_Claimed(r[0], r[1], r[2], r[3], r[4] or b"", r[5]) for r in rows]
+    return [_Claimed(r[0], r[1], r[2], r[3], r[4], r[5] or b"", r[6]) for r in rows]
 
 
 def _record(
@@ -283,6 +286,7 @@ def _record(
             )
             # a send-time refusal counts as a bounce: bounce children run, others cancel
             record_event(session, trace_id=c.trace_id, event="bounce", now=now)
+            apply_auto_blacklist(session, email=c.email, now=now)
             result.failed += 1
 
 

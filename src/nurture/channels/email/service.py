@@ -321,7 +321,12 @@ _compiled_lock = threading.Lock()
 
 def _compiled(template: EmailTemplate) -> CompiledTemplate:
     """Compile once per template version (kept across batches; small LRU-ish cache)."""
-    key = (template.id, template.model, template.updated_at, template.subject + template.body_html)
+    key = (
+        template.id,
+        template.model,
+        template.updated_at,
+        "\x00".join((template.subject, template.preview or "", template.body_html)),
+    )
     with _compiled_lock:
         found = _compiled_cache.get(key)
     if found is not None:

@@ -186,3 +186,8 @@ def test_tree_shape_is_frozen_once_an_activity_has_traces(db: Database) -> None:
     assert info.value.field == "trigger_type"
     with db.transaction() as s:  # name, interval and filter stay editable
         cs.edit_activity(session=s, now=T0, activity_id=second, name="Renamed", interval_number=2)
+    with db.transaction() as s, pytest.raises(Conflict) as info:
+        cs.edit_campaign(session=s, now=T0, campaign_id=cid, unicity_field="id")
+    assert info.value.field == "unicity_field"
+    with db.transaction() as s:  # the filter stays editable; enrolment follows it
+        cs.edit_campaign(session=s, now=T0, campaign_id=cid, domain=[["email", "!=", False]])

@@ -262,7 +262,19 @@ def edit_campaign(
     if domain is not _UNSET:
         campaign.domain = _clean_domain(campaign.model, domain, "domain")
     if unicity_field is not _UNSET:
-        campaign.unicity_field = _check_unicity(mdef, unicity_field or mdef.default_unicity_field)
+        new_unicity = _check_unicity(mdef, unicity_field or mdef.default_unicity_field)
+        if new_unicity != campaign.unicity_field:
+            enrolled = session.scalar(
+                select(Participant.id)
+                .where(Participant.campaign_id == campaign.id, Participant.is_test.is_(False))
+                .limit(1)
+            )
+            if enrolled:
+                raise Conflict(
+                    "the unicity field cannot change once records are enrolled",
+                    field="unicity_field",
+                )
+        campaign.unicity_field = new_unicity
     if include_archived is not _UNSET:
         campaign.include_archived = bool(include_archived)
     if responsible_id is not _UNSET:

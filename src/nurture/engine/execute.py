@@ -41,13 +41,11 @@ from sqlalchemy import (
     Table,
     and_,
     any_,
-    case,
     cast,
     exists,
     false,
     func,
     literal,
-    null,
     or_,
     select,
     update,
@@ -93,7 +91,7 @@ class BatchResult:
         self.error += other.error
 
 
-def _due_ids(dialect: str, *, now: datetime, limit: int) -> Any:
+def _due_ids(dialect: str, *, now: datetime, limit: int, with_activity: bool = False) -> Any:
     """The next due traces, in schedule order.
 
     Written to walk the partial index on ``schedule_date`` (state scheduled) and stop at
@@ -104,8 +102,9 @@ def _due_ids(dialect: str, *, now: datetime, limit: int) -> Any:
     participant_running = exists().where(
         Participant.id == Trace.participant_id, Participant.state == "running"
     )
+    columns: list[Any] = [Trace.activity_id, Trace.id] if with_activity else [Trace.id]
     stmt = (
-        select(Trace.id)
+        select(*columns)
         .where(
             Trace.state == "scheduled",
             Trace.schedule_date <= now,
@@ -177,6 +176,24 @@ def release_leases(session: Session, *, worker_id: str) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
+def select_due(session: Session, *, now: datetime, limit: int) -> dict[int, list[int]]:
+    """Lock up to ``limit`` due traces for this transaction; returns {activity_id: [trace ids]}.
+
+    PostgreSQL locks the rows (``FOR UPDATE SKIP LOCKED``: concurrent workers take other
+    rows); SQLite's ``BEGIN IMMEDIATE`` write lock already excludes every other writer.
+    Nothing is written: the rows are worked on in the same transaction, so a crash simply
+    rolls back and leaves them due.
+    """
+    dialect = session.get_bind().dialect.name
+    rows = session.connection().execute(
+        _due_ids(dialect, now=now, limit=limit, with_activity=True)
+    ).all()
+    groups: dict[int, list[int]] = defaultdict(list)
+    for activity_id, trace_id in rows:
+        groups[activity_id].append(trace_id)
+    return {activity_id: sorted(ids) for activity_id, ids in sorted(groups.items())}
+
+
 def run_due(
     db: Any,
     *,
@@ -185,53 +202,56 @@ def run_due(
     worker_id: str,
     lease: timedelta = DEFAULT_LEASE,
 ) -> BatchResult:
-    """Claim and execute one batch of due traces. ``db`` is a :class:`nurture.db.Database`."""
+    """Select and execute one batch of due traces in one transaction.
+
+    ``db`` is a :class:`nurture.db.Database`. ``lease`` is accepted for compatibility: a
+    batch no longer spans transactions, so it needs no lease (the row locks of the work
+    transaction do that job, and a crash rolls everything back).
+    """
     # A read-only probe first, so an idle worker never takes SQLite's write lock.
     with db.read() as session:
         if session.scalar(_due_ids("probe", now=now, limit=1)) is None:
             return BatchResult()
     token = new_token(worker_id)
+    result = BatchResult()
     with db.transaction() as session:
-        groups = claim(session, now=now, limit=limit, token=token, lease=lease)
-    result = BatchResult(claimed=sum(len(ids) for ids in groups.values()))
-    if not groups:
-        return result
-    try:
-        with db.transaction() as session:
-            for activity_id, ids in groups.items():
-                try:
-                    with session.begin_nested():
-                        group = process_group(
-                            session, activity_id=activity_id, trace_ids=ids, token=token, now=now
-                        )
-                except OperationalError:
-                    raise  # transient (deadlock, lock timeout, lost connection): retry the batch
-                except Exception as exc:
-                    # A group that cannot be processed (say, a filter that no longer
-                    # compiles) must not come back forever: its traces end in error.
-                    log.exception("activity %s: batch of %d traces failed", activity_id, len(ids))
-                    group = BatchResult(
-                        error=_move(
-                            session,
-                            [id_in(session, ids), Trace.claimed_by == token],
-                            state="error",
-                            message=f"Engine error: {exc}"[:1000],
-                            now=now,
-                        )
-                    )
-                    complete_participants(
+        groups = select_due(session, now=now, limit=limit)
+        result.claimed = sum(len(ids) for ids in groups.values())
+        for activity_id, ids in groups.items():
+            try:
+                with session.begin_nested():
+                    group = process_group(
                         session,
+                        activity_id=activity_id,
+                        trace_ids=ids,
+                        token=token,
                         now=now,
-                        participant_filter=Participant.id.in_(
-                            select(Trace.participant_id).where(id_in(session, ids)).scalar_subquery()
-                        ),
+                        locked=True,
                     )
-                result.add(group)
-    except Exception:
-        log.exception("batch of %d traces failed; releasing its leases", result.claimed)
-        with db.transaction() as session:
-            release_leases(session, worker_id=worker_id)
-        raise
+            except OperationalError:
+                raise  # transient (deadlock, lock timeout, lost connection): retry the batch
+            except Exception as exc:
+                # A group that cannot be processed (say, a filter that no longer
+                # compiles) must not come back forever: its traces end in error.
+                log.exception("activity %s: batch of %d traces failed", activity_id, len(ids))
+                group = BatchResult(
+                    error=_move(
+                        session,
+                        [id_in(session, ids)],
+                        state="error",
+                        message=f"Engine error: {exc}"[:1000],
+                        now=now,
+                        token=token,
+                    )
+                )
+                complete_participants(
+                    session,
+                    now=now,
+                    participant_filter=Participant.id.in_(
+                        select(Trace.participant_id).where(id_in(session, ids)).scalar_subquery()
+                    ),
+                )
+            result.add(group)
     return result
 
 
@@ -242,12 +262,15 @@ def _move(
     state: str,
     message: str | None,
     now: datetime,
+    token: str,
 ) -> int:
     """Move the batch's still-scheduled rows matching ``where`` to ``state``."""
     result = session.execute(
         update(Trace)
         .where(Trace.state == "scheduled", *where)
-        .values(state=state, state_message=message, executed_at=now, lease_until=None)
+        .values(
+            state=state, state_message=message, executed_at=now, claimed_by=token, lease_until=None
+        )
         .execution_options(synchronize_session=False)
     )
     return int(getattr(result, "rowcount", 0) or 0)
@@ -261,26 +284,36 @@ def process_group(
     token: str,
     now: datetime,
     check_expiry: bool = True,
+    locked: bool = False,
 ) -> BatchResult:
-    """Run one activity on its traces ``trace_ids`` claimed with ``token`` (module docstring)."""
+    """Run one activity on its traces ``trace_ids`` (module docstring).
+
+    ``locked``: the rows were selected for this transaction by :func:`select_due` (locked
+    there), so any of them still scheduled is ours; otherwise they were stamped with
+    ``token`` by :func:`claim` in an earlier transaction and only rows still holding the
+    token are taken. Either way the rows that move out of ``scheduled`` get ``token``.
+    """
     result = BatchResult()
     activity = session.get(Activity, activity_id)
     if activity is None:  # deleted meanwhile: its traces went with it
         return result
     campaign = session.get(Campaign, activity.campaign_id)
     assert campaign is not None
-    mine = [id_in(session, trace_ids), Trace.claimed_by == token]
+    mine: list[Any] = [id_in(session, trace_ids)]
+    if not locked:
+        mine.append(Trace.claimed_by == token)
     children = children_of(session, activity_id=activity.id)
+
+    def move(where: Sequence[Any], state: str, message: str | None) -> int:
+        return _move(session, where, state=state, message=message, now=now, token=token)
 
     # 1. expiry, counted from the planned time
     if check_expiry and activity.expiry_number is not None:
         cutoff = subtract_interval(now, activity.expiry_number, activity.expiry_unit)
-        result.canceled += _move(
-            session,
+        result.canceled += move(
             [*mine, or_(Trace.schedule_date.is_(None), Trace.schedule_date < cutoff)],
-            state="canceled",
-            message=MSG_EXPIRED,
-            now=now,
+            "canceled",
+            MSG_EXPIRED,
         )
 
     # 2. "not" triggers whose event (or a bounce) already happened on the parent message
@@ -292,41 +325,21 @@ def process_group(
             (parent.bounced_at, "Parent activity mail bounced"),
         ):
             happened = exists().where(parent.id == Trace.parent_id, column.is_not(None))
-            result.canceled += _move(session, [*mine, happened], state="canceled", message=message, now=now)
+            result.canceled += move([*mine, happened], "canceled", message)
 
-    # 3. applied filter and take-over in one statement: the batch's rows still scheduled
-    # and still held by this token (lease + state checked in the same UPDATE) become
-    # processed, or rejected when the record no longer matches the applied filter (or is gone)
+    # 3. applied filter: the batch's rows whose record no longer matches the applied filter
+    # (or is gone) are rejected, then one UPDATE takes the rest (state checked in the same
+    # statement, so only rows it moved are executed). Each row is written once.
     orm = REGISTRY.target(campaign.model).orm
     condition = audience.compile_domain(
         campaign.model, applied_domain(session, activity=activity), now=now
     )
     active = audience.active_condition(campaign.model, include_archived=campaign.include_archived)
     matching = exists().where(orm.id == Trace.res_id, condition, active)
-    taken = session.execute(
-        update(Trace)
-        .where(Trace.state == "scheduled", *mine)
-        .values(
-            state=case((matching, "processed"), else_="rejected"),
-            state_message=case((matching, null()), else_=MSG_REJECTED),
-            executed_at=now,
-            lease_until=None,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    moved = int(getattr(taken, "rowcount", 0) or 0)
-    rejected = 0
-    if moved:
-        rejected = int(
-            session.scalar(
-                select(func.count()).select_from(Trace).where(*mine, Trace.state == "rejected")
-            )
-            or 0
-        )
-    result.rejected += rejected
-    processed = moved - rejected
+    result.rejected += move([*mine, ~matching], "rejected", MSG_REJECTED)
+    processed = move(mine, "processed", None)
     if processed:
-        batch_filter = and_(*mine, Trace.state == "processed")
+        batch_filter = and_(*mine, Trace.state == "processed", Trace.claimed_by == token)
         outcomes = _execute(
             session, campaign=campaign, activity=activity, trace_filter=batch_filter, now=now
         )

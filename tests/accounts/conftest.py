@@ -7,20 +7,7 @@ from collections.abc import Iterator
 import pytest
 from argon2 import PasswordHasher
 
-import nurture.models  # noqa: F401
 from nurture.accounts import passwords
-
-# TEMPORARY until the 0003 migration exists: create the tables that no migration has yet.
-from nurture.db import Base, Database
-
-
-@pytest.fixture
-def db(database: Database) -> Iterator[Database]:
-    Base.metadata.create_all(database.engine, checkfirst=True)
-    try:
-        yield database
-    finally:
-        database.wipe()
 
 
 @pytest.fixture

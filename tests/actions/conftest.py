@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fakes.twilio_server import CallbackReceiver, running_receiver
+from tests.fakes.twilio_server import CallbackReceiver, running_receiver
 
 
 @pytest.fixture

@@ -24,7 +24,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import nurture.actions  # noqa: F401  (registers the handlers in this process)
-from fakes.twilio_server import CallbackReceiver
 from nurture.actions import webhook
 from nurture.campaigns import service as cs
 from nurture.cli import cli
@@ -32,6 +31,7 @@ from nurture.db import Database
 from nurture.engine.models import Trace
 from nurture.records import models as m
 from nurture.records import service as records
+from tests.fakes.twilio_server import CallbackReceiver
 
 from .helpers import T0, contact, user
 

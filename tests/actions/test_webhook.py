@@ -9,10 +9,10 @@ import json
 
 import pytest
 
-from fakes.twilio_server import CallbackReceiver
 from nurture.actions import validate_action, webhook
 from nurture.db import Database
 from nurture.errors import ValidationError
+from tests.fakes.twilio_server import CallbackReceiver
 
 from .helpers import contact, run_action, save_action, user
 

@@ -6,11 +6,11 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from tests.api.conftest import Api
 
 from nurture.accounts import service as accounts
 from nurture.clock import utcnow
 from nurture.web.security import CSRF_HEADER, SESSION_COOKIE, sign_value
+from tests.api.conftest import Api
 
 V1 = "/api/v1"
 ALL = {"admin", "marketer", "viewer"}

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fastapi.testclient import TestClient
-from tests.api.conftest import Api
 
 from nurture.clock import utcnow
 from nurture.engine.loop import tick
+from tests.api.conftest import Api
 
 V1 = "/api/v1"
 

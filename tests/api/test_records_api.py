@@ -6,6 +6,7 @@ import csv
 import io
 
 from fastapi.testclient import TestClient
+
 from tests.api.conftest import Api
 
 BASE = "/api/v1/records"

@@ -17,6 +17,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis.checks import not_a_server_error
 from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
+
 from tests.api.conftest import Api
 
 EXAMPLES = int(os.environ.get("NURTURE_SCHEMATHESIS_EXAMPLES", "5"))

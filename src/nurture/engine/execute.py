@@ -40,12 +40,13 @@ from sqlalchemy import (
     Integer,
     Table,
     and_,
-    any_,
+    case,
     cast,
     exists,
     false,
     func,
     literal,
+    null,
     or_,
     select,
     update,
@@ -157,10 +158,13 @@ def id_in(session: Session, ids: Sequence[int]) -> ColumnElement[bool]:
     """``trace.id IN ids`` as one bound value (an array on PostgreSQL, JSON on SQLite).
 
     A batch's rows are then found by primary key with a statement that compiles once,
-    however many ids the batch has.
+    however many ids the batch has. On PostgreSQL the array is unnested in a sub-query
+    (``= ANY(array)`` is estimated as a fraction of the table and planned as a sequential
+    scan once batches are large; ``IN (SELECT unnest(…))`` gets a primary-key nested loop).
     """
     if session.get_bind().dialect.name == "postgresql":
-        return Trace.id == any_(cast(literal(list(ids), ARRAY(Integer)), ARRAY(Integer)))
+        array = cast(literal(list(ids), ARRAY(Integer)), ARRAY(Integer))
+        return Trace.id.in_(select(func.unnest(array)))
     values = func.json_each(json.dumps(list(ids))).table_valued("value")
     return Trace.id.in_(select(values.c.value))
 
@@ -336,8 +340,26 @@ def process_group(
     )
     active = audience.active_condition(campaign.model, include_archived=campaign.include_archived)
     matching = exists().where(orm.id == Trace.res_id, condition, active)
-    result.rejected += move([*mine, ~matching], "rejected", MSG_REJECTED)
-    processed = move(mine, "processed", None)
+    taken = session.execute(
+        update(Trace)
+        .where(Trace.state == "scheduled", *mine)
+        .values(
+            state=case((matching, "processed"), else_="rejected"),
+            state_message=case((matching, null()), else_=MSG_REJECTED),
+            executed_at=now,
+            claimed_by=token,
+            lease_until=None,
+        )
+        .returning(Trace.state)
+        .execution_options(synchronize_session=False)
+    ).scalars()
+    processed = rejected = 0
+    for state in taken:
+        if state == "processed":
+            processed += 1
+        else:
+            rejected += 1
+    result.rejected += rejected
     if processed:
         batch_filter = and_(*mine, Trace.state == "processed", Trace.claimed_by == token)
         outcomes = _execute(

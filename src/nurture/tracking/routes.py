@@ -239,6 +239,9 @@ async def unsubscribe_post(token: str, request: Request) -> Response:
     raw = (await request.body())[:65536].decode("utf-8", "replace")
     form = {k: v[-1] for k, v in parse_qs(raw, keep_blank_values=True).items()}
     one_click = form.get("List-Unsubscribe", "").strip() == ONE_CLICK
+    if not one_click and "multipart/form-data" in request.headers.get("content-type", ""):
+        # RFC 8058 allows the one-click body as multipart/form-data too
+        one_click = 'name="List-Unsubscribe"' in raw and ONE_CLICK in raw
     reason = None if one_click else (form.get("reason") or None)
     blacklist = (not one_click) and form.get("blacklist", "").strip().lower() in {"1", "on", "true", "yes"}
     now = _now(request)

@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from fakes.twilio_server import CallbackReceiver, FakeTwilio, running_receiver, running_twilio
+from tests.fakes.twilio_server import CallbackReceiver, FakeTwilio, running_receiver, running_twilio
 
 
 @pytest.fixture

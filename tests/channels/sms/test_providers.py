@@ -7,7 +7,6 @@ import time
 
 import pytest
 
-from fakes.twilio_server import AUTH_TOKEN, CallbackReceiver, FakeTwilio
 from nurture.channels.sms.providers import (
     CallbackRefused,
     HttpSmsProvider,
@@ -17,6 +16,7 @@ from nurture.channels.sms.providers import (
     provider_from_settings,
     twilio_signature,
 )
+from tests.fakes.twilio_server import AUTH_TOKEN, CallbackReceiver, FakeTwilio
 
 
 class Sleeps(list[float]):

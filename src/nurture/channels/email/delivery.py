@@ -19,7 +19,8 @@ due (the engine loop calls it after each drain of due traces: ``nurture tick``,
    end of the round): ``sent`` (the trace's ``sent_at`` stamped); a temporary failure goes
    back to ``queued`` with ``next_attempt_at`` = exponential backoff (``transports.decide``);
    a permanent one (or the last attempt) makes the message ``failed``, the trace ``error``
-   with the reason, and counts as a bounce (engine ``record_event(bounce)``). The updates
+   with the reason, and counts as a bounce (engine ``record_event(bounce)``, and the
+   auto-blacklist rule of :mod:`.bounces` for the address). The updates
    check the claim token, so a stale worker cannot overwrite another's outcome.
 
 A crash in step 3 or 4 therefore loses at most the outcome of the messages sent since the

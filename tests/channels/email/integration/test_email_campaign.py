@@ -266,11 +266,54 @@ def test_unsubscribe_page_and_one_click(env: Env) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     )
     assert one.status_code == 200
+    again = env.client.post(path_of(jo_url), files={"List-Unsubscribe": (None, "One-Click")})
+    assert again.status_code == 200  # multipart/form-data, as some providers send it
     with env.db.read() as s:
         assert records.is_email_blacklisted(session=s, email="ida@example.org")
         assert records.is_email_blacklisted(session=s, email="jo@example.org")
-        rows = {u.email: u for u in s.scalars(select(MailUnsubscribe))}
-        assert rows["ida@example.org"].reason == "The emails are too frequent"
-        assert rows["jo@example.org"].one_click
+        rows = list(s.scalars(select(MailUnsubscribe).order_by(MailUnsubscribe.id)))
+        assert [(u.email, u.one_click, u.blacklisted) for u in rows] == [
+            ("ida@example.org", False, True),
+            ("jo@example.org", True, True),
+            ("jo@example.org", True, True),
+        ]
+        assert rows[0].reason == "The emails are too frequent"
     # the unsubscribe link never counted as a click
     assert _count(env, LinkClick) == 0
+
+
+def test_reply_through_imap_polling(env: Env) -> None:
+    from ..fake_imap import FakeImapServer
+
+    _, mail, kids, _ = campaign_with_email(env.db, [{"name": "Kai", "email": "kai@example.org"}])
+    tick(env.db, now=T0)
+    token = message_token(_signer(env), _mail_trace(env, mail).id)
+    with FakeImapServer() as imap:
+        imap.mailbox.add(corpus("human_reply.eml", token))
+        imap.mailbox.add(corpus("outlook_automatic_reply.eml", token))
+        url = f"imap://robot:p%40ss%20%22word%22@127.0.0.1:{imap.port}/INBOX"
+        result = CliRunner().invoke(
+            cli, ["inbound-imap", "--once"], env=dict(env.environ, NURTURE_IMAP_URL=url)
+        )
+        assert result.exit_code == 0, result.output
+        assert imap.mailbox.messages == {}  # handled and expunged
+    replied = _mail_trace(env, mail)
+    assert replied.replied_at is not None
+    tick(env.db, now=replied.replied_at + timedelta(seconds=1))
+    assert _states(env, kids["mail_reply"]) == ["processed"]
+
+
+def test_unsubscribe_from_the_target_list_opts_out_without_blacklisting(env: Env) -> None:
+    from nurture.records.models import MailingContact, MailingSubscription
+
+    with env.db.transaction() as s:
+        list_id = records.get_or_create_mailing_list(session=s, name="Newsletter", now=T0)
+    campaign_with_email(env.db, [{"name": "Lia", "email": "lia@example.org"}], mailing_list_id=list_id)
+    tick(env.db, now=T0)
+    unsub = path_of(next(u for u in links_of(env.messages()[0]) if "/unsubscribe/" in u))
+    assert env.client.post(unsub, data={"reason": "Other"}).status_code == 200
+    with env.db.read() as s:
+        assert not records.is_email_blacklisted(session=s, email="lia@example.org")
+        contact = s.scalars(select(MailingContact).where(MailingContact.email == "lia@example.org")).one()
+        sub = s.scalars(select(MailingSubscription).where(MailingSubscription.contact_id == contact.id)).one()
+        assert sub.list_id == list_id and sub.opted_out

@@ -202,9 +202,12 @@ def test_paths_through_one2many_and_many2one_chains(db: Database) -> None:
 
 
 def test_count_leaves_the_session_settings_as_they_were(people: People) -> None:
+    # PostgreSQL: count_matching turns JIT off for its own query only. SQLite has no such
+    # setting; there the count must simply leave the session usable for further queries.
     with people.db.read() as s:
-        if people.db.dialect != "postgresql":
-            pytest.skip("JIT is a PostgreSQL setting")
-        before = s.execute(text("SELECT current_setting('jit')")).scalar_one()
+        is_pg = people.db.dialect == "postgresql"
+        before = s.execute(text("SELECT current_setting('jit')")).scalar_one() if is_pg else None
         assert count_matching(s, "contact", [["tags.name", "=", "VIP"]], now=NOW) == 2
-        assert s.execute(text("SELECT current_setting('jit')")).scalar_one() == before
+        after = s.execute(text("SELECT current_setting('jit')")).scalar_one() if is_pg else None
+        assert after == before
+        assert count_matching(s, "contact", [["tags.name", "=", "VIP"]], now=NOW) == 2

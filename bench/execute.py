@@ -3,24 +3,28 @@
     .venv/bin/python -m bench.execute [--backend sqlite|postgresql|both] [--rows N] [--batch B]
 
 The baseline is one set-based ``UPDATE`` marking the same trace rows processed, timed in
-the same run (and rolled back). Nurture's side is the worker path: ``run_due`` batches
-(claim with a lease, applied-filter check, lease-checked processed UPDATE, the server
-action's set-based field update on the contacts, child traces, completion) until the
-queue is empty. Target: ratio ≤ 5, peak RSS < 300 MB.
+the same run on the same database state, committed like Nurture's batches (see
+:func:`baseline`). Nurture's side is the worker path: ``run_due`` batches
+(due rows selected and locked in the batch's transaction, applied-filter check and
+processed UPDATE in one statement, the server action's set-based field update on the
+contacts, child traces, completion) until the queue is empty. Target: ratio ≤ 5, peak RSS < 300 MB.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import shutil
 import subprocess
 import sys
+import time
 from datetime import datetime, timedelta
 
 from sqlalchemy import text
 
-from bench._engine_common import backends, fmt, fresh_database, generate_contacts, timed
+from bench._engine_common import analyse, backends, fmt, fresh_database, generate_contacts, timed
 from nurture.campaigns import service as cs
 from nurture.db import Database
 from nurture.engine.enrol import enrol_campaign
@@ -42,23 +46,56 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def baseline(db: Database, activity_id: int) -> float:
-    conn = db.engine.connect()
+BASELINE_SQL = (
+    "UPDATE trace SET state = 'processed', executed_at = :now "
+    "WHERE activity_id = :a AND state = 'scheduled'"
+)
+
+
+def baseline(db: Database, activity_id: int) -> tuple[float, float]:
+    """(seconds for the UPDATE up to and including its COMMIT, seconds for the UPDATE alone).
+
+    Timed like Nurture's side, whose figure includes its commits, on the same database
+    state. SQLite: on a byte copy of the database file, through a fresh connection (cold
+    page cache, like the worker process), committed: a rolled-back UPDATE never writes
+    its pages to the WAL nor checkpoints them. PostgreSQL: in the benchmark database,
+    rolled back (its work, WAL included, is done by the statement: a commit adds only a
+    WAL flush, measured at well under 0.1 s for the 1M-row UPDATE); the dead rows it
+    leaves are vacuumed before the worker runs.
+    """
+    params = {"a": activity_id, "now": NOW}
+    if db.dialect != "sqlite":
+        conn = db.engine.connect()
+        try:
+            trans = conn.begin()
+            t, _ = timed(lambda: conn.execute(text(BASELINE_SQL), params))
+            trans.rollback()
+        finally:
+            conn.close()
+        return t, t
+    path = db.url.split("///", 1)[1]
+    db.dispose()  # the last connection to close checkpoints the WAL into the file
+    copy = f"{path}-baseline"
+    for suffix in ("", "-wal", "-shm"):
+        if os.path.exists(copy + suffix):
+            os.remove(copy + suffix)
+    shutil.copyfile(path, copy)
+    other = Database(f"sqlite:///{copy}")
     try:
+        conn = other.engine.connect()
+        start = time.perf_counter()
         trans = conn.begin()
-        t, _ = timed(
-            lambda: conn.execute(
-                text(
-                    "UPDATE trace SET state = 'processed', executed_at = :now "
-                    "WHERE activity_id = :a AND state = 'scheduled'"
-                ),
-                {"a": activity_id, "now": NOW},
-            )
-        )
-        trans.rollback()
-    finally:
+        conn.execute(text(BASELINE_SQL), params)
+        alone = time.perf_counter() - start
+        trans.commit()
+        total = time.perf_counter() - start
         conn.close()
-    return t
+    finally:
+        other.dispose()
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(copy + suffix):
+                os.remove(copy + suffix)
+    return total, alone
 
 
 def drain(db: Database, batch: int) -> BatchResult:
@@ -92,10 +129,9 @@ def run(backend: str, rows: int, batch: int) -> float:
             cid, aid = campaign.id, first.id
         with db.transaction() as s:
             enrol_campaign(s, campaign_id=cid, now=NOW)
-        from bench._engine_common import analyse
-
         analyse(db)
-        raw = baseline(db, aid)
+        raw, update_only = baseline(db, aid)
+        analyse(db)  # the worker starts from the state the baseline saw (PostgreSQL: no dead rows)
         # The worker runs in its own process, so its peak RSS is its own.
         out = subprocess.run(
             [sys.executable, "-m", "bench.execute", "--drain", db.url, "--batch", str(batch)],
@@ -111,10 +147,10 @@ def run(backend: str, rows: int, batch: int) -> float:
             ).scalar()
             paris = conn.execute(text("SELECT count(*) FROM contact WHERE city = 'Paris'")).scalar()
         assert children == rows and paris == rows, (children, paris)
-        ratio = engine / raw
+        ratio = float(engine) / raw
         print(
             f"[{backend}] execute {rows:,} traces (batch {batch}): nurture {fmt(engine)} "
-            f"({rows / engine:,.0f}/s)  one UPDATE {fmt(raw)}  ratio {ratio:.2f} (target ≤ 5) "
+            f"({rows / engine:,.0f}/s)  one UPDATE {fmt(raw)} (statement alone {update_only:.2f} s)  ratio {ratio:.2f} (target ≤ 5) "
             f"{'OK' if ratio <= 5 else 'OVER'}; worker peak RSS {rss:.0f} MB "
             f"(target < 300) {'OK' if rss < 300 else 'OVER'}",
             flush=True,

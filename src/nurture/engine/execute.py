@@ -1,26 +1,33 @@
 """Execution of due traces (SPEC §5.2, §5.3, §5.5, §5.6).
 
-:func:`run_due` claims a batch of due traces with a lease in a short transaction
-(PostgreSQL ``FOR UPDATE SKIP LOCKED``; SQLite's ``BEGIN IMMEDIATE`` write lock): the rows
-get ``claimed_by`` = a token unique to this batch and ``lease_until``. It then works on
-the batch in a second transaction, grouped by activity, with set-based statements that
-find the batch's rows by primary key (the ids travel as one array/JSON value) and check
-the token:
+:func:`run_due` works on one batch in **one** transaction: it selects the next due traces
+(:func:`select_due`: PostgreSQL ``FOR UPDATE SKIP LOCKED``, so concurrent workers take
+other rows; SQLite's ``BEGIN IMMEDIATE`` write lock excludes every other writer for the
+whole transaction) and then works on them, grouped by activity, with set-based statements
+that find the batch's rows by primary key (the ids travel as one array/JSON value):
 
 1. expired (now > schedule date + expiry) → ``canceled`` "expired";
 2. ``*_not_*`` traces whose event already happened on the parent message → ``canceled``;
 3. one UPDATE takes the rest: ``processed`` when the record still matches the applied
-   filter, else ``rejected`` (the filter is evaluated set-based, once per group); the
-   UPDATE checks the lease token and the state, so only rows it took are executed;
+   filter, else ``rejected`` (the filter is evaluated set-based, once per row, in the same
+   statement); the UPDATE checks ``state = 'scheduled'`` and stamps ``claimed_by`` with
+   the batch's token, so only rows it took are executed and each row is written once;
 4. the executor runs on the processed rows (a failure it reports → ``error`` or
    ``canceled``; its writes share the transaction); children of the processed traces are
-   created, then the participants left with nothing scheduled complete.
+   created (``INSERT … SELECT`` from the batch's processed rows), then the participants
+   that can complete (those of traces that left no child behind) complete.
 
-Exactly once: a trace runs only if the UPDATE that checks ``state = 'scheduled'`` and
-``claimed_by = <batch token>`` took it, in the same transaction as the executor's effects.
-A crashed worker's transaction rolls back and its lease runs out, so the rows return to
-the queue; another worker re-claiming them overwrites the token, so a stale worker finds
-nothing left to run. Processed rows keep the token as a record of who ran them.
+Exactly once: a trace runs only if the UPDATE that checks ``state = 'scheduled'`` took it,
+in the transaction that locked it and that holds the executor's effects. A crashed worker's
+transaction rolls back as a whole: its rows were never written, so they are due again at
+once, with no lease to wait for. A competing worker cannot take a locked row (SKIP LOCKED /
+the SQLite write lock), and once the batch commits the rows are no longer scheduled.
+Processed rows keep the token as a record of who ran them.
+
+Leases (``claimed_by``/``lease_until`` with an expiry) remain for work that spans
+transactions: :func:`claim` stamps rows in one transaction for :func:`process_group` to
+run in a later one (only rows still holding the token are taken), and the due query skips
+rows under a live lease; :func:`release_leases` gives such rows back.
 """
 
 from __future__ import annotations
@@ -46,7 +53,6 @@ from sqlalchemy import (
     false,
     func,
     literal,
-    null,
     or_,
     select,
     update,
@@ -345,20 +351,30 @@ def process_group(
         .where(Trace.state == "scheduled", *mine)
         .values(
             state=case((matching, "processed"), else_="rejected"),
-            state_message=case((matching, null()), else_=MSG_REJECTED),
+            state_message=None,
             executed_at=now,
             claimed_by=token,
             lease_until=None,
         )
-        .returning(Trace.state)
+        .returning(Trace.id, Trace.state)
         .execution_options(synchronize_session=False)
-    ).scalars()
-    processed = rejected = 0
-    for state in taken:
+    ).all()
+    processed = 0
+    rejected_ids: list[int] = []
+    for trace_id, state in taken:
         if state == "processed":
             processed += 1
         else:
-            rejected += 1
+            rejected_ids.append(trace_id)
+    # The reason goes on the rejected rows only (the filter is evaluated once per row).
+    for part in chunks(rejected_ids):
+        session.execute(
+            update(Trace)
+            .where(Trace.id.in_(part))
+            .values(state_message=MSG_REJECTED)
+            .execution_options(synchronize_session=False)
+        )
+    rejected = len(rejected_ids)
     result.rejected += rejected
     if processed:
         batch_filter = and_(*mine, Trace.state == "processed", Trace.claimed_by == token)

@@ -24,7 +24,6 @@ from nurture.channels.email import service as email_service
 from nurture.channels.email.models import MailMessage
 from nurture.config import Settings, load_settings
 from nurture.db import Database
-from nurture.db.base import Base
 from nurture.engine.models import Trace
 from nurture.records.models import Contact
 from nurture.runtime import Runtime
@@ -78,9 +77,6 @@ class Env:
 
 @pytest.fixture
 def env(db: Database, tmp_path: Path) -> Iterator[Env]:
-    # The web app imports the accounts tables; until their migration (0003) lands, create
-    # whatever the migrated test database lacks (a no-op once it is there).
-    Base.metadata.create_all(db.engine, checkfirst=True)
     sink = Sink()
     port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)

@@ -5,7 +5,7 @@ because 0004 (email channel) was written against 0002 first; the two touch unrel
 so the order does not matter.
 
 Revision ID: 0003
-Revises: 0004
+Revises: 0002
 Create Date: 2026-11-29 21:14:42.972470
 """
 
@@ -17,7 +17,7 @@ from alembic import op
 import nurture.db.base
 
 revision: str = '0003'
-down_revision: str | None = '0004'
+down_revision: str | None = '0002'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -775,26 +775,16 @@ def _coerce(
     raise ValidationError(f"field {key!r} ({ftype}) cannot be set by an action", field=field)
 
 
-def create_server_action(
-    *,
+def _clean_server_action(
     session: Session,
-    now: datetime,
-    name: str,
     model: str,
-    action_type: str = "update_record",
-    payload: Any = None,
-    values: dict[str, Any] | None = None,
-    add_tags: Sequence[str] | None = None,
-    remove_tags: Sequence[str] | None = None,
-) -> ServerAction:
-    """A server action on ``model``, stored as data (never code).
-
-    ``update_record`` (set field values, add/remove tags) is checked here against the
-    registry and the database (values coerced, related records must exist); it takes
-    either ``payload`` (``{"set": …, "add_tags": …, "remove_tags": …}``) or the
-    ``values``/``add_tags``/``remove_tags`` keywords. Every other kind takes ``payload``,
-    checked by the kind's own validator (:func:`nurture.actions.validate_action`).
-    """
+    action_type: str,
+    payload: Any,
+    values: dict[str, Any] | None,
+    add_tags: Sequence[str] | None,
+    remove_tags: Sequence[str] | None,
+) -> Any:
+    """The checked payload of a server action (shared by create and update)."""
     mdef = _target(model)
     shortcut = values is not None or add_tags is not None or remove_tags is not None
     if action_type == "update_record":
@@ -830,6 +820,32 @@ def create_server_action(
                 field="action_type",
             ) from None
         clean = validate_action(model, action_type, payload)
+    return clean
+
+
+def create_server_action(
+    *,
+    session: Session,
+    now: datetime,
+    name: str,
+    model: str,
+    action_type: str = "update_record",
+    payload: Any = None,
+    values: dict[str, Any] | None = None,
+    add_tags: Sequence[str] | None = None,
+    remove_tags: Sequence[str] | None = None,
+) -> ServerAction:
+    """A server action on ``model``, stored as data (never code).
+
+    ``update_record`` (set field values, add/remove tags) is checked here against the
+    registry and the database (values coerced, related records must exist); it takes
+    either ``payload`` (``{"set": …, "add_tags": …, "remove_tags": …}``) or the
+    ``values``/``add_tags``/``remove_tags`` keywords. Every other kind takes ``payload``,
+    checked by the kind's own validator (:func:`nurture.actions.validate_action`).
+    """
+    clean = _clean_server_action(
+        session, model, action_type, payload, values, add_tags, remove_tags
+    )
     action = ServerAction(
         name=_check_name(name),
         model=model,
@@ -840,6 +856,94 @@ def create_server_action(
     session.add(action)
     session.flush()
     return action
+
+
+def get_server_action(*, session: Session, action_id: int) -> ServerAction:
+    action = session.get(ServerAction, action_id)
+    if action is None:
+        raise NotFound(f"server action {action_id} does not exist", field="id")
+    return action
+
+
+def _activities_using(session: Session, action_id: int) -> list[Activity]:
+    return list(
+        session.scalars(
+            select(Activity).where(Activity.server_action_id == action_id).order_by(Activity.id)
+        )
+    )
+
+
+def _using_message(users: list[Activity]) -> str:
+    first = users[0]
+    more = f" and {len(users) - 1} other activit{'y' if len(users) == 2 else 'ies'}" if len(users) > 1 else ""
+    return f"activity {first.name!r} (id {first.id}, campaign {first.campaign_id}){more}"
+
+
+def update_server_action(
+    *,
+    session: Session,
+    now: datetime,
+    action_id: int,
+    name: str = _UNSET,
+    model: str = _UNSET,
+    action_type: str = _UNSET,
+    payload: Any = _UNSET,
+    values: dict[str, Any] | None = None,
+    add_tags: Sequence[str] | None = None,
+    remove_tags: Sequence[str] | None = None,
+) -> ServerAction:
+    """Edit a server action; the payload is checked exactly as :func:`create_server_action`
+    checks it. When the model, the type or the payload changes, the resulting payload (the
+    stored one when no new one is given) is validated again. The model of an action used by
+    an activity cannot change (the activity's campaign targets the old model)."""
+    action = get_server_action(session=session, action_id=action_id)
+    new_model = action.model if model is _UNSET else model
+    new_type = action.action_type if action_type is _UNSET else action_type
+    shortcut = values is not None or add_tags is not None or remove_tags is not None
+    if new_model != action.model:
+        users = _activities_using(session, action_id)
+        if users:
+            raise Conflict(
+                f"the model cannot change: {_using_message(users)} uses this action",
+                field="model",
+            )
+    if payload is _UNSET and not shortcut:
+        if model is not _UNSET or action_type is not _UNSET:
+            stored = json.loads(action.payload or "{}")
+            action.payload = json.dumps(
+                _clean_server_action(session, new_model, new_type, stored, None, None, None)
+            )
+    else:
+        action.payload = json.dumps(
+            _clean_server_action(
+                session,
+                new_model,
+                new_type,
+                None if payload is _UNSET else payload,
+                values,
+                add_tags,
+                remove_tags,
+            )
+        )
+    if name is not _UNSET:
+        action.name = _check_name(name)
+    action.model = new_model
+    action.action_type = new_type
+    session.flush()
+    return action
+
+
+def delete_server_action(*, session: Session, now: datetime, action_id: int) -> None:
+    """Delete a server action; refused (:class:`Conflict`) while an activity uses it."""
+    action = get_server_action(session=session, action_id=action_id)
+    users = _activities_using(session, action_id)
+    if users:
+        raise Conflict(
+            f"server action {action.name!r} is used by {_using_message(users)}",
+            field="id",
+        )
+    session.delete(action)
+    session.flush()
 
 
 def _tag_names(value: Any, field: str) -> list[str] | None:

@@ -51,11 +51,16 @@ def _read_env_file(path: Path) -> dict[str, str]:
     return values
 
 
-def _bool(name: str, value: str) -> bool:
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def parse_bool(name: str, value: str) -> bool:
+    """A boolean setting (1/0, true/false, yes/no, on/off); ConfigError naming ``name``."""
     lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
+    if lowered in TRUE_WORDS:
         return True
-    if lowered in {"0", "false", "no", "off"}:
+    if lowered in FALSE_WORDS:
         return False
     raise ConfigError(f"{name}: expected a boolean (true/false), got {value!r}")
 
@@ -107,7 +112,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         secret_key = _stored_secret(data_dir)
 
     base_url = _base_url("NURTURE_BASE_URL", merged.get("NURTURE_BASE_URL", "http://127.0.0.1:8000"))
-    embedded = _bool("NURTURE_EMBEDDED_WORKER", merged.get("NURTURE_EMBEDDED_WORKER", "true"))
+    embedded = parse_bool("NURTURE_EMBEDDED_WORKER", merged.get("NURTURE_EMBEDDED_WORKER", "true"))
     log_level = merged.get("NURTURE_LOG_LEVEL", "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"NURTURE_LOG_LEVEL: expected one of {sorted(_LOG_LEVELS)}, got {log_level!r}")

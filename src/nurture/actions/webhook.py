@@ -66,6 +66,7 @@ from nurture.actions.base import (
     text_value,
 )
 from nurture.campaigns.models import ServerAction
+from nurture.config import TRUE_WORDS
 from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome
 from nurture.errors import ValidationError
 from nurture.records.catalog import REGISTRY
@@ -97,7 +98,7 @@ class WebhookRefused(ActionFailed):
 
 def allow_private(environ: Mapping[str, str] | None = None) -> bool:
     value = (environ if environ is not None else os.environ).get("NURTURE_WEBHOOK_ALLOW_PRIVATE", "")
-    return value.strip().lower() in {"1", "true", "yes", "on"}
+    return value.strip().lower() in TRUE_WORDS
 
 
 def is_public(ip: IPAddress) -> bool:

@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from nurture.config import TRUE_WORDS
+
 HitKind = Literal["open", "click"]
 
 _APPLE_NETWORK = ipaddress.ip_network("17.0.0.0/8")
@@ -72,7 +74,7 @@ class HitPolicy:
     @classmethod
     def from_settings(cls, extra: Mapping[str, str]) -> HitPolicy:
         def flag(name: str) -> bool:
-            return extra.get(name, "false").strip().lower() in {"1", "true", "yes", "on"}
+            return extra.get(name, "false").strip().lower() in TRUE_WORDS
 
         return cls(
             machine_opens_fire=flag("NURTURE_MACHINE_OPENS_FIRE"),

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from nurture.channels.email.inbound_smtp import InboundTemporaryError
-from nurture.config import ConfigError
+from nurture.config import ConfigError, parse_bool
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +52,7 @@ class ImapConfig:
 
 
 def _flag(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"NURTURE_IMAP_URL: {name} expects 1 or 0, got {value!r}")
+    return parse_bool(f"NURTURE_IMAP_URL: {name}", value)
 
 
 def parse_imap_url(url: str) -> ImapConfig:

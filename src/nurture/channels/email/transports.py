@@ -45,7 +45,7 @@ from typing import Literal, Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from nurture.channels.email.mime import POLICY
-from nurture.config import ConfigError, Settings
+from nurture.config import ConfigError, Settings, parse_bool
 
 # --------------------------------------------------------------------------- results
 
@@ -231,12 +231,7 @@ class SmtpConfig:
 
 
 def _flag(name: str, value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ConfigError(f"NURTURE_SMTP_URL: {name} expects 1 or 0, got {value!r}")
+    return parse_bool(f"NURTURE_SMTP_URL: {name}", value)
 
 
 def parse_smtp_url(url: str) -> SmtpConfig:

@@ -875,7 +875,8 @@ def _activities_using(session: Session, action_id: int) -> list[Activity]:
 
 def _using_message(users: list[Activity]) -> str:
     first = users[0]
-    more = f" and {len(users) - 1} other activit{'y' if len(users) == 2 else 'ies'}" if len(users) > 1 else ""
+    others = len(users) - 1
+    more = f" and {others} other activit{'y' if others == 1 else 'ies'}" if others else ""
     return f"activity {first.name!r} (id {first.id}, campaign {first.campaign_id}){more}"
 
 

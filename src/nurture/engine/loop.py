@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from nurture.channels.email import delivery as email_delivery  # email executor + delivery hook
+from nurture.channels.sms import delivery as sms_delivery  # sms executor + delivery hook
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.engine import events as engine_events
@@ -31,11 +32,17 @@ from nurture.engine.schedule import expire_waiting
 
 def deliver_messages(db: Database, *, now: datetime, worker_id: str) -> int:
     """Send the messages queued by committed batches (returns how many were claimed)."""
+    claimed = 0
     try:
-        return email_delivery.deliver_due(db, now=now, worker_id=worker_id).claimed
+        claimed += email_delivery.deliver_due(db, now=now, worker_id=worker_id).claimed
     except Exception:
         log.exception("email delivery failed; retrying at the next cycle")
-        return 0
+    # --- SMS channel delivery hook (same contract as email) ---
+    try:
+        claimed += sms_delivery.deliver_due_sms(db, now=now, worker_id=worker_id).claimed
+    except Exception:
+        log.exception("SMS delivery failed; retrying at the next cycle")
+    return claimed
 
 
 # ---------------------------------------------------------------------------------------------

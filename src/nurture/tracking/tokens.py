@@ -102,17 +102,35 @@ def _read_varints(data: bytes) -> tuple[int, ...] | None:
     return tuple(ids)
 
 
+_KIND_PREFIXES: dict[str, bytes] = {}
+
+
+def _kind_prefix(kind: str) -> bytes:
+    """``version | len(kind) | kind`` (validated once per kind)."""
+    prefix = _KIND_PREFIXES.get(kind)
+    if prefix is None:
+        if not isinstance(kind, str) or not _KIND_RE.match(kind):
+            raise ValueError(f"token kind must be a short lowercase word, got {kind!r}")
+        prefix = bytes([VERSION, len(kind)]) + kind.encode("ascii")
+        if len(_KIND_PREFIXES) < 256:
+            _KIND_PREFIXES[kind] = prefix
+    return prefix
+
+
 def _pack(kind: str, ids: Sequence[int]) -> bytes:
-    if not _KIND_RE.match(kind):
-        raise ValueError(f"token kind must be a short lowercase word, got {kind!r}")
+    prefix = _kind_prefix(kind)
     if len(ids) > MAX_IDS:
         raise ValueError(f"a token carries at most {MAX_IDS} ids")
-    body = bytearray([VERSION, len(kind)])
-    body += kind.encode("ascii")
+    body = bytearray(prefix)
     for value in ids:
-        if not isinstance(value, int) or isinstance(value, bool) or value < 0 or value >= 2**63:
+        if type(value) is not int and (not isinstance(value, int) or isinstance(value, bool)):
             raise ValueError(f"token ids must be non-negative integers, got {value!r}")
-        body += _varint(value)
+        if value < 0 or value >= 2**63:
+            raise ValueError(f"token ids must be non-negative integers, got {value!r}")
+        if value < 0x80:
+            body.append(value)
+        else:
+            body += _varint(value)
     return bytes(body)
 
 
@@ -172,7 +190,7 @@ class TokenSigner:
         return cls(secret_key, [k.strip() for k in old.split(",") if k.strip()])
 
     def _tag(self, key: bytes, payload: bytes) -> bytes:
-        return hmac.new(key, payload, hashlib.sha256).digest()[:TAG_BYTES]
+        return hmac.digest(key, payload, "sha256")[:TAG_BYTES]
 
     def sign(self, kind: str, *ids: int, encoding: Encoding = "url") -> str:
         """A token for ``kind`` and ``ids``; deterministic for a given key."""

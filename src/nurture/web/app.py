@@ -95,4 +95,7 @@ def create_app(rt: Runtime, *, runner: BackgroundRunner | None = None) -> FastAP
     from nurture.tracking.routes import router as tracking_router
 
     app.include_router(tracking_router)
+    from nurture.tracking.sms_routes import router as sms_tracking_router
+
+    app.include_router(sms_tracking_router)
     return app

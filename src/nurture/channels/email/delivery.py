@@ -299,8 +299,12 @@ def deliver_queued(
     limit: int = DEFAULT_LIMIT,
     lease: timedelta = DEFAULT_LEASE,
     worker_id: str = "deliver",
+    mark_every: int = MARK_EVERY,
 ) -> DeliveryResult:
-    """One round: recover, claim up to ``limit`` due messages, send, record (module doc)."""
+    """One round: recover, claim up to ``limit`` due messages, send, record (module doc).
+
+    Outcomes are recorded every ``mark_every`` messages (a crash leaves at most that many
+    ``mail_unknown``, never resent)."""
     result = DeliveryResult()
     with db.read() as session:
         due = session.scalar(
@@ -334,7 +338,7 @@ def deliver_queued(
                 log.exception("transport %s failed on message %s", transport.name, item.id)
                 send_result = SendResult(SendOutcome.TEMPORARY, f"{type(exc).__name__}: {exc}")
             pending.append((item, decide(send_result, item.attempts, now)))
-            if len(pending) >= MARK_EVERY:
+            if len(pending) >= mark_every:
                 _record(db, pending, token=token, now=now, keep_source=keep_source, result=result)
                 pending = []
     finally:
@@ -350,12 +354,112 @@ def deliver_due(
     limit: int = DEFAULT_LIMIT,
     worker_id: str = "deliver",
     max_rounds: int = 1000,
+    mark_every: int = MARK_EVERY,
 ) -> DeliveryResult:
     """Rounds of :func:`deliver_queued` until nothing due is left."""
     total = DeliveryResult()
     for _ in range(max_rounds):
-        result = deliver_queued(db, now=now, transport=transport, limit=limit, worker_id=worker_id)
+        result = deliver_queued(
+            db, now=now, transport=transport, limit=limit, worker_id=worker_id, mark_every=mark_every
+        )
         total.add(result)
         if result.claimed == 0:
             break
     return total
+
+
+class BackgroundDelivery:
+    """Delivery rounds in a sender thread while the caller composes the next batches.
+
+    Composing is CPU work; sending mostly waits for the SMTP server's replies. Run in one
+    thread after the other, the waits add up; here the sender thread sends the messages of
+    committed batches while the caller's thread runs the next engine batch::
+
+        with BackgroundDelivery(db, clock=lambda: now, transport=transport) as sender:
+            while run_due(db, ...).claimed:
+                sender.notify()  # a batch committed: there is mail to send
+        # leaving the block stops the thread, then delivers whatever is still due
+
+    The thread only uses :func:`deliver_queued`, so the exactly-once rules are the same
+    (claims with a lease, outcomes checked against the claim token). Outcomes are recorded
+    once per round (``mark_every`` = ``limit`` by default): each record waits for the
+    write lock, which on SQLite the engine's batch transaction holds while it composes.
+    A failing round is logged and retried at the next wake-up, as in the worker loop.
+    """
+
+    def __init__(
+        self,
+        db: Any,
+        *,
+        clock: Any,
+        transport: Transport | None = None,
+        limit: int = DEFAULT_LIMIT,
+        worker_id: str = "deliver",
+        mark_every: int | None = None,
+        idle_seconds: float = 0.05,
+    ) -> None:
+        self.db = db
+        self.clock = clock  # () -> datetime: "now" of each round
+        self.transport = transport
+        self.limit = limit
+        self.worker_id = worker_id
+        self.mark_every = mark_every or limit
+        self.idle_seconds = idle_seconds
+        self.result = DeliveryResult()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nurture-email-delivery", daemon=True)
+
+    def __enter__(self) -> BackgroundDelivery:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def notify(self) -> None:
+        """New messages were queued (a batch committed)."""
+        self._wake.set()
+
+    def _round(self) -> DeliveryResult:
+        return deliver_queued(
+            self.db,
+            now=self.clock(),
+            transport=self.transport,
+            limit=self.limit,
+            worker_id=self.worker_id,
+            mark_every=self.mark_every,
+        )
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                result = self._round()
+            except Exception:
+                log.exception("email delivery failed; retrying at the next wake-up")
+                result = DeliveryResult()
+            self.result.add(result)
+            if result.claimed == 0:
+                self._wake.wait(self.idle_seconds)
+                self._wake.clear()
+
+    def stop(self) -> DeliveryResult:
+        """Stop the thread, deliver what is still due in this thread; the total result."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.result.add(
+            deliver_due(
+                self.db,
+                now=self.clock(),
+                transport=self.transport,
+                limit=self.limit,
+                worker_id=self.worker_id,
+                mark_every=self.mark_every,
+            )
+        )
+        return self.result

@@ -32,6 +32,7 @@ from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import format_datetime, formataddr, getaddresses
+from functools import lru_cache
 
 DEFAULT_BOUNCE_LOCAL = "bounce"
 # The policy of every message we build: CRLF line endings, RFC 2047 encoded words.
@@ -80,8 +81,30 @@ def _check(name: str, value: str) -> str:
     return value
 
 
+# "Plain Name <local@host.tld>" or "local@host.tld" in plain ASCII: what the email package's
+# parser returns for these is exactly the two groups (checked against getaddresses), so the
+# common case skips the general parser, which costs ~0.1 ms per address.
+_SIMPLE_ADDRESS = re.compile(
+    r"(?:([A-Za-z0-9_'-]+(?: [A-Za-z0-9_'-]+)*) <)?"
+    r"([A-Za-z0-9_.+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)(?(1)>)"
+)
+
+
+@lru_cache(maxsize=256)  # From / Reply-To recur in every message of a mailing
+def _parse_cached(value: str) -> Address:
+    return _parse_address(value)
+
+
 def parse_address(value: str) -> Address:
     """``"Name <a@b>"`` or ``"a@b"`` as an :class:`Address`; raises ValueError if invalid."""
+    simple = _SIMPLE_ADDRESS.fullmatch(value)
+    if simple is not None:
+        local, _, domain = simple.group(2).rpartition("@")
+        return Address(display_name=simple.group(1) or "", username=local, domain=domain)
+    return _parse_cached(value)
+
+
+def _parse_address(value: str) -> Address:
     _check("address", value)
     pairs = getaddresses([value])
     if len(pairs) != 1 or "@" not in pairs[0][1]:

@@ -6,7 +6,7 @@ import inspect
 import json
 from typing import Annotated, Any, cast
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
@@ -17,6 +17,7 @@ from nurture.errors import ValidationError
 from nurture.records.catalog import REGISTRY
 from nurture.web.api.common import (
     AUTH_ERRORS,
+    CONFLICT,
     NOT_FOUND,
     Cursor,
     Id,
@@ -61,6 +62,28 @@ class ServerActionIn(BaseModel):
     model: str = Field(json_schema_extra=enum_of(TARGETS), description="Target model.")
     action_type: str = Field(
         default="update_record", max_length=64, json_schema_extra=enum_of(ACTION_TYPES)
+    )
+    payload: dict[str, Any] | None = Field(
+        default=None, description="The action's settings (format per action type)."
+    )
+    values: dict[str, Any] | None = Field(
+        default=None, description="update_record shorthand: fields to set."
+    )
+    add_tags: TagNames | None = Field(default=None, max_length=100)
+    remove_tags: TagNames | None = Field(default=None, max_length=100)
+
+
+class ServerActionPatch(BaseModel):
+    """Fields to change; the payload is validated again as on creation."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    model: str | None = Field(
+        default=None,
+        json_schema_extra=enum_of(TARGETS),
+        description="Target model (not while an activity uses the action).",
+    )
+    action_type: str | None = Field(
+        default=None, max_length=64, json_schema_extra=enum_of(ACTION_TYPES)
     )
     payload: dict[str, Any] | None = Field(
         default=None, description="The action's settings (format per action type)."
@@ -150,3 +173,29 @@ def _names(value: Any, field: str) -> list[str] | None:
 @router.get("/{action_id}", summary="Get a server action")
 def get_action(action_id: Id, _user: Reader, session: ReadSession) -> ServerActionOut:
     return action_out(one_or_404(session.get(ServerAction, action_id), "server action", action_id))
+
+
+@router.patch("/{action_id}", summary="Edit a server action", responses=CONFLICT)
+def patch_action(
+    action_id: Id, _user: Writer, session: WriteSession, now: Now, body: ServerActionPatch
+) -> ServerActionOut:
+    changes: dict[str, Any] = {
+        name: getattr(body, name)
+        for name in body.model_fields_set
+        if getattr(body, name) is not None
+    }
+    action = campaigns.update_server_action(
+        session=session, now=now, action_id=action_id, **changes
+    )
+    return action_out(action)
+
+
+@router.delete(
+    "/{action_id}",
+    status_code=204,
+    summary="Delete a server action (refused while an activity uses it)",
+    responses=CONFLICT,
+)
+def delete_action(action_id: Id, _user: Writer, session: WriteSession, now: Now) -> Response:
+    campaigns.delete_server_action(session=session, now=now, action_id=action_id)
+    return Response(status_code=204)

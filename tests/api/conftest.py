@@ -10,12 +10,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-import nurture.accounts.models  # noqa: F401  (accounts tables, until a migration has them)
 import nurture.models  # noqa: F401  (every table in Base.metadata)
 from nurture.accounts import service as accounts
 from nurture.clock import utcnow
 from nurture.config import Settings
-from nurture.db import Base, Database
+from nurture.db import Database
 from nurture.runtime import Runtime
 from nurture.web.app import create_app
 
@@ -39,10 +38,9 @@ class Api:
 
 
 @pytest.fixture
-def api_db(db: Database) -> Iterator[Database]:
-    # TEMPORARY until a migration creates the accounts tables (api_token, audit_log, …).
-    Base.metadata.create_all(db.engine, checkfirst=True)
-    yield db
+def api_db(db: Database) -> Database:
+    """The migrated test database (every table comes from the migrations)."""
+    return db
 
 
 def make_app(db: Database, tmp_path: Path) -> FastAPI:

@@ -61,7 +61,9 @@ def blacklist(batch: ExecutionBatch, action: ServerAction) -> dict[int, Outcome]
         if do_email and mdef.email_field:
             email = getattr(record, mdef.email_field, None)
             if email:
-                records.blacklist_email(session=session, email=str(email), now=batch.now, reason=reason)
+                records.blacklist_email(
+                    session=session, email=str(email), now=batch.now, reason=reason, source="action"
+                )
                 done = True
         if do_phone:
             country = getattr(record, "country_code", None)
@@ -70,7 +72,7 @@ def blacklist(batch: ExecutionBatch, action: ServerAction) -> dict[int, Outcome]
                 if number and str(number).strip():
                     records.blacklist_phone(
                         session=session, number=str(number), now=batch.now, reason=reason,
-                        country_code=country,
+                        country_code=country, source="action",
                     )
                     done = True
         if not done:

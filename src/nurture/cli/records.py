@@ -155,3 +155,67 @@ def export_command(model: str, domain: str | None, output: Path | None) -> None:
     except NurtureError as exc:
         raise _fail(exc) from None
     click.echo(f"{count} {model} records exported", err=True)
+
+
+@cli.group()
+def blacklist() -> None:
+    """Email and phone blacklists."""
+
+
+@blacklist.command("import")
+@click.argument("kind", type=click.Choice(["email", "phone"]))
+@click.argument("file", type=click.File("r", encoding="utf-8-sig"))
+@click.option("--reason", default=None, help="Why these are blocked (kept in the history).")
+@click.option("--country", "country_code", default=None, help="Country of numbers without +prefix.")
+def blacklist_import(kind: str, file: IO[str], reason: str | None, country_code: str | None) -> None:
+    """Block every address or number of FILE (one per line, or a CSV's first column)."""
+    from nurture.records.service import blacklist_file_values, import_blacklist
+
+    rt = runtime()
+    try:
+        with rt.db.transaction() as session:
+            result = import_blacklist(
+                session=session,
+                kind="email" if kind == "email" else "phone",
+                lines=blacklist_file_values(file),
+                now=utcnow(),
+                reason=reason,
+                country_code=country_code,
+            )
+    except NurtureError as exc:
+        raise _fail(exc) from exc
+    for line, message in result.errors[:MAX_ERRORS_SHOWN]:
+        click.echo(f"line {line}: {message}", err=True)
+    if len(result.errors) > MAX_ERRORS_SHOWN:
+        click.echo(f"… and {len(result.errors) - MAX_ERRORS_SHOWN} more refused lines", err=True)
+    click.echo(
+        f"{result.added} blocked, {result.already} already blocked, {len(result.errors)} refused"
+    )
+    if result.errors:
+        sys.exit(1)
+
+
+@blacklist.command("history")
+@click.argument("kind", type=click.Choice(["email", "phone"]))
+@click.argument("value")
+@click.option("--country", "country_code", default=None)
+def blacklist_history_command(kind: str, value: str, country_code: str | None) -> None:
+    """Every block and unblock of one address or number."""
+    from nurture.records.service import blacklist_history
+
+    rt = runtime()
+    try:
+        with rt.db.read() as session:
+            rows = blacklist_history(
+                session=session,
+                kind="email" if kind == "email" else "phone",
+                value=value,
+                country_code=country_code,
+            )
+            lines = [
+                f"{r.created_at:%Y-%m-%d %H:%M} {r.action:6} {r.source:11} {r.reason or ''}"
+                for r in rows
+            ]
+    except NurtureError as exc:
+        raise _fail(exc) from exc
+    click.echo("\n".join(lines) if lines else "never blocked")

@@ -227,3 +227,19 @@ class PhoneBlacklist(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column()
     updated_at: Mapped[datetime] = mapped_column()
+
+
+class BlacklistHistory(Base):
+    """Every block and unblock of an address or number, with why and where it came from."""
+
+    __tablename__ = "blacklist_history"
+    __table_args__ = (Index("ix_blacklist_history_value", "kind", "value"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8))  # "email" or "phone"
+    value: Mapped[str] = mapped_column(String(254))
+    action: Mapped[str] = mapped_column(String(8))  # "add" or "remove"
+    reason: Mapped[str | None] = mapped_column(String(200))
+    #: manual (UI/API), import, bounce, unsubscribe, action, demo
+    source: Mapped[str] = mapped_column(String(20), default="manual")
+    created_at: Mapped[datetime] = mapped_column(index=True)

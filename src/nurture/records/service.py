@@ -8,9 +8,11 @@ campaign engine through :mod:`nurture.records.events` in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import csv
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -554,35 +556,93 @@ def _email_key(email: str) -> str:
         ) from None
 
 
+BlacklistKind = Literal["email", "phone"]
+
+
+def _blacklist_table(kind: BlacklistKind) -> tuple[Any, Any]:
+    """(ORM class, its value column) of one blacklist."""
+    if kind == "email":
+        return m.EmailBlacklist, m.EmailBlacklist.email
+    return m.PhoneBlacklist, m.PhoneBlacklist.number
+
+
+def _set_blocked(
+    session: Session,
+    *,
+    kind: BlacklistKind,
+    key: str,
+    blocked: bool,
+    now: datetime,
+    reason: str | None,
+    source: str,
+) -> tuple[int | None, bool]:
+    """Block or unblock one normalised value; (row id, whether anything changed).
+
+    A change writes a :class:`~nurture.records.models.BlacklistHistory` row, so the
+    history tells who was blocked when, why, and by what (UI, import, bounce, …).
+    """
+    table, column = _blacklist_table(kind)
+    row = session.scalar(select(table).where(column == key))
+    if blocked:
+        changed = row is None or not row.active
+        if row is None:
+            row = table(reason=reason, active=True, created_at=now, updated_at=now)
+            setattr(row, column.key, key)
+            session.add(row)
+        else:
+            row.active = True
+            row.reason = reason if reason is not None else row.reason
+            row.updated_at = now
+    else:
+        if row is None or not row.active:
+            return (None if row is None else int(row.id)), False
+        row.active = False
+        row.updated_at = now
+        changed = True
+    if changed:
+        session.add(
+            m.BlacklistHistory(
+                kind=kind,
+                value=key,
+                action="add" if blocked else "remove",
+                reason=reason,
+                source=source,
+                created_at=now,
+            )
+        )
+    session.flush()
+    return int(row.id), changed
+
+
 def blacklist_email(
-    *, session: Session, email: str, now: datetime, reason: str | None = None
+    *,
+    session: Session,
+    email: str,
+    now: datetime,
+    reason: str | None = None,
+    source: str = "manual",
 ) -> int:
     """Block an address from marketing mail (idempotent: one row per address)."""
-    key = _email_key(email)
-    row = session.scalar(select(m.EmailBlacklist).where(m.EmailBlacklist.email == key))
-    if row is None:
-        row = m.EmailBlacklist(
-            email=key, reason=reason, active=True, created_at=now, updated_at=now
-        )
-        session.add(row)
-    else:
-        row.active = True
-        row.reason = reason if reason is not None else row.reason
-        row.updated_at = now
-    session.flush()
-    return int(row.id)
+    row_id, _ = _set_blocked(
+        session, kind="email", key=_email_key(email), blocked=True, now=now, reason=reason, source=source
+    )
+    assert row_id is not None
+    return row_id
 
 
-def unblacklist_email(*, session: Session, email: str, now: datetime) -> bool:
+def unblacklist_email(
+    *,
+    session: Session,
+    email: str,
+    now: datetime,
+    reason: str | None = None,
+    source: str = "manual",
+) -> bool:
     """Lift the block; True when the address was blacklisted."""
-    key = _email_key(email)
-    row = session.scalar(select(m.EmailBlacklist).where(m.EmailBlacklist.email == key))
-    if row is None or not row.active:
-        return False
-    row.active = False
-    row.updated_at = now
-    session.flush()
-    return True
+    _, changed = _set_blocked(
+        session, kind="email", key=_email_key(email), blocked=False, now=now, reason=reason, source=source
+    )
+    return changed
 
 
 def is_email_blacklisted(*, session: Session, email: str | None) -> bool:
@@ -636,34 +696,120 @@ def blacklist_phone(
     now: datetime,
     reason: str | None = None,
     country_code: str | None = None,
+    source: str = "manual",
 ) -> int:
     """Block a number from SMS (stored in E.164 when it parses)."""
     key = _phone_key(number, country_code)
-    row = session.scalar(select(m.PhoneBlacklist).where(m.PhoneBlacklist.number == key))
-    if row is None:
-        row = m.PhoneBlacklist(
-            number=key, reason=reason, active=True, created_at=now, updated_at=now
-        )
-        session.add(row)
-    else:
-        row.active = True
-        row.reason = reason if reason is not None else row.reason
-        row.updated_at = now
-    session.flush()
-    return int(row.id)
+    row_id, _ = _set_blocked(
+        session, kind="phone", key=key, blocked=True, now=now, reason=reason, source=source
+    )
+    assert row_id is not None
+    return row_id
 
 
 def unblacklist_phone(
-    *, session: Session, number: str, now: datetime, country_code: str | None = None
+    *,
+    session: Session,
+    number: str,
+    now: datetime,
+    country_code: str | None = None,
+    reason: str | None = None,
+    source: str = "manual",
 ) -> bool:
     key = _phone_key(number, country_code)
-    row = session.scalar(select(m.PhoneBlacklist).where(m.PhoneBlacklist.number == key))
-    if row is None or not row.active:
-        return False
-    row.active = False
-    row.updated_at = now
-    session.flush()
-    return True
+    _, changed = _set_blocked(
+        session, kind="phone", key=key, blocked=False, now=now, reason=reason, source=source
+    )
+    return changed
+
+
+def blacklist_history(
+    *, session: Session, kind: BlacklistKind, value: str, country_code: str | None = None
+) -> list[m.BlacklistHistory]:
+    """Every block and unblock of one address or number, oldest first."""
+    key = _email_key(value) if kind == "email" else _phone_key(value, country_code)
+    return list(
+        session.scalars(
+            select(m.BlacklistHistory)
+            .where(m.BlacklistHistory.kind == kind, m.BlacklistHistory.value == key)
+            .order_by(m.BlacklistHistory.created_at, m.BlacklistHistory.id)
+        )
+    )
+
+
+def blacklist_file_values(stream: Iterable[str]) -> Iterator[tuple[int, str]]:
+    """(line number, value) from a file of one value per line or a CSV (first column).
+
+    A first line that names the column (``email``, ``phone``, ``number``) is skipped.
+    """
+    for line, row in enumerate(csv.reader(stream), start=1):
+        value = row[0].strip() if row else ""
+        if line == 1 and value.lower() in {"email", "phone", "number", "mobile"}:
+            continue
+        if value:
+            yield line, value
+
+
+@dataclass
+class BlacklistImport:
+    added: int = 0
+    already: int = 0
+    errors: list[tuple[int, str]] = field(default_factory=list)
+
+
+def import_blacklist(
+    *,
+    session: Session,
+    kind: BlacklistKind,
+    lines: Iterable[tuple[int, str]],
+    now: datetime,
+    reason: str | None = None,
+    country_code: str | None = None,
+    chunk_size: int = 1000,
+) -> BlacklistImport:
+    """Block many values given as (line number, value); bad values are reported by line.
+
+    Works a chunk at a time with one lookup per chunk, so the file is streamed; values
+    that are already blocked are counted, not touched.
+    """
+    result = BlacklistImport()
+    table, column = _blacklist_table(kind)
+    chunk: dict[str, int] = {}
+
+    def flush() -> None:
+        existing = {
+            getattr(row, column.key): row
+            for row in session.scalars(select(table).where(column.in_(list(chunk))))
+        }
+        for key in chunk:
+            row = existing.get(key)
+            if row is not None and row.active:
+                result.already += 1
+                continue
+            _set_blocked(
+                session, kind=kind, key=key, blocked=True, now=now, reason=reason, source="import"
+            )
+            result.added += 1
+        chunk.clear()
+
+    for line, raw in lines:
+        value = raw.strip()
+        if not value:
+            continue
+        try:
+            key = _email_key(value) if kind == "email" else _phone_key(value, country_code)
+        except ValidationError as exc:
+            result.errors.append((line, exc.message))
+            continue
+        if key in chunk:
+            result.already += 1
+            continue
+        chunk[key] = line
+        if len(chunk) >= chunk_size:
+            flush()
+    if chunk:
+        flush()
+    return result
 
 
 def is_phone_blacklisted(

@@ -67,7 +67,9 @@ def apply_auto_blacklist(session: Any, *, email: str, now: datetime) -> bool:
         return False
     if records.is_email_blacklisted(session=session, email=email):
         return False
-    records.blacklist_email(session=session, email=email, now=now, reason=AUTO_BLACKLIST_REASON)
+    records.blacklist_email(
+        session=session, email=email, now=now, reason=AUTO_BLACKLIST_REASON, source="bounce"
+    )
     return True
 
 

@@ -5,9 +5,10 @@ Adding and removing are audited. Removing keeps the row (inactive) so its histor
 
 from __future__ import annotations
 
-from typing import Annotated
+import io
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, File, Form, Query, Request, UploadFile
 from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
@@ -78,6 +79,11 @@ class PhoneIn(BaseModel):
 class PhoneRemove(BaseModel):
     number: str = Field(min_length=1, max_length=64)
     country_code: str | None = Field(default=None, max_length=2)
+
+
+class ImportError_(BaseModel):
+    line: int
+    message: str
 
 
 class Removed(BaseModel):
@@ -224,3 +230,75 @@ def delete_phone(
     if records.unblacklist_phone(session=session, number=row.number, now=now):
         audit(session, user, "blacklist.remove", row, {"number": row.number}, now=now, request=request)
     return _phone(row)
+
+
+# --------------------------------------------------------------------------- both
+
+Kind = Literal["email", "phone"]
+
+
+class HistoryEntry(BaseModel):
+    value: str
+    action: Literal["add", "remove"]
+    reason: str | None
+    source: str = Field(description="manual, import, bounce, unsubscribe, action or demo")
+    at: Timestamp
+
+
+class ImportReport(BaseModel):
+    added: int
+    already: int = Field(description="Values that were already blocked (or repeated in the file).")
+    errors: list[ImportError_] = Field(description="Refused lines; the others were imported.")
+
+
+@router.get("/{kind}/history", summary="Every block and unblock of one address or number")
+def history(
+    kind: Kind,
+    _user: Reader,
+    session: ReadSession,
+    value: Annotated[str, Query(min_length=1, max_length=254)],
+    country_code: Annotated[str | None, Query(max_length=2)] = None,
+) -> list[HistoryEntry]:
+    rows = records.blacklist_history(
+        session=session, kind=kind, value=value, country_code=country_code
+    )
+    return [
+        HistoryEntry(value=r.value, action=r.action, reason=r.reason, source=r.source, at=r.created_at)  # type: ignore[arg-type]
+        for r in rows
+    ]
+
+
+@router.post("/{kind}/import", summary="Block every address or number of a file (one per line)")
+def import_file(
+    kind: Kind,
+    user: Writer,
+    session: WriteSession,
+    now: Now,
+    request: Request,
+    file: Annotated[UploadFile, File(description="One value per line, or a CSV whose first column holds them.")],
+    reason: Annotated[str | None, Form(max_length=200)] = None,
+    country_code: Annotated[str | None, Form(max_length=2)] = None,
+) -> ImportReport:
+    text = io.TextIOWrapper(file.file, encoding="utf-8-sig", errors="replace")
+    result = records.import_blacklist(
+        session=session,
+        kind=kind,
+        lines=records.blacklist_file_values(text),
+        now=now,
+        reason=reason,
+        country_code=country_code,
+    )
+    audit(
+        session,
+        user,
+        "blacklist.add",
+        (f"{kind}_blacklist", None),
+        {"import": file.filename, "added": result.added, "reason": reason},
+        now=now,
+        request=request,
+    )
+    return ImportReport(
+        added=result.added,
+        already=result.already,
+        errors=[ImportError_(line=line, message=message) for line, message in result.errors],
+    )

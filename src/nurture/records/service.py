@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -781,9 +781,25 @@ def import_blacklist(
             getattr(row, column.key): row
             for row in session.scalars(select(table).where(column.in_(list(chunk))))
         }
-        for key in chunk:
-            row = existing.get(key)
-            if row is not None and row.active:
+        new_keys = [key for key in chunk if key not in existing]
+        if new_keys:  # one multi-row INSERT for the values never seen before
+            session.execute(
+                insert(table),
+                [
+                    {column.key: key, "reason": reason, "active": True, "created_at": now, "updated_at": now}
+                    for key in new_keys
+                ],
+            )
+            session.execute(
+                insert(m.BlacklistHistory),
+                [
+                    {"kind": kind, "value": key, "action": "add", "reason": reason, "source": "import", "created_at": now}
+                    for key in new_keys
+                ],
+            )
+            result.added += len(new_keys)
+        for key, row in existing.items():
+            if row.active:
                 result.already += 1
                 continue
             _set_blocked(

@@ -12,11 +12,11 @@ Built-in kinds (one module each; payload formats in their docstrings):
 * ``create_record`` — e.g. a lead from a contact, with a field mapping: :mod:`.create_record`;
 * ``blacklist`` — the record's email and/or phone numbers: :mod:`.blacklist`;
 * ``webhook`` — a signed JSON POST, private addresses refused: :mod:`.webhook`;
-* ``multi`` — several actions in order: :mod:`.multi`.
+* ``multi`` — several actions in order: :mod:`.multi`;
+* ``transactional`` — a transactional email or SMS to the record: :mod:`.transactional`.
 
 Save-time validation: :func:`validate_action` (model, action type, payload) → the payload to
-store, or :class:`~nurture.errors.ValidationError` naming the field. Not here yet: sending a
-transactional email or SMS (it needs the message tables).
+store, or :class:`~nurture.errors.ValidationError` naming the field.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from nurture.actions import (
     crm_activity,
     mailing_list,
     multi,
+    transactional,
     update_record,
     webhook,
 )
@@ -51,6 +52,7 @@ BUILTIN_TYPES: tuple[str, ...] = (
     "blacklist",
     "webhook",
     "multi",
+    "transactional",
 )
 
 PLUGIN_REPORT = load_plugins()
@@ -70,6 +72,7 @@ __all__ = [
     "mailing_list",
     "multi",
     "run_per_record",
+    "transactional",
     "update_record",
     "validate_action",
     "webhook",

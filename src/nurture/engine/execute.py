@@ -356,17 +356,18 @@ def process_group(
             claimed_by=token,
             lease_until=None,
         )
-        .returning(Trace.id, Trace.state)
         .execution_options(synchronize_session=False)
-    ).all()
-    processed = 0
+    )
+    moved = int(getattr(taken, "rowcount", 0) or 0)
+    # Only the rejected ids come back (usually none; no RETURNING of the whole batch);
+    # the reason goes on them alone, so the filter is evaluated once per row.
     rejected_ids: list[int] = []
-    for trace_id, state in taken:
-        if state == "processed":
-            processed += 1
-        else:
-            rejected_ids.append(trace_id)
-    # The reason goes on the rejected rows only (the filter is evaluated once per row).
+    if moved:
+        rejected_ids = list(
+            session.connection().execute(
+                select(Trace.id).where(*mine, Trace.state == "rejected", Trace.claimed_by == token)
+            ).scalars()
+        )
     for part in chunks(rejected_ids):
         session.execute(
             update(Trace)
@@ -375,6 +376,7 @@ def process_group(
             .execution_options(synchronize_session=False)
         )
     rejected = len(rejected_ids)
+    processed = moved - rejected
     result.rejected += rejected
     if processed:
         batch_filter = and_(*mine, Trace.state == "processed", Trace.claimed_by == token)

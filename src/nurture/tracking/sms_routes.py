@@ -12,8 +12,9 @@ the URL token and the ``X-Twilio-Signature`` (HMAC-SHA1 with the provider's auth
 the URL and the form, :func:`~nurture.channels.sms.providers.parse_status_callback`) must
 verify, and the ``MessageSid`` must be the message sent for that trace; otherwise 403 and
 nothing is written. ``delivered`` stamps the message's ``delivered_at``; ``failed`` /
-``undelivered`` is an ``sms_bounce`` event on the trace (a transactional SMS only records
-the failure). Other statuses are acknowledged. Repeated callbacks change nothing.
+``undelivered`` makes the message ``failed`` and is an ``sms_bounce`` event on the trace (a
+transactional SMS only records the failure). Other statuses are acknowledged. Repeated
+callbacks change nothing.
 """
 
 from __future__ import annotations
@@ -116,6 +117,7 @@ def apply_status(session: Session, *, trace_id: int, update: StatusUpdate, now: 
         reason = f"provider reported {update.status}" + (
             f" (error {update.error_code})" if update.error_code else ""
         )
+        message.state = "failed"  # accepted by the provider, never reached the phone
         message.failure_reason = reason[:1000]
         message.updated_at = now
         trace = session.get(Trace, trace_id)

@@ -21,7 +21,10 @@ due (the engine loop calls it after each drain of due traces: ``nurture tick``,
    a permanent one (or the last attempt) makes the message ``failed``, the trace ``error``
    with the reason, and counts as a bounce (engine ``record_event(bounce)``, and the
    auto-blacklist rule of :mod:`.bounces` for the address). The updates
-   check the claim token, so a stale worker cannot overwrite another's outcome.
+   check the claim token, so a stale worker cannot overwrite another's outcome. On
+   PostgreSQL a record holding only ``sent`` outcomes commits without waiting for the WAL
+   flush (``synchronous_commit = off``): losing it in a crash is the crash-before-record
+   case below.
 
 A crash in step 3 or 4 therefore loses at most the outcome of the messages sent since the
 last record (they end ``failed``/``mail_unknown`` after the lease), and never sends one
@@ -44,7 +47,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from nurture.channels.email import service
@@ -67,6 +70,7 @@ log = logging.getLogger(__name__)
 DEFAULT_LEASE = timedelta(minutes=10)
 DEFAULT_LIMIT = 500
 MARK_EVERY = 100
+_IN_CHUNK = 900  # ids per IN (...) list (SQLite's bound-parameter limit is far above)
 FAILURE_UNKNOWN = "mail_unknown"
 MSG_UNKNOWN = "Delivery interrupted (worker stopped while sending); not resent to avoid a duplicate"
 
@@ -222,6 +226,12 @@ def _record(
     table = MailMessage.__table__
     with db.transaction() as session:
         conn = session.connection()
+        if not retry and not failed and conn.dialect.name == "postgresql":
+            # Only "sent" outcomes: this commit need not wait for the WAL flush. A crash that
+            # loses it leaves the rows "sending", which step 1 turns into "mail_unknown" after
+            # the lease: the same as a crash just before recording (never resent). Retries and
+            # failures (bounce events) stay durable.
+            conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
         if sent:
             values: dict[str, Any] = {
                 "state": "sent",
@@ -232,19 +242,24 @@ def _record(
             }
             if not keep_source:
                 values["raw"] = None
-            conn.execute(
-                table.update()  # type: ignore[attr-defined]
-                .where(table.c.id == bindparam("b_id"), table.c.claimed_by == token)  # type: ignore[attr-defined]
-                .values(**values),
-                [{"b_id": c.id} for c in sent],
-            )
+            # the same values for every sent row: one statement per chunk of ids, not one
+            # round trip per row
             trace_table = Trace.__table__
-            conn.execute(
-                trace_table.update()  # type: ignore[attr-defined]
-                .where(trace_table.c.id == bindparam("b_id"), trace_table.c.sent_at.is_(None))  # type: ignore[attr-defined]
-                .values(sent_at=now),
-                [{"b_id": c.trace_id} for c in sent],
-            )
+            for start in range(0, len(sent), _IN_CHUNK):
+                part = sent[start : start + _IN_CHUNK]
+                conn.execute(
+                    table.update()  # type: ignore[attr-defined]
+                    .where(table.c.id.in_([c.id for c in part]), table.c.claimed_by == token)  # type: ignore[attr-defined]
+                    .values(**values)
+                )
+                conn.execute(
+                    trace_table.update()  # type: ignore[attr-defined]
+                    .where(
+                        trace_table.c.id.in_([c.trace_id for c in part]),  # type: ignore[attr-defined]
+                        trace_table.c.sent_at.is_(None),  # type: ignore[attr-defined]
+                    )
+                    .values(sent_at=now)
+                )
             result.sent += len(sent)
         for c, d in retry:
             session.execute(

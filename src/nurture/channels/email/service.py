@@ -684,6 +684,7 @@ def unsubscribe(
             email=target.email,
             now=now,
             reason=(f"Unsubscribed: {reason}" if reason else "Unsubscribed")[:200],
+            source="unsubscribe",
         )
     session.add(
         MailUnsubscribe(

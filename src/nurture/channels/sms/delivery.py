@@ -37,7 +37,12 @@ from sqlalchemy.orm import Session
 
 from nurture.channels.sms import service
 from nurture.channels.sms.models import SmsMessage
-from nurture.channels.sms.providers import SmsProvider, SmsSendResult, provider_from_settings
+from nurture.channels.sms.providers import (
+    SmsConfigError,
+    SmsProvider,
+    SmsSendResult,
+    provider_from_settings,
+)
 from nurture.engine.events import record_event
 from nurture.engine.models import Trace
 
@@ -87,7 +92,11 @@ def default_provider() -> SmsProvider:
 
 def auth_token() -> str | None:
     """The ``http`` provider's auth token (verifies status callbacks), or None."""
-    provider = default_provider()
+    try:
+        provider = default_provider()
+    except (SmsConfigError, ValueError):
+        log.exception("SMS provider misconfigured; status callbacks are refused")
+        return None
     token = getattr(provider, "auth_token", None)
     return str(token) if token else None
 

@@ -245,3 +245,19 @@ def test_duplicating_a_campaign_copies_its_email_templates(env: Env) -> None:
         copied = email_service.template_for_activity(session=s, activity_id=new_mail.id)
         assert original is not None and copied is not None
         assert copied.subject == original.subject and copied.campaign_id == copy.id
+
+
+def test_background_delivery_sends_each_message_once_while_batches_run(env: Env) -> None:
+    people = [{"name": f"P{i}", "email": f"p{i}@example.org"} for i in range(7)]
+    _, mail, _, _ = campaign_with_email(env.db, people)
+    sync_campaigns(env.db, now=T0, full=True)
+    with delivery.BackgroundDelivery(env.db, clock=lambda: T0, limit=3) as sender:
+        while True:
+            batch = run_due(env.db, now=T0, limit=2, worker_id="bg")
+            sender.notify()
+            if batch.claimed == 0:
+                break
+    assert sender.result.sent == 7
+    assert [r.state for r in env.mail_rows()] == ["sent"] * 7
+    assert sorted(r.rcpt_tos[0] for r in env.sink.received) == sorted(p["email"] for p in people)
+    assert all(t.sent_at == T0 for t in _traces(env, mail))

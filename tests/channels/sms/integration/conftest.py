@@ -87,7 +87,7 @@ class Env:
             content=urlencode(form),
             headers={"X-Twilio-Signature": signature, "Content-Type": "application/x-www-form-urlencoded"},
         )
-        return response.status_code
+        return int(response.status_code)
 
 
 def _make_env(db: Database, tmp_path: Path, extra: dict[str, str], twilio: FakeTwilio | None) -> Iterator[Env]:

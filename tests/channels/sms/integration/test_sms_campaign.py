@@ -9,6 +9,9 @@ from sqlalchemy import select
 from nurture.channels.email.models import LinkClick, TrackedLink
 from nurture.channels.sms import delivery
 from nurture.channels.sms.models import SmsMessage
+from nurture.channels.sms.providers import twilio_signature
+from nurture.engine.enrol import sync_campaigns
+from nurture.engine.loop import drain
 from nurture.records import service as records
 
 from .conftest import BASE_URL, HOUR, HUMAN_UA, T0, Env, campaign_with_sms, tags_of
@@ -46,7 +49,7 @@ def test_sms_sent_through_http_provider_and_failed_status_bounces(env: Env) -> N
     env.at(T0 + HOUR)
     assert env.post_status(sent.sid, "failed", error_code="30003") == 204
     assert env.trace(trace.id).bounced_at == T0 + HOUR
-    assert env.messages()[0].failure_reason == "provider reported failed (error 30003)"
+    assert (env.messages()[0].state, env.messages()[0].failure_reason) == ("failed", "provider reported failed (error 30003)")
     # the click child is canceled by the bounce; the bounce child runs on the next tick
     (click_child,) = env.traces_of(kids["sms_click"])
     assert click_child.state == "canceled"
@@ -184,3 +187,40 @@ def test_sms_never_sent_twice_when_ticked_again(env: Env) -> None:
     assert env.twilio is not None and len(env.twilio.messages) == 1
     with env.db.read() as s:
         assert len(list(s.scalars(select(SmsMessage.id)))) == 1
+
+
+def test_callback_for_another_message_is_refused(env: Env) -> None:
+    _, sms, _, _ = campaign_with_sms(
+        env.db, [{"name": "Ivy", "mobile": "+33612345677"}, {"name": "Jo", "mobile": "+33612345678"}]
+    )
+    env.tick(T0)
+    assert env.twilio is not None
+    first, second = env.twilio.messages.values()
+    # correctly signed, but the MessageSid is not the message of the trace in the URL
+    form = env.twilio.callback_form(second.sid, "failed")
+    form["MessageSid"] = form["SmsSid"] = first.sid
+    assert second.status_callback is not None
+    signature = twilio_signature(second.status_callback, form, env.twilio.auth_token)
+    response = env.client.post(
+        second.status_callback[len(BASE_URL):],
+        data=form,
+        headers={"X-Twilio-Signature": signature},
+    )
+    assert response.status_code == 403
+    assert all(t.bounced_at is None for t in env.traces_of(sms))
+
+
+def test_interrupted_send_is_never_resent(env: Env) -> None:
+    _, sms, _, _ = campaign_with_sms(env.db, [{"name": "Kim", "mobile": "+33612345679"}])
+    # the executor queued the message; a worker claimed it and crashed while sending
+    sync_campaigns(env.db, now=T0, full=True)
+    drain(env.db, now=T0, worker_id="w1")
+    with env.db.transaction() as s:
+        claimed = delivery.claim(s, now=T0, limit=10, token="crashed", lease=delivery.DEFAULT_LEASE)
+    assert len(claimed) == 1
+    env.tick(T0 + 2 * delivery.DEFAULT_LEASE)
+    (row,) = env.messages()
+    assert row.state == "failed" and row.failure_reason == delivery.MSG_UNKNOWN
+    assert env.twilio is not None and env.twilio.messages == {}
+    (trace,) = env.traces_of(sms)
+    assert trace.failure_reason == "sms_unknown"

@@ -299,6 +299,7 @@ def test_garbage_collector_is_restored_after_an_import(db: Database, tmp_path: P
     assert gc.isenabled()
     import_csv(db=db, model="contact", source=_write(tmp_path, "name\nAnn\n"), now=NOW)
     assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
     calls: list[int] = []
 
     def fail_on_second_batch(*_args: object) -> None:
@@ -316,6 +317,7 @@ def test_garbage_collector_is_restored_after_an_import(db: Database, tmp_path: P
     finally:
         events._changed.remove(fail_on_second_batch)
     assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
     assert _count(db, m.Contact) == 2  # Ann, and Bo's batch before the failure
 
 

@@ -50,6 +50,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from nurture.campaigns.models import Activity
 from nurture.channels.email import service
 from nurture.channels.email.models import MailMessage
 from nurture.channels.email.receive import apply_auto_blacklist
@@ -300,10 +301,22 @@ def _record(
                 )
                 .execution_options(synchronize_session=False)
             )
-            # a send-time refusal counts as a bounce: bounce children run, others cancel
-            record_event(session, trace_id=c.trace_id, event="bounce", now=now)
+            # a send-time refusal of a campaign email counts as a bounce: bounce children
+            # run, others cancel (a transactional email sent by an action step has no
+            # message events)
+            if _sent_by_email_step(session, c.trace_id):
+                record_event(session, trace_id=c.trace_id, event="bounce", now=now)
             apply_auto_blacklist(session, email=c.email, now=now)
             result.failed += 1
+
+
+def _sent_by_email_step(session: Session, trace_id: int) -> bool:
+    kind = session.scalar(
+        select(Activity.activity_type)
+        .join(Trace, Trace.activity_id == Activity.id)
+        .where(Trace.id == trace_id)
+    )
+    return kind == "email"
 
 
 def deliver_queued(

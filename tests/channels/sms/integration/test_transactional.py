@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -120,3 +121,40 @@ def test_transactional_payload_is_validated() -> None:
     assert exc.value.field == "channel"
     ok = validate_action("contact", "transactional", {"channel": "sms", "body": "Hi {{ record.name }}"})
     assert ok == {"channel": "sms", "body": "Hi {{ record.name }}"}
+
+
+def test_transactional_email_refused_by_smtp_fails_its_trace_without_a_bounce_event(
+    db: Database, tmp_path: Path
+) -> None:
+    from aiosmtpd.controller import Controller
+
+    from tests.channels.email.smtp_sink import Sink, free_port
+
+    from .conftest import _make_env
+
+    sink = Sink(rcpt_answers=["550 5.1.1 No such user"])
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        env_iter = _make_env(db, tmp_path, {"NURTURE_SMTP_URL": f"smtp://127.0.0.1:{port}"}, None)
+        env = next(env_iter)
+        try:
+            payload = {"channel": "email", "subject": "Receipt", "html": "<p>Thanks</p>"}
+            step, ids = campaign_with_action(
+                env.db, [{"name": "Gone", "email": "gone@example.com"}, {"name": "Here", "email": "here@example.com"}], payload
+            )
+            env.tick(T0)
+            by_res = {t.res_id: t for t in env.traces_of(step)}
+            # the refused message fails only its own trace; the other one is delivered
+            assert by_res[ids[0]].state == "error"
+            assert "No such user" in (by_res[ids[0]].state_message or "")
+            assert by_res[ids[1]].state == "processed"
+            with env.db.read() as s:
+                states = dict(s.execute(select(MailMessage.email, MailMessage.state)).all())
+            assert states == {"gone@example.com": "failed", "here@example.com": "sent"}
+            assert [r.rcpt_tos for r in sink.received] == [["here@example.com"]]
+        finally:
+            env_iter.close()
+    finally:
+        controller.stop()

@@ -63,6 +63,7 @@ from nurture.channels.email.transports import (
     decide,
 )
 from nurture.channels.email.transports import Outcome as SendOutcome
+from nurture.channels.queue import claim_queued
 from nurture.engine.events import record_event
 from nurture.engine.models import Trace
 
@@ -171,29 +172,9 @@ def recover_interrupted(session: Session, *, now: datetime) -> int:
 
 
 def claim(session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
-    stmt = (
-        select(MailMessage.id)
-        .where(MailMessage.state == "queued", MailMessage.next_attempt_at <= now)
-        .order_by(MailMessage.next_attempt_at, MailMessage.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    ids = list(session.scalars(stmt))
+    ids = claim_queued(session, MailMessage, now=now, limit=limit, token=token, lease=lease)
     if not ids:
         return []
-    session.execute(
-        update(MailMessage)
-        .where(MailMessage.id.in_(ids), MailMessage.state == "queued")
-        .values(
-            state="sending",
-            claimed_by=token,
-            lease_until=now + lease,
-            attempts=MailMessage.attempts + 1,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
     rows = session.execute(
         select(
             MailMessage.id,

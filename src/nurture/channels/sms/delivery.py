@@ -35,6 +35,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from nurture.channels.queue import claim_queued
 from nurture.channels.sms import service
 from nurture.channels.sms.models import SmsMessage
 from nurture.channels.sms.providers import (
@@ -156,29 +157,9 @@ def recover_interrupted(session: Session, *, now: datetime) -> int:
 
 
 def claim(session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
-    stmt = (
-        select(SmsMessage.id)
-        .where(SmsMessage.state == "queued", SmsMessage.next_attempt_at <= now)
-        .order_by(SmsMessage.next_attempt_at, SmsMessage.id)
-        .limit(limit)
-    )
-    if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    ids = list(session.scalars(stmt))
+    ids = claim_queued(session, SmsMessage, now=now, limit=limit, token=token, lease=lease)
     if not ids:
         return []
-    session.execute(
-        update(SmsMessage)
-        .where(SmsMessage.id.in_(ids), SmsMessage.state == "queued")
-        .values(
-            state="sending",
-            claimed_by=token,
-            lease_until=now + lease,
-            attempts=SmsMessage.attempts + 1,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
     rows = session.execute(
         select(
             SmsMessage.id,

@@ -786,6 +786,9 @@ class _Pipeline:
         self.write = write
         self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
         self.error: BaseException | None = None
+        #: set by the writer on its first error and never cleared: batches still queued
+        #: behind a failed one are dropped, even after the caller has taken the error
+        self.failed = False
         self.thread = threading.Thread(target=self._run, name="nurture-import", daemon=True)
         self.thread.start()
 
@@ -794,11 +797,12 @@ class _Pipeline:
             batch = self.queue.get()
             if batch is None:
                 return
-            if self.error is None:
+            if not self.failed:
                 try:
                     self.write(batch)
                 except BaseException as exc:  # re-raised in the caller's thread
                     self.error = exc
+                    self.failed = True
 
     def _raise(self) -> None:
         if self.error is not None:

@@ -5,13 +5,16 @@
 Both sides send to the same local SMTP sink in the same run: Postfix's ``smtp-sink``
 (``apt-get install postfix`` gives ``/usr/sbin/smtp-sink``), which accepts and discards.
 
-* Nurture: a worker process runs the engine path until the queue is empty — ``run_due``
-  batches (claim, checks, the ``email`` executor: blacklist/opt-out/duplicate checks,
-  template render per record, tracked links, open pixel, MIME, one ``mail_message`` row
-  per trace) then ``deliver_due`` through the pooled SMTP transport (claim with a lease,
-  send, record). Its wall time and peak RSS are its own.
+* Nurture: a worker process runs the product's ``Worker`` loop (what ``nurture worker``
+  runs) until every message is sent — engine batches (claim, checks, the ``email``
+  executor: blacklist/opt-out/duplicate checks, template render per record, tracked links,
+  open pixel, MIME, one ``mail_message`` row per trace) while its sender thread delivers
+  the committed ones through the pooled SMTP transport (claim with a lease, pipelined
+  send, record). Its wall time and peak RSS are its own. ``--serial``: the same worker
+  without the sender thread.
 * Baseline: one ``smtplib`` connection sending pre-rendered messages of the same size
-  (a message rendered by Nurture, sent N times to N recipients).
+  (a message rendered by Nurture, sent N times to N recipients), run twice after Nurture;
+  the faster run is the baseline.
 
 Targets: throughput ratio (Nurture / bare loop) ≥ 0.5; worker peak RSS < 300 MB.
 """
@@ -89,38 +92,65 @@ def environ(db_url: str, port: int) -> dict[str, str]:
     }
 
 
-def worker(db_url: str, port: int, batch: int, overlap: bool = False) -> None:
-    """The Nurture side, in its own process: engine batches, then delivery, until empty.
+def worker(db_url: str, port: int, batch: int, rows: int, serial: bool = False) -> None:
+    """One Nurture worker process: the product's ``Worker`` loop (what ``nurture worker``
+    runs), its clock pinned to NOW, until ``rows`` messages are sent (by all workers).
 
-    ``overlap``: delivery runs in a sender thread (``delivery.BackgroundDelivery``) while
-    the engine composes the next batch, instead of after each batch in the same thread."""
+    Prints ``ready`` once imported and connected, starts on a line from stdin (the parent
+    times from there), prints its stats as JSON when done. ``serial``: no sender thread
+    (each cycle sends after its batches, in the same thread)."""
+    import threading
+
     from nurture.channels.email import delivery, service
     from nurture.config import load_settings
-    from nurture.engine.execute import run_due
+    from nurture.engine.loop import Worker
 
     service.configure(load_settings(environ(db_url, port)))
+    delivery.reset_transport()
     db = Database(db_url)
-    transport = delivery.default_transport()
-    sent = processed = 0
+    _count(db, SENT_QUERY)
+    loop = Worker(db, batch_size=batch, clock=lambda: NOW, poll_interval=0.05,
+                  background_delivery=not serial)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    thread = threading.Thread(target=loop.run, name="bench-worker")
+    thread.start()
+    while _count(db, SENT_QUERY) < rows:
+        time.sleep(0.1)
+    loop.stop()
+    thread.join()
+    print(json.dumps({"rss_mb": peak_rss_mb()}), flush=True)
+
+
+def run_workers(db_url: str, port: int, batch: int, rows: int, workers: int, serial: bool) -> tuple[float, float]:
+    """(seconds from "go" until every worker saw all messages sent, max peak RSS in MB)."""
+    cmd = [sys.executable, "-m", "bench.email_send", "--worker", db_url, "--port", str(port),
+           "--batch", str(batch), "--rows", str(rows), *(["--serial"] if serial else [])]
+    procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+             for _ in range(workers)]
+    for proc in procs:
+        assert proc.stdout is not None
+        while (line := proc.stdout.readline()) and line.strip() != "ready":  # (a profiler's banner)
+            pass
+        assert line, "a worker exited before it was ready"
     start = time.perf_counter()
-    if overlap:
-        with delivery.BackgroundDelivery(db, clock=lambda: NOW, transport=transport, limit=batch) as sender:
-            while True:
-                result = run_due(db, now=NOW, limit=batch, worker_id="bench")
-                processed += result.processed
-                sender.notify()
-                if result.claimed == 0:
-                    break
-        sent = sender.result.sent
-    while not overlap:
-        result = run_due(db, now=NOW, limit=batch, worker_id="bench")
-        processed += result.processed
-        sent += delivery.deliver_due(db, now=NOW, transport=transport, limit=batch).sent
-        if result.claimed == 0:
-            break
+    for proc in procs:
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    outputs = [proc.communicate()[0] for proc in procs]
     seconds = time.perf_counter() - start
-    transport.close()
-    print(json.dumps({"seconds": seconds, "processed": processed, "sent": sent, "rss_mb": peak_rss_mb()}))
+    assert all(proc.returncode == 0 for proc in procs), outputs
+    rss = max(float(json.loads(out.strip().splitlines()[-1])["rss_mb"]) for out in outputs)
+    return seconds, rss
+
+
+SENT_QUERY = "SELECT count(*) FROM mail_message WHERE state = 'sent'"
+
+
+def _count(db: Database, query: str) -> int:
+    with db.engine.connect() as conn:
+        return int(conn.execute(text(query)).scalar() or 0)
 
 
 def bare_loop(port: int, raw: bytes, rows: int) -> float:
@@ -131,7 +161,7 @@ def bare_loop(port: int, raw: bytes, rows: int) -> float:
     return time.perf_counter() - start
 
 
-def run(backend: str, rows: int, batch: int, overlap: bool = False) -> float:
+def run(backend: str, rows: int, batch: int, serial: bool = False, workers: int = 1) -> float:
     from nurture.campaigns import service as cs
     from nurture.channels.email import service as email_service
     from nurture.config import load_settings
@@ -158,13 +188,7 @@ def run(backend: str, rows: int, batch: int, overlap: bool = False) -> float:
                 cid = campaign.id
             with db.transaction() as s:
                 enrol_campaign(s, campaign_id=cid, now=NOW)
-            out = subprocess.run(
-                [sys.executable, "-m", "bench.email_send", "--worker", db.url, "--port", str(port),
-                 "--batch", str(batch), *(["--overlap"] if overlap else [])],
-                check=True, capture_output=True, text=True,
-            ).stdout
-            stats = json.loads(out.strip().splitlines()[-1])
-            assert stats["sent"] == rows, stats
+            engine, rss = run_workers(db.url, port, batch, rows, workers, serial)
             with db.engine.connect() as conn:
                 raw = conn.execute(text("SELECT raw FROM mail_message ORDER BY id LIMIT 1")).scalar()
                 sent_rows = conn.execute(
@@ -172,18 +196,17 @@ def run(backend: str, rows: int, batch: int, overlap: bool = False) -> float:
                 ).scalar()
             assert sent_rows == rows, sent_rows
             assert isinstance(raw, bytes)
-        bare = bare_loop(port, raw, rows)
+        bare = min(bare_loop(port, raw, rows) for _ in range(2))  # the faster of two: stricter
     finally:
         sink.terminate()
         sink.wait(10)
-    engine = float(stats["seconds"])
     ratio = (rows / engine) / (rows / bare)
     print(
-        f"[{backend}{' overlap' if overlap else ''}] email_send {rows:,} messages ({len(raw):,} bytes each): "
+        f"[{backend}{' serial' if serial else ''}, {workers} worker{'s' if workers > 1 else ''}] email_send {rows:,} messages ({len(raw):,} bytes each): "
         f"nurture {engine:.2f} s ({rows / engine:,.0f} msg/s)  bare smtplib {bare:.2f} s "
         f"({rows / bare:,.0f} msg/s)  ratio {ratio:.2f} (target ≥ 0.5) "
-        f"{'OK' if ratio >= 0.5 else 'UNDER'}; worker peak RSS {stats['rss_mb']:.0f} MB "
-        f"(target < 300) {'OK' if stats['rss_mb'] < 300 else 'OVER'}",
+        f"{'OK' if ratio >= 0.5 else 'UNDER'}; worker peak RSS {rss:.0f} MB "
+        f"(target < 300) {'OK' if rss < 300 else 'OVER'}",
         flush=True,
     )
     return ratio
@@ -195,17 +218,19 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument(
-        "--overlap", action="store_true",
-        help="deliver in a sender thread while the engine composes (delivery.BackgroundDelivery)",
+        "--serial", action="store_true",
+        help="worker without its sender thread: send after each cycle's batches, same thread",
     )
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes (PostgreSQL: they share the queue with SKIP LOCKED)")
     parser.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.port, args.batch, args.overlap)
+        worker(args.worker, args.port, args.batch, args.rows, args.serial)
         return
     for backend in backends(args.backend):
-        run(backend, args.rows, args.batch, args.overlap)
+        run(backend, args.rows, args.batch, args.serial, args.workers)
 
 
 if __name__ == "__main__":

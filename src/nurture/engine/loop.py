@@ -30,11 +30,14 @@ from nurture.engine.schedule import expire_waiting
 # (Importing ``nurture.channels.email.delivery`` above registers the ``email`` executor.)
 
 
-def deliver_messages(db: Database, *, now: datetime, worker_id: str) -> int:
-    """Send the messages queued by committed batches (returns how many were claimed)."""
+def deliver_messages(db: Database, *, now: datetime, worker_id: str, email: bool = True) -> int:
+    """Send the messages queued by committed batches (returns how many were claimed).
+
+    ``email=False``: email is sent by the worker's sender thread, only SMS here."""
     claimed = 0
     try:
-        claimed += email_delivery.deliver_due(db, now=now, worker_id=worker_id).claimed
+        if email:
+            claimed += email_delivery.deliver_due(db, now=now, worker_id=worker_id).claimed
     except Exception:
         log.exception("email delivery failed; retrying at the next cycle")
     # --- SMS channel delivery hook (same contract as email) ---
@@ -51,6 +54,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BATCH = 500
 MAX_BATCH = 20_000
+# A full batch that took less than this doubles the next one; one that took more than
+# twice this halves it (never below the configured batch size).
+BATCH_SECONDS = 0.5
 
 
 def new_worker_id(prefix: str = "worker") -> str:
@@ -72,21 +78,33 @@ def drain(
     batch_size: int = DEFAULT_BATCH,
     max_batch: int = MAX_BATCH,
     should_stop: Callable[[], bool] = lambda: False,
+    after_batch: Callable[[BatchResult], None] | None = None,
 ) -> BatchResult:
     """Run batches of due traces until none is left (or a stop is asked between batches).
 
-    While batches come back full (a backlog), the next one doubles, up to ``max_batch``:
-    fewer, larger set-based statements catch up faster; a trickle keeps small batches
-    (short write transactions).
+    While batches come back full (a backlog) and quick, the next one doubles, up to
+    ``max_batch``: fewer, larger set-based statements catch up faster; a trickle keeps small
+    batches, and so does slow per-trace work such as composing email (a batch is one write
+    transaction: on SQLite the sender thread waits for it to record what it sent). ``after_batch`` is called after each committed batch (the
+    worker wakes its sender thread there).
     """
     total = BatchResult()
     size = batch_size
     while not should_stop():
+        started = time.monotonic()
         result = run_due(db, now=now, limit=size, worker_id=worker_id)
+        took = time.monotonic() - started
         total.add(result)
         if result.claimed == 0:
             break
-        size = min(size * 2, max(max_batch, batch_size)) if result.claimed >= size else batch_size
+        if after_batch is not None:
+            after_batch(result)
+        if result.claimed < size:
+            size = batch_size
+        elif took < BATCH_SECONDS:
+            size = min(size * 2, max(max_batch, batch_size))
+        elif took > 2 * BATCH_SECONDS:  # slow work (composing email): keep the write lock short
+            size = max(size // 2, batch_size)
     return total
 
 
@@ -108,7 +126,14 @@ def tick(
 
 
 class Worker:
-    """The long-running loop (``nurture worker``, the in-process runner)."""
+    """The long-running loop (``nurture worker``, the in-process runner).
+
+    While :meth:`run` runs, email is sent by a sender thread
+    (:class:`~nurture.channels.email.delivery.BackgroundDelivery`) woken after every batch:
+    composing the next batch (CPU) overlaps with waiting for the SMTP server. Without it
+    (``background_delivery=False``, or :meth:`cycle` called on its own) each cycle sends
+    after its batches, in the same thread.
+    """
 
     def __init__(
         self,
@@ -120,8 +145,11 @@ class Worker:
         full_sync_every: float = 300.0,
         expire_every: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
+        background_delivery: bool = True,
     ) -> None:
         self.db = db
+        self.background_delivery = background_delivery
+        self._sender: email_delivery.BackgroundDelivery | None = None
         self.worker_id = worker_id or new_worker_id()
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -154,12 +182,30 @@ class Worker:
             worker_id=self.worker_id,
             batch_size=self.batch_size,
             should_stop=self.stopping.is_set,
+            after_batch=self._batch_committed,
         )
-        deliver_messages(self.db, now=now, worker_id=self.worker_id)
+        deliver_messages(self.db, now=now, worker_id=self.worker_id, email=self._sender is None)
         return result
+
+    @property
+    def email_sender(self) -> email_delivery.BackgroundDelivery | None:
+        """The sender thread while :meth:`run` runs (its ``result`` counts what was sent)."""
+        return self._sender
+
+    def _batch_committed(self, result: BatchResult) -> None:
+        if self._sender is not None and result.processed:
+            self._sender.notify()
 
     def run(self) -> None:
         log.info("worker %s started", self.worker_id)
+        if self.background_delivery:
+            self._sender = email_delivery.BackgroundDelivery(
+                self.db,
+                clock=self.clock,
+                worker_id=self.worker_id,
+                idle_seconds=max(self.poll_interval, 1.0),
+            )
+            self._sender.start()
         try:
             while not self.stopping.is_set():
                 try:
@@ -172,6 +218,9 @@ class Worker:
                     engine_events.wakeup.wait(self.poll_interval)
                     engine_events.wakeup.clear()
         finally:
+            if self._sender is not None:  # finish the round in flight, leave the rest queued
+                self._sender.stop(flush=False)
+                self._sender = None
             with self.db.transaction() as session:
                 released = release_leases(session, worker_id=self.worker_id)
             log.info("worker %s stopped (%d leases released)", self.worker_id, released)

@@ -179,6 +179,8 @@ class TokenSigner:
             raise ValueError("a secret key is required to sign tokens")
         secrets = [secret_key, *(k for k in old_keys if k and k != secret_key)]
         self._keys: tuple[bytes, ...] = tuple(_derive(s) for s in secrets)
+        # Keyed HMAC states, copied per token: the key schedule is paid once, not per tag.
+        self._macs = {key: hmac.new(key, digestmod=hashlib.sha256) for key in self._keys}
 
     @classmethod
     def from_settings(cls, settings: Settings) -> TokenSigner:
@@ -190,7 +192,9 @@ class TokenSigner:
         return cls(secret_key, [k.strip() for k in old.split(",") if k.strip()])
 
     def _tag(self, key: bytes, payload: bytes) -> bytes:
-        return hmac.digest(key, payload, "sha256")[:TAG_BYTES]
+        mac = self._macs[key].copy()
+        mac.update(payload)
+        return mac.digest()[:TAG_BYTES]
 
     def sign(self, kind: str, *ids: int, encoding: Encoding = "url") -> str:
         """A token for ``kind`` and ``ids``; deterministic for a given key."""

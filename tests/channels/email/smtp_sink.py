@@ -27,6 +27,17 @@ class Sink:
     rcpt_answers: list[str] = field(default_factory=list)  # consumed one per RCPT
     data_answers: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Advertise PIPELINING (RFC 2920): aiosmtpd reads commands one line at a time, so a
+    # client's pipelined group is served in order like any other.
+    pipelining: bool = False
+
+    async def handle_EHLO(  # noqa: N802
+        self, server: SMTP, session: Session, envelope: Envelope, hostname: str, responses: list[str]
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            responses.insert(-1, "250-PIPELINING")
+        return responses
 
     async def handle_RCPT(  # noqa: N802
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]

@@ -59,12 +59,14 @@ def outgoing(n: int = 1, to: str = "Jane Doe <jane@example.org>") -> tuple[bytes
 ServerFactory = Callable[..., tuple[Sink, int]]
 
 
-@pytest.fixture
-def smtp_server() -> Iterator[ServerFactory]:
+@pytest.fixture(params=[False, True], ids=["one-command-at-a-time", "pipelining"])
+def smtp_server(request: pytest.FixtureRequest) -> Iterator[ServerFactory]:
+    """Every SMTP test runs against a server without and with PIPELINING (RFC 2920)."""
     controllers: list[Controller] = []
 
     def start(sink: Sink | None = None, **kwargs: Any) -> tuple[Sink, int]:
         sink = sink or Sink()
+        sink.pipelining = request.param
         port = free_port()
         controller = Controller(sink, hostname="127.0.0.1", port=port, **kwargs)
         controller.start()
@@ -385,3 +387,42 @@ def test_decide_maps_results_to_deliveries() -> None:
     assert (failed.state, failed.failure_type, failed.reason) == ("failed", FAILURE_SMTP, "550 unknown")
     gave_up = decide(SendResult(Outcome.TEMPORARY, "451 later", 451), 10, now)
     assert gave_up.state == "failed" and gave_up.reason.startswith("gave up after 10 attempts")
+
+
+def test_pipelining_sends_mail_rcpt_and_data_as_one_group() -> None:
+    """A server that answers a pipelined group only once it has the whole group (allowed by
+    RFC 2920) would stall a client that waits for each reply: ours writes the group at once."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    seen: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rb") as lines:
+            conn.sendall(b"220 strict.example ESMTP\r\n")
+            assert lines.readline().upper().startswith(b"EHLO")
+            conn.sendall(b"250-strict.example\r\n250 PIPELINING\r\n")
+            group = [lines.readline() for _ in range(3)]  # MAIL, RCPT, DATA before any reply
+            seen.extend(group)
+            conn.sendall(b"250 sender ok\r\n250 rcpt ok\r\n354 go ahead\r\n")
+            body = b""
+            while not body.endswith(b"\r\n.\r\n"):
+                body += lines.readline()
+            seen.append(body)
+            conn.sendall(b"250 2.0.0 queued as ABC\r\n")
+            lines.readline()  # QUIT
+            conn.sendall(b"221 bye\r\n")
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    transport = SmtpTransport.from_url(f"smtp://127.0.0.1:{port}?starttls=0&timeout=5")
+    message, envelope_from, recipients = outgoing()
+    result = transport.send(message, envelope_from=envelope_from, recipients=recipients)
+    transport.close()
+    thread.join(5)
+    listener.close()
+    assert result.ok and result.reason == "250 2.0.0 queued as ABC"
+    assert seen[0] == f"MAIL FROM:<{envelope_from}>\r\n".encode()
+    assert seen[1] == b"RCPT TO:<jane@example.org>\r\n"
+    assert seen[2] == b"DATA\r\n"
+    assert b"\r\n..leading dot line\r\n" in seen[3]  # dot-stuffed on the wire

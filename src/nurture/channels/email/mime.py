@@ -23,6 +23,7 @@ from __future__ import annotations
 import binascii
 import email
 import email.policy
+import itertools
 import re
 import secrets
 from collections.abc import Mapping, Sequence
@@ -238,7 +239,7 @@ def _headers(spec: MessageSpec) -> tuple[list[tuple[str, str | Address]], Addres
         pairs.append(("Reply-To", parse_address(spec.reply_to)))
     pairs += [
         ("Subject", _one_line(spec.subject)),
-        ("Date", format_datetime(spec.date or datetime.now(UTC))),
+        ("Date", _date_header(spec.date) if spec.date else format_datetime(datetime.now(UTC))),
         ("Message-ID", message_id(_check("token", spec.token), _check("domain", spec.domain))),
     ]
     if spec.unsubscribe is not None:
@@ -255,6 +256,21 @@ def _headers(spec: MessageSpec) -> tuple[list[tuple[str, str | Address]], Addres
             raise ValueError(f"invalid header name {name!r}")
         pairs.append((name, _check(name, value)))
     return pairs, recipient
+
+
+_BOUNDARY_PREFIX = "=_nurture_" + secrets.token_hex(6)  # per process
+_boundary_counter = itertools.count()
+
+
+def _boundary() -> str:
+    """A boundary unique within the process ("=_" never occurs in QP output, so no part
+    can contain it; it needs to be unique, not secret: no random bytes per message)."""
+    return f"{_BOUNDARY_PREFIX}_{next(_boundary_counter):x}"
+
+
+@lru_cache(maxsize=64)  # a mailing composes every message of a batch with the same date
+def _date_header(date: datetime) -> str:
+    return format_datetime(date)
 
 
 def build_message(spec: MessageSpec) -> OutgoingEmail:
@@ -277,7 +293,7 @@ def build_message(spec: MessageSpec) -> OutgoingEmail:
             out += _list_header(name, [v.strip() for v in value.split(",")])
         else:
             out += _header(name, value)
-    boundary = "=_nurture_" + secrets.token_hex(12)  # "=_" never occurs in QP output
+    boundary = _boundary()
     out += b"MIME-Version: 1.0\r\n"
     out += f'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'.encode("ascii")
     for subtype, text in (("plain", spec.text), ("html", spec.html)):

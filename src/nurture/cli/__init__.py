@@ -8,6 +8,7 @@ import click
 
 from nurture.cli import accounts as _accounts  # noqa: E402,F401
 from nurture.cli import audience as _audience  # noqa: E402,F401
+from nurture.cli import campaign_templates as _campaign_templates  # noqa: E402,F401
 from nurture.cli import email as _email  # noqa: E402,F401
 from nurture.cli import engine as _engine  # noqa: E402,F401
 from nurture.cli import records as _records  # noqa: E402,F401

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from nurture.db import engine as engine_mod
 from nurture.db import migrate
 from nurture.db.base import Base
+from nurture.db.writers import WriterQueue
 
 
 class Database:
@@ -18,6 +19,17 @@ class Database:
         self.url = url
         self.engine: Engine = engine_mod.make_engine(url, echo=echo)
         self.sessions = engine_mod.session_factory(self.engine)
+        # SQLite: this process's write transactions take turns in arrival order.
+        self._writers = (
+            WriterQueue(engine_mod.SQLITE_BUSY_TIMEOUT_MS / 1000) if self.dialect == "sqlite" else None
+        )
+
+    def write_turn(self) -> AbstractContextManager[None]:
+        """Hold this process's turn to write (SQLite; nothing to wait for on PostgreSQL).
+
+        :meth:`transaction` takes it; code that writes through the engine directly
+        (``engine.begin()``) should take it around its transaction too."""
+        return self._writers.turn() if self._writers is not None else nullcontext()
 
     @property
     def dialect(self) -> str:
@@ -26,7 +38,7 @@ class Database:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """A session in one write transaction, committed on success."""
-        with engine_mod.transaction(self.sessions) as session:
+        with self.write_turn(), engine_mod.transaction(self.sessions) as session:
             yield session
 
     @contextmanager

@@ -13,6 +13,7 @@ from fastapi.security import HTTPBearer
 
 from nurture.web.api import (
     blacklists,
+    campaign_templates,
     campaigns,
     email_templates,
     filters,
@@ -51,6 +52,7 @@ def api_router() -> APIRouter:
         lists.router,
         blacklists.router,
         campaigns.router,
+        campaign_templates.router,
         testmode.router,
         email_templates.router,
         messages.messages_router,

@@ -11,11 +11,16 @@ from sqlalchemy.orm import Session
 
 from nurture.db import Database
 from nurture.records.models import (
+    BlacklistHistory,
     Contact,
+    EmailBlacklist,
+    Event,
+    EventRegistration,
     Lead,
     MailingContact,
     MailingList,
     MailingSubscription,
+    PhoneBlacklist,
     Tag,
     User,
     contact_tag,
@@ -59,6 +64,11 @@ def db(database: Database) -> Iterator[Database]:
 def clear(database: Database) -> None:
     with database.engine.begin() as conn:
         for table in (
+            EmailBlacklist.__table__,
+            PhoneBlacklist.__table__,
+            BlacklistHistory.__table__,
+            EventRegistration.__table__,
+            Event.__table__,
             MailingSubscription.__table__,
             MailingContact.__table__,
             MailingList.__table__,

@@ -203,7 +203,7 @@ def test_field_catalogue_describes_types_relations_operators_and_values() -> Non
     assert "in" in fields["stage"]["operators"] and "ilike" not in fields["stage"]["operators"]
     assert fields["contact"] | {"operators": None} == {
         "name": "contact", "label": "Contact", "type": "many2one", "relation": "contact",
-        "operators": None, "selection": [],
+        "operators": None, "selection": [], "readonly": False, "computed": False,
     }  # fmt: skip
     assert fields["tags"]["relation"] == "tag" and fields["tags"]["type"] == "many2many"
     assert ">=" in fields["expected_revenue"]["operators"]

@@ -1,9 +1,11 @@
 """Property: for any valid domain and any records, SQL and Python evaluation agree.
 
 Random contacts (unset values, mixed case, LIKE wildcards and non-ASCII letters in text,
-archived or not, random tags and salesperson) and random domains over scalars,
-``tags.name``, ``tags``, ``salesperson.name``, ``salesperson.email`` and ``salesperson``,
-nested with ``&``, ``|``, ``!`` and implicit AND. Runs on SQLite and PostgreSQL.
+archived or not, random tags and salesperson, phone numbers) with random email and phone
+blacklists (active and lifted entries, some matching the contacts' own values) and random
+domains over scalars, ``tags.name``, ``tags``, ``salesperson.name``, ``salesperson.email``,
+``salesperson``, and the computed ``is_blacklisted`` / ``phone_blacklisted``, nested with
+``&``, ``|``, ``!`` and implicit AND. Runs on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from sqlalchemy import select
 
 from nurture.audience import compile_domain, evaluate, validate_domain
 from nurture.db import Database
-from nurture.records.models import Contact, Lead, Tag, User
+from nurture.records.models import Contact, EmailBlacklist, Lead, PhoneBlacklist, Tag, User
 
 NOW = datetime(2026, 3, 15, 12, 0, 0)
 ALPHABET = "aAÉé_%\\"
 TAG_NAMES = ["VIP", "vip", "New", "a_b", "Ab%"]
 USER_NAMES = ["Bob", "bob", "Zoë", "Al"]
+PHONES = ["+33612345678", "+32470123456", "+4930901820"]
+EXTRA_EMAILS = ["", "x@y.test", "aa"]
 
 texts = st.text(alphabet=ALPHABET, max_size=3)
 maybe_texts = st.none() | texts
@@ -69,10 +73,16 @@ def text_leaves(draw: st.DrawFn, pool: tuple[str, ...]) -> list[Any]:
 
 @st.composite
 def other_leaves(draw: st.DrawFn) -> list[Any]:
-    kind = draw(st.sampled_from(["active", "created_at", "id", "tags", "salesperson"]))
-    if kind == "active":
+    kind = draw(
+        st.sampled_from(
+            ["active", "created_at", "id", "tags", "salesperson", "is_blacklisted",
+             "phone_blacklisted"]
+        )
+    )  # fmt: skip
+    if kind in ("active", "is_blacklisted", "phone_blacklisted"):
         op = draw(st.sampled_from(["=", "!=", "is set", "is not set"]))
-        return ["active", op, None if "set" in op else draw(st.booleans())]
+        value = draw(st.booleans() | st.sampled_from([0, 1]))
+        return [kind, op, None if "set" in op else value]
     if kind == "created_at":
         op = draw(st.sampled_from(["=", "!=", "<", "<=", ">", ">=", "is set", "is not set"]))
         value: Any = draw(
@@ -127,6 +137,8 @@ def contact_rows(draw: st.DrawFn) -> list[dict[str, Any]]:
                     "email": maybe_texts,
                     "city": maybe_texts,
                     "country_code": codes,
+                    "phone": st.none() | st.just("") | st.sampled_from(PHONES),
+                    "mobile": st.none() | st.sampled_from(PHONES),
                     "active": st.booleans(),
                     "created_at": moments,
                     "salesperson": st.none() | st.integers(0, len(USER_NAMES) - 1),
@@ -139,8 +151,44 @@ def contact_rows(draw: st.DrawFn) -> list[dict[str, Any]]:
     )
 
 
-def _check(database: Database, rows: list[dict[str, Any]], domain_list: list[list[Any]]) -> None:
+@st.composite
+def blacklists(
+    draw: st.DrawFn, rows: list[dict[str, Any]]
+) -> tuple[dict[str, bool], dict[str, bool]]:
+    """(email -> active, number -> active): entries for some of the rows' own values (as
+    stored, or in another case, which must not match) and for values nobody has."""
+    emails = sorted({r["email"] for r in rows if r["email"]} | set(EXTRA_EMAILS))
+    candidates = st.sampled_from(emails) | st.sampled_from(emails).map(str.swapcase)
+    return (
+        draw(st.dictionaries(candidates, st.booleans(), max_size=4)),
+        draw(st.dictionaries(st.sampled_from(PHONES), st.booleans(), max_size=3)),
+    )
+
+
+def _block(session: Any, blocked: tuple[dict[str, bool], dict[str, bool]]) -> None:
+    """Blacklist rows written as stored (lifted entries: ``active`` false)."""
+    emails, phones = blocked
+    session.add_all(
+        EmailBlacklist(email=email, active=active, created_at=NOW, updated_at=NOW)
+        for email, active in emails.items()
+    )
+    session.add_all(
+        PhoneBlacklist(number=number, active=active, created_at=NOW, updated_at=NOW)
+        for number, active in phones.items()
+    )
+
+
+NO_BLACKLIST: tuple[dict[str, bool], dict[str, bool]] = ({}, {})
+
+
+def _check(
+    database: Database,
+    rows: list[dict[str, Any]],
+    domain_list: list[list[Any]],
+    blocked: tuple[dict[str, bool], dict[str, bool]] = NO_BLACKLIST,
+) -> None:
     with database.sessions() as session, session.begin():
+        _block(session, blocked)
         users = [
             User(login=f"u{i}-{name}", name=name, email=None if i % 2 else f"{name}@x.test",
                  created_at=NOW)
@@ -188,7 +236,7 @@ def test_sql_and_python_evaluation_agree(
     database: Database, rows: list[dict[str, Any]], data: st.DataObject
 ) -> None:
     domain_list = data.draw(st.lists(domains(_text_pool(rows)), min_size=1, max_size=8))
-    _check(database, rows, domain_list)
+    _check(database, rows, domain_list, data.draw(blacklists(rows)))
 
 
 TEXT_OPS = ["=", "!=", "like", "not like", "ilike", "not ilike", "=like", "=ilike", "<", ">="]
@@ -215,8 +263,8 @@ def test_text_operators_agree_on_case_wildcards_and_non_ascii_letters(
         lambda t: [["city", t[0], t[1]]]
     )
     rows = [
-        {"name": "x", "email": None, "city": city, "country_code": None, "active": True,
-         "created_at": NOW, "salesperson": None, "tags": set()}
+        {"name": "x", "email": None, "city": city, "country_code": None, "phone": None,
+         "mobile": None, "active": True, "created_at": NOW, "salesperson": None, "tags": set()}
         for city in cities
     ]  # fmt: skip
     _check(database, rows, data.draw(st.lists(leaves, min_size=1, max_size=10)))
@@ -230,7 +278,12 @@ LEAD_TEXT_PATHS = ["name", "contact.name", "contact.tags.name", "contact.salespe
 
 @st.composite
 def lead_leaves(draw: st.DrawFn) -> list[Any]:
-    kind = draw(st.sampled_from(["text", "stage", "revenue", "set"]))
+    kind = draw(st.sampled_from(["text", "stage", "revenue", "set", "blacklisted"]))
+    if kind == "blacklisted":
+        path = draw(st.sampled_from(["is_blacklisted", "phone_blacklisted",
+                                     "contact.is_blacklisted", "contact.phone_blacklisted"]))  # fmt: skip
+        op = draw(st.sampled_from(["=", "!=", "is set", "is not set"]))
+        return [path, op, None if "set" in op else draw(st.booleans())]
     if kind == "text":
         op = draw(st.sampled_from(["=", "!=", "ilike", "not ilike", "in", "not in"]))
         value: Any = draw(st.sampled_from(["a", "A", "VIP", "Bob", "vip", "é"]))
@@ -278,6 +331,8 @@ lead_domains = st.recursive(
             st.sampled_from([0.0, 500.0, 1000.5]),
             st.none() | st.integers(0, 3),  # contact index
             st.none() | st.integers(0, len(USER_NAMES) - 1),  # salesperson
+            st.none() | st.sampled_from(["a@x", "VIP@x", ""]),  # lead email
+            st.none() | st.sampled_from(PHONES),  # lead phone
         ),
         min_size=1,
         max_size=6,
@@ -288,32 +343,39 @@ lead_domains = st.recursive(
             st.none() | st.sampled_from(["a@x", "", "VIP@x"]),
             st.none() | st.integers(0, len(USER_NAMES) - 1),
             st.sets(st.integers(0, len(TAG_NAMES) - 1), max_size=2),
+            st.none() | st.sampled_from(PHONES),  # contact mobile
         ),
         min_size=4,
         max_size=4,
     ),
     domain_list=st.lists(lead_domains, min_size=1, max_size=6),
+    blocked=st.tuples(
+        st.dictionaries(st.sampled_from(["a@x", "VIP@x", "vip@x", ""]), st.booleans(), max_size=3),
+        st.dictionaries(st.sampled_from(PHONES), st.booleans(), max_size=2),
+    ),
 )
 def test_sql_and_python_agree_on_paths_through_another_target_model(
     database: Database,
     leads: list[tuple[Any, ...]],
     contacts: list[tuple[Any, ...]],
     domain_list: list[list[Any]],
+    blocked: tuple[dict[str, bool], dict[str, bool]],
 ) -> None:
     with database.sessions() as session, session.begin():
+        _block(session, blocked)
         users = [User(login=f"u{i}", name=n, created_at=NOW) for i, n in enumerate(USER_NAMES)]
         tags = [Tag(name=name) for name in TAG_NAMES]
         people = [
-            Contact(name=name, email=email, created_at=NOW, updated_at=NOW,
+            Contact(name=name, email=email, mobile=mobile, created_at=NOW, updated_at=NOW,
                     salesperson=None if sp is None else users[sp],
                     tags=[tags[i] for i in sorted(tag_ids)])
-            for name, email, sp, tag_ids in contacts
+            for name, email, sp, tag_ids, mobile in contacts
         ]  # fmt: skip
         rows = [
             Lead(name=name, stage=stage, expected_revenue=revenue, created_at=NOW,
                  updated_at=NOW, contact=None if c is None else people[c],
-                 salesperson=None if sp is None else users[sp])
-            for name, stage, revenue, c, sp in leads
+                 salesperson=None if sp is None else users[sp], email=email, phone=phone)
+            for name, stage, revenue, c, sp, email, phone in leads
         ]  # fmt: skip
         session.add_all([*users, *tags, *people, *rows])
         session.flush()

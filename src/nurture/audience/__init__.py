@@ -38,6 +38,13 @@ Semantics (chosen to match Odoo where Odoo is defined, and identical in SQL and 
 * **Dates.** Datetimes are naive UTC, given as ISO 8601 text (an offset is converted to
   UTC) or as ``{"relative": "-7d"}`` (units h, d, w, m; months use calendar arithmetic),
   resolved against the ``now`` passed in.
+* **Computed fields.** ``is_blacklisted`` (target models with an email field) and
+  ``phone_blacklisted`` (with phone fields) are booleans with no column: an *active*
+  blacklist entry holds exactly the record's stored (normalised) address, or one of its
+  stored numbers. SQL tests it with ``EXISTS`` on the blacklist's unique index; Python
+  looks it up through the record's session, as it loads relations. No address (NULL or
+  ``""``) is false. Derived by the registry (:func:`nurture.records.registry.computed_fields`,
+  :mod:`nurture.records.computed`).
 * **Archived records** (``active`` false) are excluded by :func:`count_matching` unless
   ``include_archived``; :func:`compile_domain` and :func:`evaluate` do not look at ``active``
   (combine with :func:`active_condition`).

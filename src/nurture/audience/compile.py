@@ -55,6 +55,7 @@ from nurture.audience.validate import (
     operand_at,
 )
 from nurture.records.catalog import REGISTRY
+from nurture.records.computed import computed_condition
 from nurture.records.registry import FieldDef
 
 ESCAPE = "\\"
@@ -249,9 +250,11 @@ def _cost(node: CheckedNode) -> int:
         return _cost(node.child)
     if isinstance(node, Branch):
         return max(_cost(child) for child in node.children)
-    if isinstance(node, Constant) or not node.hops:
+    if isinstance(node, Constant):
         return 0
-    return max(1 if _id_list(relation) else 2 for _owner, relation in node.hops)
+    # A computed field is a subquery too: one unique-index probe per row.
+    own = 1 if node.field.computed else 0
+    return max([own, *(1 if _id_list(relation) else 2 for _owner, relation in node.hops)])
 
 
 def _id_list(relation: FieldDef) -> bool:
@@ -269,8 +272,9 @@ def _leaf(cond: Condition, negate: bool, now: datetime) -> ColumnElement[bool]:
         test, null_safe = _scalar(cond, cond.model.orm, now)
         if not flip:
             return test
-        column = getattr(cond.model.orm, cond.attribute)
-        return not_(test) if null_safe else or_(not_(test), column.is_(None))
+        if null_safe:
+            return not_(test)
+        return or_(not_(test), getattr(cond.model.orm, cond.attribute).is_(None))
     # Each hop's target is a fresh alias, so a path that comes back to a table already in
     # the query (a self-relation) never correlates with the wrong row.
     entities: list[Any] = [cond.hops[0][0].orm]
@@ -348,9 +352,13 @@ def _hop(
 def _scalar(cond: Condition, entity: Any, now: datetime) -> tuple[ColumnElement[bool], bool]:
     """The positive test on the last field of ``entity`` (the model or an alias of it):
     (condition, True when it is never NULL)."""
-    column = getattr(entity, cond.attribute)
     op = cond.positive
     value = operand_at(cond, now)
+    if cond.field.computed:
+        # A computed boolean (``is_blacklisted``): a subquery, never NULL.
+        test = computed_condition(cond.field, entity)
+        return (test if value else not_(test)), True
+    column = getattr(entity, cond.attribute)
     text = cond.value_type in ("char", "text", "selection")
     if cond.value_type == "boolean":
         # An unset boolean counts as false.

@@ -7,11 +7,14 @@ from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
+from sqlalchemy.orm import object_session
+
 from nurture.audience.compile import ascii_lower
 from nurture.audience.domain import AND, Branch, Negation
 from nurture.audience.validate import IS_SET, CheckedNode, Condition, Constant, analyse, operand_at
 from nurture.errors import ValidationError
 from nurture.records.catalog import REGISTRY
+from nurture.records.computed import computed_value
 
 
 def evaluate(
@@ -67,6 +70,16 @@ def _leaf(cond: Condition, record: Any, now: datetime) -> bool:
 
 
 def _value(cond: Condition, record: Any) -> Any:
+    if cond.field.computed:
+        # Read through the record's session, as relations are (lazy loads).
+        session = object_session(record)
+        if session is None:
+            raise ValidationError(
+                f"evaluate: {cond.path} is computed from the database, so the "
+                f"{type(record).__name__} record must belong to a session",
+                field=cond.path,
+            )
+        return computed_value(cond.field, record, session)
     value = getattr(record, cond.attribute)
     if value is None and cond.field.type == "many2one":
         # A relation assigned but not yet flushed has no foreign key value yet.

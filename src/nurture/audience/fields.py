@@ -15,11 +15,14 @@ def fields_for_ui(model: str) -> list[dict[str, Any]]:
 
     Each entry: ``name``, ``label``, ``type``, ``relation`` (the related model for
     relations, which the editor can expand into its own fields), ``operators`` allowed for
-    the type, and ``selection`` values (empty unless the type is selection).
+    the type, ``selection`` values (empty unless the type is selection), ``readonly``
+    (set by Nurture, never written by a create, update or import) and ``computed``
+    (no column: computed when a filter runs, such as ``is_blacklisted``). Computed
+    fields come after the stored ones.
     """
     mdef = REGISTRY.get(model)
     entries: list[dict[str, Any]] = []
-    for fdef in mdef.fields.values():
+    for fdef in [*mdef.fields.values(), *mdef.computed.values()]:
         operators = _BOOLEAN_UI if fdef.type == "boolean" else OPERATORS_BY_TYPE[fdef.type]
         entries.append(
             {
@@ -29,6 +32,8 @@ def fields_for_ui(model: str) -> list[dict[str, Any]]:
                 "relation": fdef.relation,
                 "operators": list(operators),
                 "selection": list(fdef.selection),
+                "readonly": fdef.readonly,
+                "computed": fdef.computed is not None,
             }
         )
     return entries

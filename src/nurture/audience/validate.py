@@ -190,7 +190,7 @@ def _check_operator(path: str, last: FieldDef, operator: str) -> None:
 
 def _resolve(mdef: ModelDef, path: str) -> list[tuple[ModelDef, FieldDef]]:
     try:
-        return REGISTRY.resolve_path(mdef, path)
+        return REGISTRY.resolve_path(mdef, path, computed=True)
     except RegistryError as exc:
         message = str(exc).strip("\"'").removeprefix(f"in path {path!r}: ")
         raise FilterError(f"{path}: {message}", field=path) from None

@@ -74,8 +74,12 @@ DOUBLE_OPT_IN = CampaignTemplate(
     title="Double Opt-in",
     description="Send an email to new recipients to confirm their consent.",
     model="mailing_contact",
-    # blacklisted addresses match but are never mailed (the email channel refuses them)
-    domain=(_EMAIL_SET, ("subscriptions.list.name", "=", NEWSLETTER)),
+    # blacklisted addresses are not enrolled at all
+    domain=(
+        _EMAIL_SET,
+        ("subscriptions.list.name", "=", NEWSLETTER),
+        ("is_blacklisted", "=", False),
+    ),
     lists=(NEWSLETTER, CONFIRMED),
     actions=(
         ActionSpec("confirm", "Add to Confirmed contacts", "add_to_list", {"list": CONFIRMED}),

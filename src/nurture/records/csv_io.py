@@ -101,7 +101,8 @@ def _target_model(model: str) -> ModelDef:
 
 def _match_header(model: ModelDef, header: str) -> FieldDef | None:
     wanted = header.strip().lower()
-    for fdef in model.fields.values():
+    # Computed fields are read-only: a column of one is skipped like created_at.
+    for fdef in [*model.fields.values(), *model.computed.values()]:
         if wanted in (fdef.name.lower(), fdef.label.lower()) or (
             fdef.fk_column is not None and wanted == fdef.fk_column.lower()
         ):

@@ -51,6 +51,9 @@ class FieldDef:
     nullable: bool = True
     fk_column: str | None = None  # many2one: the local foreign-key attribute
     kind: str | None = None  # semantic hint: "email", "phone"
+    #: computed fields (no column): what they compute, e.g. ``"email_blacklisted"``
+    computed: str | None = None
+    depends: tuple[str, ...] = ()  # computed fields: the fields they are computed from
 
     @property
     def is_relation(self) -> bool:
@@ -72,6 +75,10 @@ class ModelDef:
     email_field: str | None = None
     phone_fields: tuple[str, ...] = ()
     has_active: bool = False
+    #: Computed, read-only fields (see :func:`computed_fields`). They have no column, so
+    #: they are not in ``fields``: only the filter language and the field catalogue offer
+    #: them (``Registry.resolve_path(..., computed=True)``).
+    computed: dict[str, FieldDef] = field(default_factory=dict)
 
     @property
     def default_unicity_field(self) -> str:
@@ -86,6 +93,14 @@ class ModelDef:
             raise RegistryError(
                 f"unknown field {name!r} on {self.name} (known fields: {known})"
             ) from None
+
+    def filter_field(self, name: str) -> FieldDef:
+        """A stored or computed field (the fields a filter may test)."""
+        found = self.fields.get(name) or self.computed.get(name)
+        if found is None:
+            known = ", ".join(sorted([*self.fields, *self.computed]))
+            raise RegistryError(f"unknown field {name!r} on {self.name} (known fields: {known})")
+        return found
 
     def attr(self, name: str) -> InstrumentedAttribute[Any]:
         """The ORM attribute of field ``name``."""
@@ -129,10 +144,13 @@ class Registry:
     def model_for_orm(self, orm: type[Any]) -> ModelDef:
         return self.get(self._by_table[orm.__tablename__])
 
-    def resolve_path(self, model: str | ModelDef, path: str) -> list[tuple[ModelDef, FieldDef]]:
+    def resolve_path(
+        self, model: str | ModelDef, path: str, *, computed: bool = False
+    ) -> list[tuple[ModelDef, FieldDef]]:
         """Follow a dotted path (``subscriptions.list.name``) to its steps.
 
-        Every step but the last must be a relation. Raises :class:`RegistryError` naming
+        Every step but the last must be a relation. With ``computed`` the last step may be
+        a computed field (``contact.is_blacklisted``). Raises :class:`RegistryError` naming
         the first part of the path that does not exist.
         """
         current = self.get(model) if isinstance(model, str) else model
@@ -142,7 +160,7 @@ class Registry:
         parts = path.split(".")
         for index, part in enumerate(parts):
             try:
-                fdef = current.field(part)
+                fdef = current.filter_field(part) if computed else current.field(part)
             except RegistryError as exc:
                 raise RegistryError(f"in path {path!r}: {exc}") from None
             steps.append((current, fdef))
@@ -248,7 +266,55 @@ def model_from_orm(
         email_field=email_field,
         phone_fields=phone_fields,
         has_active="active" in fields,
+        computed=computed_fields(name, fields, email_field, phone_fields) if is_target else {},
     )
+
+
+EMAIL_BLACKLISTED = "email_blacklisted"
+PHONE_BLACKLISTED = "phone_blacklisted"
+
+
+def computed_fields(
+    model: str,
+    fields: Mapping[str, FieldDef],
+    email_field: str | None,
+    phone_fields: tuple[str, ...],
+) -> dict[str, FieldDef]:
+    """The computed fields a target model gets from its email and phone fields.
+
+    * ``is_blacklisted`` (Odoo's field of the same name), with an email field: the stored
+      (normalised) address is on the email blacklist, active entries only;
+    * ``phone_blacklisted``, with phone fields: one of the stored numbers (E.164) is on
+      the phone blacklist, active entries only.
+
+    A record without an address or number is not blacklisted. Both are read-only booleans;
+    how they are computed (SQL and Python alike) is in :mod:`nurture.records.computed`.
+    """
+    found: dict[str, FieldDef] = {}
+    if email_field is not None:
+        found["is_blacklisted"] = FieldDef(
+            name="is_blacklisted",
+            type="boolean",
+            label="Blacklisted",
+            readonly=True,
+            nullable=False,
+            computed=EMAIL_BLACKLISTED,
+            depends=(email_field,),
+        )
+    if phone_fields:
+        found["phone_blacklisted"] = FieldDef(
+            name="phone_blacklisted",
+            type="boolean",
+            label="Phone blacklisted",
+            readonly=True,
+            nullable=False,
+            computed=PHONE_BLACKLISTED,
+            depends=phone_fields,
+        )
+    for name in found:
+        if name in fields:
+            raise RegistryError(f"{model}: field {name!r} clashes with a computed field")
+    return found
 
 
 def _relation_type(rel: RelationshipProperty[Any]) -> FieldType:

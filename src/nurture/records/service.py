@@ -62,6 +62,12 @@ def _field_for_key(model: ModelDef, key: str) -> FieldDef:
     for fdef in model.fields.values():
         if fdef.fk_column == key:
             return fdef
+    if key in model.computed:
+        raise ValidationError(
+            f"{key} is read-only: it is computed (from {', '.join(model.computed[key].depends)}"
+            " and the blacklist), never written",
+            field=key,
+        )
     known = ", ".join(sorted(model.fields))
     raise ValidationError(f"unknown field {key!r} on {model.name} (known: {known})", field=key)
 

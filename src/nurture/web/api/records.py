@@ -216,6 +216,12 @@ class FieldInfo(BaseModel):
     relation: str | None = None
     operators: list[str]
     selection: list[str]
+    readonly: bool = Field(
+        False, description="Set by Nurture; refused by create and update, skipped by imports."
+    )
+    computed: bool = Field(
+        False, description="No stored value: computed when filtering (e.g. is_blacklisted)."
+    )
 
 
 class RowErrorOut(BaseModel):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, update
+import pytest
+from sqlalchemy import delete, text, update
 
 from nurture.campaigns import service as cs
 from nurture.db import Database
@@ -211,3 +212,25 @@ def test_participant_rows_are_unique_per_record(db: Database) -> None:
                           is_test=False, created_at=T0, updated_at=T0))
         s.flush()
     assert Trace is not None
+
+
+def test_a_bulk_enrolment_refreshes_planner_statistics(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: the engine's per-batch statements are planned from the new table sizes
+    (stale statistics made the completion check scan the whole trace table per batch)."""
+    import nurture.engine.enrol as enrol_mod
+
+    monkeypatch.setattr(enrol_mod, "ANALYZE_AFTER", 50)
+    with db.transaction() as s:
+        add_contacts(s, [{"email": f"c{i}@x.io"} for i in range(60)])
+        cid = make_campaign(s)
+        add(s, cid, "One", server_action_id=tag_action(s))
+    _start(db, cid)
+    with db.transaction() as s:
+        assert enrol_campaign(s, campaign_id=cid, now=T0) == 60
+    if db.dialect == "postgresql":
+        with db.read() as s:
+            sizes = dict(
+                s.execute(text("SELECT relname, reltuples FROM pg_class WHERE relname IN ('participant', 'trace')")).all()
+            )
+        assert sizes == {"participant": 60, "trace": 60}
+    assert len(participants(db, cid)) == 60

@@ -28,6 +28,7 @@ from sqlalchemy import (
     null,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.orm import Session
@@ -40,6 +41,9 @@ from nurture.engine.models import Participant, Trace
 from nurture.engine.schedule import MSG_RECORD_DELETED, cancel_scheduled, chunks
 from nurture.records import events
 from nurture.records.catalog import REGISTRY
+
+#: a pass that enrols at least this many refreshes the planner statistics (PostgreSQL)
+ANALYZE_AFTER = 5_000
 
 LISTENER_CHUNK = 5000
 
@@ -172,6 +176,11 @@ def enrol_campaign(
                 now=now,
                 participant_filter=new_ones,
             )
+        if created >= ANALYZE_AFTER and session.get_bind().dialect.name == "postgresql":
+            # A bulk enrolment can grow these tables many times over within a minute, before
+            # autovacuum re-samples them: with stale statistics the planner takes them for
+            # small and scans them whole for each batch the engine then runs.
+            session.execute(text("ANALYZE participant, trace"))
     if ids is None:
         campaign.last_sync_at = now
     session.flush()

@@ -162,7 +162,7 @@ def rewrite_links(
         tracked = cache.get(url)
         if tracked is not None:
             return tracked
-        if not is_trackable(url) or url in skip or any(url.startswith(p) for p in skip_prefixes):
+        if url in skip or any(url.startswith(p) for p in skip_prefixes) or not is_trackable(url):
             return None
         tracked = cache[url] = shorten(add_utm(url, utm))
         return tracked

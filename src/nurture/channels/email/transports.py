@@ -463,12 +463,7 @@ class SmtpTransport:
                 assert last is not None
                 return last, False
             code, reply = smtp.data(raw)
-            conn.sent += 1
-            if code != 250:
-                self._reset_or_drop(conn)
-                return _classify(code, reply), False
-            self._release(conn)
-            return SendResult(Outcome.SENT, f"{code} {_text(reply)}".strip(), code, refused), False
+            return self._finish(conn, code, reply, refused), False
         except smtplib.SMTPDataError as exc:  # DATA itself refused (not 354)
             self._reset_or_drop(conn)
             return _classify(exc.smtp_code, exc.smtp_error), False
@@ -544,12 +539,18 @@ class SmtpTransport:
             body += b"\r\n"
         smtp.send(body + b".\r\n")
         code, reply = smtp.getreply()
+        return self._finish(conn, code, reply, refused), False
+
+    def _finish(
+        self, conn: _Connection, code: int, reply: bytes, refused: dict[str, tuple[int, str]]
+    ) -> SendResult:
+        """The server's answer to the end of the data: the message's outcome."""
         conn.sent += 1
         if code != 250:
             self._reset_or_drop(conn)
-            return _classify(code, reply), False
+            return _classify(code, reply)
         self._release(conn)
-        return SendResult(Outcome.SENT, f"{code} {_text(reply)}".strip(), code, refused), False
+        return SendResult(Outcome.SENT, f"{code} {_text(reply)}".strip(), code, refused)
 
     def _reset_or_drop(self, conn: _Connection) -> None:
         try:

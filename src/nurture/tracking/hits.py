@@ -25,6 +25,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 
 from nurture.config import TRUE_WORDS
@@ -86,6 +87,23 @@ def ip_class(ip: str | None) -> str | None:
     """The network prefix of ``ip`` (IPv4 /24, IPv6 /48), or None when not an address."""
     if not ip:
         return None
+    return _ip_facts(ip)[0]
+
+
+@lru_cache(maxsize=4096)
+def _ip_facts(ip: str) -> tuple[str | None, bool]:
+    """``(ip_class, in Apple's network)`` of a client address (cached: hits repeat them)."""
+    return _ip_class(ip), _in_apple(ip)
+
+
+@lru_cache(maxsize=1024)
+def _ua_facts(ua: str) -> tuple[str | None, bool]:
+    """``(image proxy, bot or scanner)`` of a user agent (cached: a few agents make most hits)."""
+    proxy = next((name for name, pattern in _PROXIES if pattern.search(ua)), None)
+    return proxy, _BOT_UA.search(ua) is not None
+
+
+def _ip_class(ip: str) -> str | None:
     try:
         address = ipaddress.ip_address(ip.strip())
     except ValueError:
@@ -106,8 +124,8 @@ def _in_apple(ip: str | None) -> bool:
 def classify_hit(hit: Hit, policy: HitPolicy | None = None) -> HitVerdict:
     policy = policy or HitPolicy()
     ua = (hit.user_agent or "").strip()
-    klass = ip_class(hit.ip)
-    proxy = next((name for name, pattern in _PROXIES if pattern.search(ua)), None)
+    klass, apple = _ip_facts(hit.ip) if hit.ip else (None, False)
+    proxy, bot = _ua_facts(ua) if ua else (None, False)
     elapsed = (hit.at - hit.sent_at).total_seconds() if hit.sent_at is not None else None
 
     def verdict(reason: str) -> HitVerdict:
@@ -116,16 +134,16 @@ def classify_hit(hit: Hit, policy: HitPolicy | None = None) -> HitVerdict:
     if not ua:
         return verdict("no user agent")
     if hit.kind == "open":
-        if ua == "Mozilla/5.0" or _in_apple(hit.ip):
+        if ua == "Mozilla/5.0" or apple:
             return HitVerdict(klass, True, "Apple Mail Privacy Protection prefetch", "apple")
-        if _BOT_UA.search(ua):
+        if bot:
             return verdict("bot or scanner user agent")
         if elapsed is not None and elapsed < policy.min_open_seconds:
             return verdict(f"opened {elapsed:.1f}s after sending")
         return verdict("")
     if hit.method.upper() == "HEAD":
         return verdict("HEAD request")
-    if _BOT_UA.search(ua):
+    if bot:
         return verdict("bot or scanner user agent")
     if elapsed is not None and elapsed < policy.min_click_seconds:
         return verdict(f"clicked {elapsed:.1f}s after sending")

@@ -5,9 +5,11 @@ Every handler verifies its token (signature and kind) first; a forged, altered o
 token gets a 404 and writes nothing. Each hit is stored (time, user agent, IP class, the
 machine-hit flag of :func:`~nurture.tracking.hits.classify_hit`) and, when
 :func:`~nurture.tracking.hits.fires_trigger` says so, becomes an engine event
-(:func:`nurture.engine.events.record_event`) in the same transaction — within the request,
-not at the next cron. A click also counts as an open (the engine's implication rule); the
-unsubscribe and web-version links are separate routes and never count as clicks.
+(:func:`nurture.engine.events.apply_events`) in the same transaction — within the request,
+not at the next cron; the transaction commits before the response (group commit under
+load, see :mod:`nurture.tracking.recorder`). A click also counts as an open (the engine's
+implication rule); the unsubscribe and web-version links are separate routes and never
+count as clicks.
 
 The unsubscribe URL answers ``GET`` with a confirmation form (optional reason, "exclude me
 from all marketing") and ``POST`` with the unsubscribe itself; a ``POST`` whose body is
@@ -23,7 +25,6 @@ import email.policy
 import html
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Request, Response
@@ -31,14 +32,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, RedirectResponse
 from sqlalchemy import select
 
-from nurture.campaigns.models import Activity
 from nurture.channels.email import service as email_service
-from nurture.channels.email.models import LinkClick, MailMessage, MailOpen, TrackedLink
+from nurture.channels.email.models import MailMessage
 from nurture.clock import utcnow
 from nurture.db import Database
-from nurture.engine.events import record_event
-from nurture.engine.models import Trace
-from nurture.tracking.hits import Hit, HitPolicy, classify_hit, fires_trigger
+from nurture.tracking.hits import HitPolicy
+from nurture.tracking.recorder import PendingHit, recorder_for
 from nurture.tracking.tokens import KIND_CLICK, KIND_OPEN, KIND_UNSUBSCRIBE, TokenSigner
 from nurture.tracking.urls import KIND_VIEW
 
@@ -76,7 +75,12 @@ def _signer(request: Request) -> TokenSigner:
 
 
 def _policy(request: Request) -> HitPolicy:
-    return HitPolicy.from_settings(request.app.state.runtime.settings.extra)
+    state = request.app.state
+    policy: HitPolicy | None = getattr(state, "tracking_policy", None)
+    if policy is None:
+        policy = HitPolicy.from_settings(state.runtime.settings.extra)
+        state.tracking_policy = policy
+    return policy
 
 
 def _now(request: Request) -> datetime:
@@ -89,49 +93,27 @@ def _client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _email_trace(session: Any, trace_id: int) -> Trace | None:
-    trace = session.get(Trace, trace_id)
-    if trace is None:
-        return None
-    activity = session.get(Activity, trace.activity_id)
-    if activity is None or activity.activity_type != "email":
-        return None
-    result: Trace = trace
-    return result
+async def _record(request: Request, hit: PendingHit) -> PendingHit:
+    """Write ``hit`` through the app's group-commit recorder (committed on return). The
+    handlers are coroutines: the recorder's writer thread does the database work, so a hit
+    takes no threadpool thread."""
+    recorder = recorder_for(request.app.state, _db(request), lambda: _policy(request))
+    return await recorder.record_async(hit)
 
 
 # --------------------------------------------------------------------------- open pixel
 
 
 @router.get("/t/o/{token}.gif")
-def open_pixel(token: str, request: Request) -> Response:
+async def open_pixel(token: str, request: Request) -> Response:
     data = _signer(request).verify(token, KIND_OPEN)
     if data is None or len(data.ids) != 1:
         return _not_found()
-    now = _now(request)
-    ua = request.headers.get("user-agent")
-    ip = _client_ip(request)
-    policy = _policy(request)
-    with _db(request).transaction() as session:
-        trace = _email_trace(session, data.ids[0])
-        if trace is None:
-            return _not_found()
-        verdict = classify_hit(Hit("open", ua, ip, now, trace.sent_at), policy)
-        fire = fires_trigger("open", verdict, policy)
-        session.add(
-            MailOpen(
-                trace_id=trace.id,
-                at=now,
-                user_agent=(ua or "")[:500] or None,
-                ip_class=verdict.ip_class,
-                machine=verdict.machine,
-                reason=verdict.reason[:200] or None,
-                proxy=verdict.proxy,
-                fired=fire,
-            )
-        )
-        if fire:
-            record_event(session, trace_id=trace.id, event="open", now=now)
+    hit = PendingHit(
+        "open", data.ids[0], None, request.headers.get("user-agent"), _client_ip(request), _now(request)
+    )
+    if not (await _record(request, hit)).found:
+        return _not_found()
     return Response(GIF, media_type="image/gif", headers=NO_CACHE)
 
 
@@ -139,39 +121,18 @@ def open_pixel(token: str, request: Request) -> Response:
 
 
 @router.api_route("/t/c/{token}", methods=["GET", "HEAD"])
-def click(token: str, request: Request) -> Response:
+async def click(token: str, request: Request) -> Response:
     data = _signer(request).verify(token, KIND_CLICK)
     if data is None or len(data.ids) != 2:
         return _not_found()
     link_id, trace_id = data.ids
-    now = _now(request)
-    ua = request.headers.get("user-agent")
-    policy = _policy(request)
-    with _db(request).transaction() as session:
-        link = session.get(TrackedLink, link_id)
-        trace = _email_trace(session, trace_id)
-        if link is None or trace is None or link.campaign_id != trace.campaign_id:
-            return _not_found()
-        verdict = classify_hit(
-            Hit("click", ua, _client_ip(request), now, trace.sent_at, method=request.method), policy
-        )
-        fire = fires_trigger("click", verdict, policy)
-        session.add(
-            LinkClick(
-                link_id=link.id,
-                trace_id=trace.id,
-                at=now,
-                user_agent=(ua or "")[:500] or None,
-                ip_class=verdict.ip_class,
-                machine=verdict.machine,
-                reason=verdict.reason[:200] or None,
-                fired=fire,
-            )
-        )
-        if fire:
-            record_event(session, trace_id=trace.id, event="click", now=now)
-        url = link.url
-    return RedirectResponse(url, status_code=302, headers=NO_CACHE)
+    hit = PendingHit(
+        "click", trace_id, link_id, request.headers.get("user-agent"), _client_ip(request),
+        _now(request), method=request.method,
+    )
+    if not (await _record(request, hit)).found or hit.url is None:
+        return _not_found()
+    return RedirectResponse(hit.url, status_code=302, headers=NO_CACHE)
 
 
 # --------------------------------------------------------------------------- unsubscribe

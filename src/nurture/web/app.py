@@ -69,8 +69,8 @@ def create_app(rt: Runtime, *, runner: BackgroundRunner | None = None) -> FastAP
     install_api(app)
 
     @app.get("/healthz", tags=["health"])
-    def healthz() -> dict[str, Any]:
-        """Liveness: the process answers."""
+    async def healthz() -> dict[str, Any]:
+        """Liveness: the process answers (on the event loop: no threadpool slot needed)."""
         return {"status": "ok", "version": __version__}
 
     @app.get("/readyz", tags=["health"])

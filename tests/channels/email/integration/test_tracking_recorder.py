@@ -138,3 +138,26 @@ def test_one_pooled_connection_serves_every_group_even_with_its_state_changed(en
     finally:
         db.dispose()
     _check_all_applied(env, kids, traces)
+
+
+@pytest.mark.parametrize(
+    "user_agent",
+    [
+        "x'); DROP TABLE trace; --",
+        "Mozilla/5.0 \\' \"quoted\" $$dollar$$ ;\n newline é ✓",
+        "E'\\\\x41' || chr(65)",
+    ],
+)
+def test_hostile_user_agents_are_stored_verbatim(env: Env, user_agent: str) -> None:
+    """Hit values travel as bound parameters (PostgreSQL: psycopg's client-side literal
+    quoting inside the group's query string): whatever a client sends is stored as sent."""
+    _mail, _kids, traces, link = _sent(env)
+    recorder = HitRecorder(env.db, HitPolicy())
+    at = T0 + HOUR
+    hit = recorder.record(PendingHit("open", traces[0], None, user_agent, "198.51.100.7", at))
+    click = recorder.record(PendingHit("click", traces[1], link, user_agent, "198.51.100.7", at))
+    assert hit.found and click.found
+    with env.db.read() as s:
+        assert list(s.scalars(select(MailOpen.user_agent))) == [user_agent]
+        assert list(s.scalars(select(LinkClick.user_agent))) == [user_agent]
+    assert _count(env, Trace) > 0  # the trace table is still there

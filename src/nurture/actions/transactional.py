@@ -59,8 +59,8 @@ from nurture.channels.email.mime import MessageSpec, build_message, parse_addres
 from nurture.channels.email.models import MailMessage
 from nurture.channels.email.receive import AUTO_BLACKLIST_REASON
 from nurture.channels.email.service import email_context
+from nurture.channels.queue import MSG_UNKNOWN
 from nurture.channels.sms import service as sms_service
-from nurture.channels.sms.delivery import MSG_UNKNOWN as SMS_MSG_UNKNOWN
 from nurture.channels.sms.models import SmsMessage
 from nurture.channels.sms.render import (
     InvalidNumber,
@@ -168,7 +168,7 @@ def bounced_numbers(session: Any, numbers: list[str]) -> set[str]:
                 select(SmsMessage.to_number).where(
                     SmsMessage.to_number.in_(part),
                     SmsMessage.state == "failed",
-                    func.coalesce(SmsMessage.failure_reason, "") != SMS_MSG_UNKNOWN,
+                    func.coalesce(SmsMessage.failure_reason, "") != MSG_UNKNOWN,
                 )
             )
         )

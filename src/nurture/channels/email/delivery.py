@@ -63,7 +63,7 @@ from nurture.channels.email.transports import (
     decide,
 )
 from nurture.channels.email.transports import Outcome as SendOutcome
-from nurture.channels.queue import claim_queued
+from nurture.channels.queue import DeliveryResult, claim_queued, recover_interrupted
 from nurture.engine.events import record_event
 from nurture.engine.models import Trace
 
@@ -74,7 +74,6 @@ DEFAULT_LIMIT = 500
 MARK_EVERY = 100
 _IN_CHUNK = 900  # ids per IN (...) list (SQLite's bound-parameter limit is far above)
 FAILURE_UNKNOWN = "mail_unknown"
-MSG_UNKNOWN = "Delivery interrupted (worker stopped while sending); not resent to avoid a duplicate"
 
 
 class DatabaseOutbox:
@@ -112,22 +111,6 @@ def default_transport() -> Transport:
         return _transport
 
 
-@dataclass
-class DeliveryResult:
-    claimed: int = 0
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-    unknown: int = 0
-
-    def add(self, other: DeliveryResult) -> None:
-        self.claimed += other.claimed
-        self.sent += other.sent
-        self.retried += other.retried
-        self.failed += other.failed
-        self.unknown += other.unknown
-
-
 @dataclass(frozen=True)
 class _Claimed:
     id: int
@@ -137,38 +120,6 @@ class _Claimed:
     envelope_from: str
     raw: bytes
     attempts: int
-
-
-def recover_interrupted(session: Session, *, now: datetime) -> int:
-    """Messages left ``sending`` past their lease → ``failed`` (``mail_unknown``), not resent."""
-    rows = session.execute(
-        select(MailMessage.id, MailMessage.trace_id).where(
-            MailMessage.state == "sending", MailMessage.lease_until < now
-        )
-    ).all()
-    if not rows:
-        return 0
-    ids = [r[0] for r in rows]
-    session.execute(
-        update(MailMessage)
-        .where(MailMessage.id.in_(ids), MailMessage.state == "sending")
-        .values(
-            state="failed",
-            failure_type=FAILURE_UNKNOWN,
-            failure_reason=MSG_UNKNOWN,
-            lease_until=None,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Trace)
-        .where(Trace.id.in_([r[1] for r in rows]))
-        .values(failure_reason=FAILURE_UNKNOWN)
-        .execution_options(synchronize_session=False)
-    )
-    log.warning("%d message(s) interrupted while sending marked failed (not resent)", len(rows))
-    return len(rows)
 
 
 def claim(session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
@@ -333,7 +284,13 @@ def deliver_queued(
     token = f"{worker_id[:48]}:{uuid.uuid4().hex[:12]}"
     with db.transaction() as session:
         if stale is not None:
-            result.unknown += recover_interrupted(session, now=now)
+            result.unknown += recover_interrupted(
+                session,
+                MailMessage,
+                now=now,
+                trace_failure=FAILURE_UNKNOWN,
+                message_values={"failure_type": FAILURE_UNKNOWN},
+            )
         claimed = claim(session, now=now, limit=limit, token=token, lease=lease) if due is not None else []
     result.claimed = len(claimed)
     pending: list[tuple[_Claimed, Delivery]] = []

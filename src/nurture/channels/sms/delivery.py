@@ -35,7 +35,8 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from nurture.channels.queue import claim_queued
+from nurture.channels.queue import DeliveryResult as SmsDeliveryResult
+from nurture.channels.queue import claim_queued, recover_interrupted
 from nurture.channels.sms import service
 from nurture.channels.sms.models import SmsMessage
 from nurture.channels.sms.providers import (
@@ -60,7 +61,6 @@ RETRY_DELAYS = (
     timedelta(hours=1),
     timedelta(hours=3),
 )
-MSG_UNKNOWN = "Delivery interrupted (worker stopped while sending); not resent to avoid a duplicate"
 
 _provider: SmsProvider | None = None
 _provider_lock = threading.Lock()
@@ -102,22 +102,6 @@ def auth_token() -> str | None:
     return str(token) if token else None
 
 
-@dataclass
-class SmsDeliveryResult:
-    claimed: int = 0
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
-    unknown: int = 0
-
-    def add(self, other: SmsDeliveryResult) -> None:
-        self.claimed += other.claimed
-        self.sent += other.sent
-        self.retried += other.retried
-        self.failed += other.failed
-        self.unknown += other.unknown
-
-
 @dataclass(frozen=True)
 class _Claimed:
     id: int
@@ -130,30 +114,6 @@ class _Claimed:
 
 def retry_delay(attempts: int) -> timedelta:
     return RETRY_DELAYS[min(max(attempts, 1), len(RETRY_DELAYS)) - 1]
-
-
-def recover_interrupted(session: Session, *, now: datetime) -> int:
-    rows = session.execute(
-        select(SmsMessage.id, SmsMessage.trace_id).where(
-            SmsMessage.state == "sending", SmsMessage.lease_until < now
-        )
-    ).all()
-    if not rows:
-        return 0
-    session.execute(
-        update(SmsMessage)
-        .where(SmsMessage.id.in_([r[0] for r in rows]), SmsMessage.state == "sending")
-        .values(state="failed", failure_reason=MSG_UNKNOWN, lease_until=None, updated_at=now)
-        .execution_options(synchronize_session=False)
-    )
-    session.execute(
-        update(Trace)
-        .where(Trace.id.in_([r[1] for r in rows]))
-        .values(failure_reason=service.FAILURE_UNKNOWN)
-        .execution_options(synchronize_session=False)
-    )
-    log.warning("%d SMS interrupted while sending marked failed (not resent)", len(rows))
-    return len(rows)
 
 
 def claim(session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
@@ -286,7 +246,9 @@ def deliver_queued_sms(
     token = f"{worker_id[:48]}:{uuid.uuid4().hex[:12]}"
     with db.transaction() as session:
         if stale is not None:
-            result.unknown += recover_interrupted(session, now=now)
+            result.unknown += recover_interrupted(
+                session, SmsMessage, now=now, trace_failure=service.FAILURE_UNKNOWN
+            )
         claimed = claim(session, now=now, limit=limit, token=token, lease=lease) if due is not None else []
     result.claimed = len(claimed)
     for item in claimed:

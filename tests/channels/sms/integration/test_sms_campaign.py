@@ -7,6 +7,7 @@ import re
 from sqlalchemy import select
 
 from nurture.channels.email.models import LinkClick, TrackedLink
+from nurture.channels.queue import MSG_UNKNOWN
 from nurture.channels.sms import delivery
 from nurture.channels.sms.models import SmsMessage
 from nurture.channels.sms.providers import twilio_signature
@@ -220,7 +221,7 @@ def test_interrupted_send_is_never_resent(env: Env) -> None:
     assert len(claimed) == 1
     env.tick(T0 + 2 * delivery.DEFAULT_LEASE)
     (row,) = env.messages()
-    assert row.state == "failed" and row.failure_reason == delivery.MSG_UNKNOWN
+    assert row.state == "failed" and row.failure_reason == MSG_UNKNOWN
     assert env.twilio is not None and env.twilio.messages == {}
     (trace,) = env.traces_of(sms)
     assert trace.failure_reason == "sms_unknown"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
+import socket
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -22,6 +24,27 @@ def parse_args(description: str, default_rows: int) -> argparse.Namespace:
     parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
     parser.add_argument("--rows", type=int, default=default_rows)
     return parser.parse_args()
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set of this process (VmHWM: unlike ``ru_maxrss`` it is not inherited
+    from the parent across fork/exec)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 def backends(choice: str) -> list[str]:

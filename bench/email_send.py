@@ -34,7 +34,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import text
 
-from bench._engine_common import backends, fresh_database, generate_contacts
+from bench._engine_common import backends, free_port, fresh_database, generate_contacts, peak_rss_mb
 from nurture.db import Database
 
 NOW = datetime(2026, 1, 5, 9, 0)
@@ -48,17 +48,6 @@ HTML = """<html><head><style>p { font-family: Arial, sans-serif; color: #333333;
 <a href="https://blog.example.com/spring-tips">Spring tips</a></p>
 <p>Write to us at {{ record.email }} if anything is wrong.</p>
 </body></html>"""
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def start_sink(port: int) -> subprocess.Popen[bytes]:
@@ -92,9 +81,9 @@ def environ(db_url: str, port: int) -> dict[str, str]:
     }
 
 
-def worker(db_url: str, port: int, batch: int, rows: int, serial: bool = False) -> None:
+def worker(db_url: str, port: int, batch: int, serial: bool = False) -> None:
     """One Nurture worker process: the product's ``Worker`` loop (what ``nurture worker``
-    runs), its clock pinned to NOW, until ``rows`` messages are sent (by all workers).
+    runs), its clock pinned to NOW, until nothing is left to send (by any worker).
 
     Prints ``ready`` once imported and connected, starts on a line from stdin (the parent
     times from there), prints its stats as JSON when done. ``serial``: no sender thread
@@ -108,7 +97,7 @@ def worker(db_url: str, port: int, batch: int, rows: int, serial: bool = False) 
     service.configure(load_settings(environ(db_url, port)))
     delivery.reset_transport()
     db = Database(db_url)
-    _count(db, SENT_QUERY)
+    _count(db, PENDING_QUERY)  # connected before "ready"
     loop = Worker(db, batch_size=batch, clock=lambda: NOW, poll_interval=0.05,
                   background_delivery=not serial)
     print("ready", flush=True)
@@ -123,10 +112,10 @@ def worker(db_url: str, port: int, batch: int, rows: int, serial: bool = False) 
     print(json.dumps({"rss_mb": peak_rss_mb(), "cpu": usage.ru_utime + usage.ru_stime}), flush=True)
 
 
-def run_workers(db_url: str, port: int, batch: int, rows: int, workers: int, serial: bool) -> tuple[float, float]:
+def run_workers(db_url: str, port: int, batch: int, workers: int, serial: bool) -> tuple[float, float]:
     """(seconds from "go" until every worker saw all messages sent, max peak RSS in MB)."""
     cmd = [sys.executable, "-m", "bench.email_send", "--worker", db_url, "--port", str(port),
-           "--batch", str(batch), "--rows", str(rows), *(["--serial"] if serial else [])]
+           "--batch", str(batch), *(["--serial"] if serial else [])]
     procs = [subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for _ in range(workers)]
     for proc in procs:
@@ -196,12 +185,10 @@ def run(backend: str, rows: int, batch: int, serial: bool = False, workers: int 
                 cid = campaign.id
             with db.transaction() as s:
                 enrol_campaign(s, campaign_id=cid, now=NOW)
-            engine, rss = run_workers(db.url, port, batch, rows, workers, serial)
+            engine, rss = run_workers(db.url, port, batch, workers, serial)
             with db.engine.connect() as conn:
                 raw = conn.execute(text("SELECT raw FROM mail_message ORDER BY id LIMIT 1")).scalar()
-                sent_rows = conn.execute(
-                    text("SELECT count(*) FROM mail_message WHERE state = 'sent'")
-                ).scalar()
+                sent_rows = conn.execute(text(SENT_QUERY)).scalar()
             assert sent_rows == rows, sent_rows
             assert isinstance(raw, bytes)
         bare = min(bare_loop(port, raw, rows) for _ in range(2))  # the faster of two: stricter
@@ -235,7 +222,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker, args.port, args.batch, args.rows, args.serial)
+        worker(args.worker, args.port, args.batch, args.serial)
         return
     for backend in backends(args.backend):
         run(backend, args.rows, args.batch, args.serial, args.workers)

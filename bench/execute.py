@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import shutil
 import subprocess
 import sys
@@ -24,26 +23,21 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import text
 
-from bench._engine_common import analyse, backends, fmt, fresh_database, generate_contacts, timed
+from bench._engine_common import (
+    analyse,
+    backends,
+    fmt,
+    fresh_database,
+    generate_contacts,
+    peak_rss_mb,
+    timed,
+)
 from nurture.campaigns import service as cs
 from nurture.db import Database
 from nurture.engine.enrol import enrol_campaign
 from nurture.engine.execute import BatchResult, run_due
 
 NOW = datetime(2026, 1, 5, 9, 0)
-
-
-def peak_rss_mb() -> float:
-    """Peak resident set of this process (VmHWM: unlike ``ru_maxrss`` it is not inherited
-    from the parent across fork/exec)."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 BASELINE_SQL = (

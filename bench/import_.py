@@ -23,7 +23,6 @@ import csv
 import json
 import os
 import random
-import resource
 import subprocess
 import sys
 import tempfile
@@ -37,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, insert, text
 
+from bench._engine_common import peak_rss_mb
 from nurture.db import Database
 from nurture.records.models import Contact
 
@@ -91,10 +91,6 @@ def generate(path: Path, rows: int, seed: int = 1) -> None:
             )  # fmt: skip
 
 
-def _peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def run_importer(url: str, path: Path) -> dict[str, Any]:
     """Child process: import the file with Nurture's importer."""
     from nurture.records.csv_io import import_csv
@@ -111,7 +107,7 @@ def run_importer(url: str, path: Path) -> dict[str, Any]:
         "cpu": cpu,
         "created": result.created,
         "errors": result.error_count,
-        "peak_rss_mb": _peak_rss_mb(),
+        "peak_rss_mb": peak_rss_mb(),
     }
 
 

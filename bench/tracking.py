@@ -54,7 +54,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bench._engine_common import backends, fresh_database, generate_contacts
+from bench._engine_common import backends, free_port, fresh_database, generate_contacts
 from nurture.db import Database
 
 NOW = datetime(2026, 1, 5, 9, 0)
@@ -128,13 +128,6 @@ class WrkResult:
     @property
     def ok(self) -> int:
         return self.requests - self.errors
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def environ(db_url: str, log_level: str) -> dict[str, str]:

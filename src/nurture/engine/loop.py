@@ -187,11 +187,6 @@ class Worker:
         deliver_messages(self.db, now=now, worker_id=self.worker_id, email=self._sender is None)
         return result
 
-    @property
-    def email_sender(self) -> email_delivery.BackgroundDelivery | None:
-        """The sender thread while :meth:`run` runs (its ``result`` counts what was sent)."""
-        return self._sender
-
     def _batch_committed(self, result: BatchResult) -> None:
         if self._sender is not None and result.processed:
             self._sender.notify()

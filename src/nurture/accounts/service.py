@@ -234,6 +234,21 @@ def set_password(
     audit(session, actor, "user.password_change", user, None, now=now)
 
 
+def change_own_password(
+    session: Session,
+    user: User,
+    current: str,
+    password: str,
+    *,
+    now: datetime,
+    keep_session_id: int | None = None,
+) -> None:
+    """A signed-in user changes their own password: the current one must be given."""
+    if not passwords.verify_password(user.password_hash, current):
+        raise ValidationError("the current password is wrong", field="current")
+    set_password(session, user, password, now=now, actor=user, keep_session_id=keep_session_id)
+
+
 def _other_active_admins(session: Session, user: User) -> int:
     return int(
         session.scalar(

@@ -7,6 +7,7 @@ import signal
 import click
 
 from nurture.cli.base import cli, runtime
+from nurture.runtime import Runtime
 
 
 @cli.command()
@@ -46,8 +47,27 @@ def serve(host: str, port: int, no_demo: bool) -> None:
     runner = InProcessRunner(rt) if rt.settings.embedded_worker else None
     app = create_app(rt, runner=runner)
     click.echo(f"Nurture listening on http://{host}:{port} ({rt.db.dialect})")
+    _announce_setup_link(rt, host, port)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler
     # that was installed before it; a no-op handler makes that graceful stop exit 0.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
     uvicorn.run(app, host=host, port=port, log_level=rt.settings.log_level.lower())
     click.echo("Nurture stopped")
+
+
+def _announce_setup_link(rt: Runtime, host: str, port: int) -> None:
+    """While nobody can administer (first start), print and log the one-time setup link."""
+    import logging
+
+    from nurture.accounts.setup import make_setup_token, setup_needed
+    from nurture.clock import utcnow
+
+    with rt.db.read() as session:
+        if not setup_needed(session):
+            return
+    token = make_setup_token(rt.settings.secret_key, now=utcnow())
+    base = rt.settings.base_url.rstrip("/") if "NURTURE_BASE_URL" in rt.settings.extra else ""
+    url = f"{base or f'http://{host}:{port}'}/setup?token={token}"
+    line = f"Create the administrator account (link valid for one hour): {url}"
+    click.echo(line)
+    logging.getLogger("nurture.setup").warning(line)

@@ -14,6 +14,7 @@ from nurture import __version__
 from nurture.runtime import Runtime
 from nurture.web.api import install_api
 from nurture.web.security import install_security
+from nurture.web.ui import install_ui
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,7 @@ def create_app(rt: Runtime, *, runner: BackgroundRunner | None = None) -> FastAP
     app.state.runtime = rt
     install_security(app, rt.settings, csp_overrides={"/docs": DOCS_CSP})
     install_api(app)
+    install_ui(app)
 
     @app.get("/healthz", tags=["health"])
     async def healthz() -> dict[str, Any]:

@@ -1,0 +1,2 @@
+// board screens (no inline scripts: behaviour is attached here).
+"use strict";

@@ -1,0 +1,2 @@
+// filter screens (no inline scripts: behaviour is attached here).
+"use strict";

@@ -1,0 +1,2 @@
+// testmode screens (no inline scripts: behaviour is attached here).
+"use strict";

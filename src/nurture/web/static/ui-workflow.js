@@ -1,0 +1,2 @@
+// workflow screens (no inline scripts: behaviour is attached here).
+"use strict";

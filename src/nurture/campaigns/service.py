@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from nurture import audience
+from nurture.campaigns.describe import with_depth
 from nurture.campaigns.models import (
     ACTIVITY_TYPES,
     INTERVAL_UNITS,
@@ -353,16 +354,7 @@ def duplicate_campaign(*, session: Session, now: datetime, campaign_id: int) -> 
 
 def _tree_order(activities: list[Activity]) -> list[Activity]:
     """Parents before children."""
-    by_parent: dict[int | None, list[Activity]] = {}
-    for activity in activities:
-        by_parent.setdefault(activity.parent_id, []).append(activity)
-    ordered: list[Activity] = []
-    stack = list(reversed(by_parent.get(None, [])))
-    while stack:
-        activity = stack.pop()
-        ordered.append(activity)
-        stack.extend(reversed(by_parent.get(activity.id, [])))
-    return ordered
+    return [activity for activity, _depth in with_depth(activities)]
 
 
 def start_campaign(*, session: Session, now: datetime, campaign_id: int) -> Campaign:

@@ -39,9 +39,9 @@ def serve(host: str, port: int, no_demo: bool) -> None:
     elif not rt.db.is_up_to_date():
         raise click.ClickException("database schema is out of date: run `nurture migrate`")
     if not no_demo:
-        from nurture.records.demo import load_demo_if_empty
+        from nurture.demo import load_demo_data_if_empty
 
-        if load_demo_if_empty(rt.db):
+        if load_demo_data_if_empty(rt.db):
             click.echo("demo data loaded")
     runner = InProcessRunner(rt) if rt.settings.embedded_worker else None
     app = create_app(rt, runner=runner)

@@ -284,39 +284,11 @@ class _Simulation:
             if t is not None:
                 self.signups(t, nxt)
             self.react(nxt)
-            if self.work_due(nxt):
-                # sign-ups were enrolled by the record services' change notification
-                tick(
-                    self.db,
-                    now=nxt,
-                    worker_id="demo-history",
-                    email_transport=self.outbox,
-                    full_sync=False,
-                )
-                self.history.ticks += 1
-                self.plan_reactions(t, nxt)
+            tick(self.db, now=nxt, worker_id="demo-history", email_transport=self.outbox)
+            self.history.ticks += 1
+            self.plan_reactions(t, nxt)
             t = nxt
         self.last_tick = t
-
-    def work_due(self, when: datetime) -> bool:
-        """Whether a tick at ``when`` has anything to do (a due trace, a first enrolment)."""
-        with self.db.read() as session:
-            due = session.scalar(
-                select(Trace.id)
-                .join(Campaign, Campaign.id == Trace.campaign_id)
-                .where(
-                    Campaign.state == "running",
-                    Trace.state == "scheduled",
-                    Trace.schedule_date <= when,
-                )
-                .limit(1)
-            )
-            first = session.scalar(
-                select(Campaign.id)
-                .where(Campaign.state == "running", Campaign.last_sync_at.is_(None))
-                .limit(1)
-            )
-        return due is not None or first is not None
 
     @contextmanager
     def at(self, when: datetime) -> Iterator[Session]:

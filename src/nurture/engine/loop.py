@@ -126,16 +126,14 @@ def tick(
     batch_size: int = DEFAULT_BATCH,
     worker_id: str | None = None,
     email_transport: Transport | None = None,
-    full_sync: bool = True,
 ) -> CycleResult:
     """Process everything due as of ``now``: full enrolment, expiries, all due traces.
 
     ``email_transport`` sends the email instead of the process transport (the demo history
-    uses an outbox that never touches the network); ``full_sync=False`` enrols only for the
-    campaigns awaiting their first pass (as the worker does between full passes)."""
+    uses an outbox that never touches the network)."""
     worker_id = worker_id or new_worker_id("tick")
     result = CycleResult()
-    result.enrolled = sync_campaigns(db, now=now, full=full_sync)
+    result.enrolled = sync_campaigns(db, now=now, full=True)
     with db.transaction() as session:
         result.expired_waits = expire_waiting(session, now=now)
     result.traces = drain(db, now=now, worker_id=worker_id, batch_size=batch_size)

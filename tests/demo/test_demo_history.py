@@ -170,3 +170,16 @@ def test_demo_loads_three_campaigns_with_engine_history(api: Api, runner: CliRun
     with api.db.read() as s:
         assert s.scalar(select(func.count()).select_from(Campaign)) == 3
         assert s.scalar(select(func.count()).select_from(m.Contact)) == 2000
+
+
+def test_history_interrupted_leaves_no_running_campaign(api: Api) -> None:
+    """A server stopped during its first start: the demo campaigns made so far are stopped,
+    so a later start does not catch up on the weeks left out."""
+    checks = iter(range(1000))
+    history = load_history(api.db, now=utcnow(), should_stop=lambda: next(checks) >= 6)
+    assert history is None
+    with api.db.read() as s:
+        states = s.scalars(select(Campaign.state)).all()
+        assert states and "running" not in states
+        stop_times = s.scalars(select(Campaign.updated_at)).all()
+        assert max(stop_times) < utcnow() - timedelta(days=15)

@@ -6,14 +6,18 @@ of history made by the engine (:mod:`nurture.demo.history`).
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from datetime import datetime
 
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.demo.history import History, load_history
-from nurture.records.demo import database_is_empty, load_demo
+from nurture.records.demo import load_demo
 
-__all__ = ["History", "load_demo_data", "load_demo_data_if_empty", "load_history"]
+__all__ = ["History", "history_loader", "load_demo_data", "load_history"]
+
+log = logging.getLogger(__name__)
 
 
 def load_demo_data(db: Database, now: datetime) -> tuple[dict[str, int], History | None]:
@@ -23,9 +27,17 @@ def load_demo_data(db: Database, now: datetime) -> tuple[dict[str, int], History
     return counts, load_history(db, now=now)
 
 
-def load_demo_data_if_empty(db: Database, now: datetime | None = None) -> bool:
-    """:func:`load_demo_data` when the database holds no records; True when loaded."""
-    if not database_is_empty(db):
-        return False
-    load_demo_data(db, now or utcnow())
-    return True
+def history_loader(db: Database) -> Callable[[Callable[[], bool]], None]:
+    """The demo history as a task for the engine thread of ``nurture serve`` (it runs before
+    the worker loop, so the server answers while it is made): ``task(should_stop)``."""
+
+    def task(should_stop: Callable[[], bool]) -> None:
+        history = load_history(db, now=utcnow(), should_stop=should_stop)
+        if history is not None:
+            made = ", ".join(
+                f"{history.names[state]} ({state}, id {cid})"
+                for state, cid in history.campaigns.items()
+            )
+            log.info("demo campaigns loaded: %s", made)
+
+    return task

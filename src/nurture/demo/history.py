@@ -3,7 +3,7 @@
 Nothing here inserts traces, participants or messages: the campaigns are built by the
 campaign services (the welcome flow from a template given as data, the others from the
 SPEC §11 templates), started and stopped by them, and the engine itself runs them with an
-explicit ``now`` that walks from three weeks ago to the present in steps of a few hours
+explicit ``now`` that walks from three weeks ago to the present a day at a time
 (what ``nurture tick --now`` does): enrolment, due traces, delivery. Recipients are
 simulated through the engine's own paths: people sign up to the newsletter over the three
 weeks (the record services' change notification enrols them), a seeded random draws who
@@ -23,8 +23,9 @@ running campaign and every due trace, which must be ours alone.
 from __future__ import annotations
 
 import heapq
+import logging
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -53,10 +54,14 @@ from nurture.engine.models import Trace
 from nurture.records.demo import ADMIN_LOGIN, add_subscribers
 from nurture.records.models import User
 
+log = logging.getLogger(__name__)
+
 SEED = 20261204
 DAYS = 21
-#: simulated time advances by ``STEP``; a runner's pass after a change comes ``NEXT_PASS`` later
-STEP = timedelta(hours=12)
+#: simulated time advances a day at a time, the engine running each morning at
+#: ``TICK_HOUR`` (UTC), and ``NEXT_PASS`` after each change the demo makes (a campaign
+#: started, stopped): few passes keep the loading quick
+TICK_HOUR = 9
 NEXT_PASS = timedelta(seconds=20)
 
 #: share of the delivered emails that are opened, clicked, replied to (a click or a reply
@@ -198,9 +203,21 @@ class _Event:
     event: str
 
 
+class Interrupted(Exception):
+    """A stop was asked while the history was being made."""
+
+
 class _Simulation:
-    def __init__(self, db: Database, *, now: datetime, rng: random.Random) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        now: datetime,
+        rng: random.Random,
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
         self.db = db
+        self.should_stop = should_stop
         self.now = now
         self.rng = rng
         self.pending: list[_Event] = []
@@ -280,15 +297,16 @@ class _Simulation:
         """Step the engine from the last tick to ``until``: sign-ups, reactions, ticks."""
         t = self.last_tick
         while t is None or t < until:
-            nxt = until if t is None else min(t + STEP, until)
+            if self.should_stop():
+                raise Interrupted
+            nxt = until if t is None else min(_next_morning(t), until)
             if t is not None:
                 self.signups(t, nxt)
             self.react(nxt)
             tick(self.db, now=nxt, worker_id="demo-history", email_transport=self.outbox)
             self.history.ticks += 1
             self.plan_reactions(t, nxt)
-            t = nxt
-        self.last_tick = t
+            t = self.last_tick = nxt
 
     @contextmanager
     def at(self, when: datetime) -> Iterator[Session]:
@@ -298,6 +316,11 @@ class _Simulation:
         with self.db.transaction() as session:
             yield session
         self.run_until(when + NEXT_PASS)
+
+
+def _next_morning(t: datetime) -> datetime:
+    morning = t.replace(hour=TICK_HOUR, minute=0, second=0, microsecond=0)
+    return morning if morning > t else morning + timedelta(days=1)
 
 
 def _has_campaigns(db: Database) -> bool:
@@ -310,18 +333,35 @@ def _admin_id(db: Database) -> int | None:
         return session.scalar(select(User.id).where(User.login == ADMIN_LOGIN))
 
 
-def load_history(db: Database, *, now: datetime) -> History | None:
+def load_history(
+    db: Database, *, now: datetime, should_stop: Callable[[], bool] = lambda: False
+) -> History | None:
     """Make the three demo campaigns and their history up to ``now`` (module doc).
 
-    None (and nothing done) when the database already holds a campaign."""
+    None (and nothing done) when the database already holds a campaign. When
+    ``should_stop`` turns true (a server stopping during its first start) the simulation
+    ends between two steps and the demo campaigns still running are stopped, so that no
+    later start catches up on the weeks left out; None then too."""
     if _has_campaigns(db):
         return None
-    rng = random.Random(SEED)
-    sim = _Simulation(db, now=now, rng=rng)
+    sim = _Simulation(db, now=now, rng=random.Random(SEED), should_stop=should_stop)
+    try:
+        return _simulate(sim, db, now)
+    except Interrupted:
+        at = sim.last_tick or now
+        with db.transaction() as session:
+            for campaign_id in session.scalars(
+                select(Campaign.id).where(Campaign.state == "running")
+            ).all():
+                campaigns.stop_campaign(session=session, now=at, campaign_id=campaign_id)
+        log.warning("demo history interrupted at %s: its campaigns are stopped", at.isoformat())
+        return None
+
+
+def _simulate(sim: _Simulation, db: Database, now: datetime) -> History:
     start = now - timedelta(days=DAYS)
     owner = _admin_id(db)
     history = sim.history
-
     # a running welcome flow, started three weeks ago
     created = start - timedelta(hours=2)
     with sim.at(created) as session:

@@ -35,13 +35,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.campaign_templates import create_from_template, emails
-from nurture.campaign_templates.catalog import WELCOME_FLOW
+from nurture.campaign_templates.catalog import TAG_HOT_CONTACTS, WELCOME_FLOW
 from nurture.campaign_templates.spec import (
-    WEBSITE,
-    ActionSpec,
     ActivitySpec,
     CampaignTemplate,
-    EmailSpec,
 )
 from nurture.campaigns import service as campaigns
 from nurture.campaigns.models import Activity, Campaign
@@ -77,34 +74,6 @@ RUNNING = "Welcome new subscribers"
 STOPPED = "Spring catalog prospection"
 DRAFT = "Tag Hot Contacts"
 
-_GETTING_STARTED = EmailSpec(
-    subject="Three things to try this week, {{ record.name | default('friend') }}",
-    preview="Our readers' favourite guides.",
-    body_html=emails._page(
-        "<p>Hello {{ record.name | default('there') }},</p>"
-        "<p>Thanks for reading our welcome email! Here are the three guides our readers "
-        "like most: planning a campaign, writing subject lines that get opened, and "
-        "measuring what works.</p>"
-        + emails._button(f"{WEBSITE}/guides", "Open the guides")
-        + "<p>Reply to this email if you have a question: a person reads every answer.</p>"
-        "<p>The team</p>"
-    ),
-    mailing_list="Newsletter",
-)
-
-_STILL_INTERESTED = EmailSpec(
-    subject="Did you see our welcome, {{ record.name | default('new reader') }}?",
-    preview="Your subscriber offer is waiting.",
-    body_html=emails._page(
-        "<p>Hello {{ record.name | default('there') }},</p>"
-        "<p>You subscribed to our newsletter a week ago; in case our welcome email got "
-        "lost, here is the offer we keep for new subscribers.</p>"
-        + emails._button(f"{WEBSITE}/offer", "See the offer")
-        + "<p>The team</p>"
-    ),
-    mailing_list="Newsletter",
-)
-
 #: the welcome flow of SPEC §11 with opened / clicked / not-opened children
 WELCOME_HISTORY = CampaignTemplate(
     key="welcome_history",
@@ -120,14 +89,9 @@ WELCOME_HISTORY = CampaignTemplate(
     ),
     lists=WELCOME_FLOW.lists,
     tags=("Hot",),
-    actions=(
-        *WELCOME_FLOW.actions,
-        ActionSpec("tag_hot", "Tag as Hot", "update_record", {"add_tags": ["Hot"]}),
-    ),
+    actions=(*WELCOME_FLOW.actions, *TAG_HOT_CONTACTS.actions),
     activities=(
-        ActivitySpec(
-            "welcome", "Welcome", "email", interval=0, email=emails.WELCOME_SUBSCRIBER
-        ),
+        WELCOME_FLOW.activities[0],  # the welcome email, at once
         ActivitySpec(
             "guides",
             "Getting started guides",
@@ -136,7 +100,7 @@ WELCOME_HISTORY = CampaignTemplate(
             parent="welcome",
             interval=1,
             unit="days",
-            email=_GETTING_STARTED,
+            email=emails.GETTING_STARTED,
         ),
         ActivitySpec(
             "hot", "Tag as Hot", "action", trigger="mail_click", parent="welcome", action="tag_hot"
@@ -149,16 +113,9 @@ WELCOME_HISTORY = CampaignTemplate(
             parent="welcome",
             interval=5,
             unit="days",
-            email=_STILL_INTERESTED,
+            email=emails.STILL_INTERESTED,
         ),
-        ActivitySpec(
-            "remove",
-            "Remove bounced address",
-            "action",
-            trigger="mail_bounce",
-            parent="welcome",
-            action="remove_bounced",
-        ),
+        WELCOME_FLOW.activities[1],  # bounced: blacklist, leave the newsletter
     ),
 )
 

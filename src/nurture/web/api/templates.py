@@ -1,6 +1,7 @@
 """Template checks and previews: ``/api/v1/templates/email/…``, ``/api/v1/templates/sms/…``.
 
-Stateless: templates are not stored by the API yet (no template tables exist).
+Stateless: nothing is stored here. An activity's template is stored by
+``/api/v1/campaigns/{id}/activities/{id}/email-template`` and ``…/sms-template``.
 """
 
 from __future__ import annotations
@@ -132,7 +133,7 @@ class SmsPreviewOut(BaseModel):
     segments: Segments
 
 
-def _segments(info: sms_segments.SegmentInfo) -> Segments:
+def segments_out(info: sms_segments.SegmentInfo) -> Segments:
     return Segments(
         encoding=info.encoding,
         length=info.length,
@@ -145,7 +146,7 @@ def _segments(info: sms_segments.SegmentInfo) -> Segments:
 @router.post("/sms/check", summary="Check an SMS template and count its segments")
 def check_sms(_user: Reader, body: SmsTemplateIn) -> SmsCheckOut:
     model = _target(body.model)
-    segments = _segments(sms_segments.count_segments(body.body))
+    segments = segments_out(sms_segments.count_segments(body.body))
     try:
         sms_render.validate_sms_template(model, body.body)
     except email_templates.TemplateValidationError as exc:
@@ -169,4 +170,4 @@ def preview_sms(_user: Reader, session: ReadSession, body: SmsPreviewIn) -> SmsP
         )
     except email_templates.TemplateRenderError as exc:
         raise ValidationError(exc.message, field=exc.field or "body") from None
-    return SmsPreviewOut(body=rendered.body, segments=_segments(rendered.segments))
+    return SmsPreviewOut(body=rendered.body, segments=segments_out(rendered.segments))

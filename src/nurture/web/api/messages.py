@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
@@ -89,50 +90,55 @@ StateFilter = Annotated[
 ]
 
 
-def _outbox_filter(
-    stmt: Select[Any],
-    orm: type[MailMessage] | type[SmsMessage],
-    *,
-    campaign_id: int | None,
-    activity_id: int | None,
-    state: str | None,
-    is_test: bool | None,
-) -> Select[Any]:
-    """The filters both outboxes (email and SMS) take."""
-    if campaign_id is not None:
-        stmt = stmt.where(orm.campaign_id == campaign_id)
-    if activity_id is not None:
-        stmt = stmt.where(orm.activity_id == activity_id)
-    if state is not None:
-        if state not in MESSAGE_STATES:
-            raise ValidationError(
-                f"unknown state {state!r} (known: {', '.join(MESSAGE_STATES)})", field="state"
-            )
-        stmt = stmt.where(orm.state == state)
-    if is_test is not None:
-        stmt = stmt.where(orm.is_test.is_(is_test))
-    return stmt
+@dataclass(frozen=True)
+class OutboxFilters:
+    """The query filters both outboxes (email and SMS) take."""
+
+    campaign_id: int | None
+    activity_id: int | None
+    state: str | None
+    is_test: bool | None
+
+    def apply(self, stmt: Select[Any], orm: type[MailMessage] | type[SmsMessage]) -> Select[Any]:
+        if self.campaign_id is not None:
+            stmt = stmt.where(orm.campaign_id == self.campaign_id)
+        if self.activity_id is not None:
+            stmt = stmt.where(orm.activity_id == self.activity_id)
+        if self.state is not None:
+            if self.state not in MESSAGE_STATES:
+                raise ValidationError(
+                    f"unknown state {self.state!r} (known: {', '.join(MESSAGE_STATES)})",
+                    field="state",
+                )
+            stmt = stmt.where(orm.state == self.state)
+        if self.is_test is not None:
+            stmt = stmt.where(orm.is_test.is_(self.is_test))
+        return stmt
+
+
+def outbox_filters(
+    campaign_id: FilterId = None,
+    activity_id: FilterId = None,
+    state: StateFilter = None,
+    is_test: bool | None = None,
+) -> OutboxFilters:
+    return OutboxFilters(campaign_id, activity_id, state, is_test)
+
+
+Filters = Annotated[OutboxFilters, Depends(outbox_filters)]
 
 
 @messages_router.get("", summary="List email messages (the outbox)")
 def list_messages(
     _user: Reader,
     session: ReadSession,
-    campaign_id: FilterId = None,
-    activity_id: FilterId = None,
-    state: StateFilter = None,
-    is_test: bool | None = None,
+    filters: Filters,
     limit: Limit = 50,
     cursor: Cursor = None,
     offset: Offset = None,
 ) -> Page[MessageOut]:
-    stmt = _outbox_filter(
-        select(MailMessage).options(defer(MailMessage.raw, raiseload=True)),
-        MailMessage,
-        campaign_id=campaign_id,
-        activity_id=activity_id,
-        state=state,
-        is_test=is_test,
+    stmt = filters.apply(
+        select(MailMessage).options(defer(MailMessage.raw, raiseload=True)), MailMessage
     )
     rows, next_cursor = paginate(
         session, stmt, MailMessage.id, limit=limit, cursor=cursor, offset=offset
@@ -217,22 +223,12 @@ def _sms_out(m: SmsMessage) -> SmsMessageOut:
 def list_sms_messages(
     _user: Reader,
     session: ReadSession,
-    campaign_id: FilterId = None,
-    activity_id: FilterId = None,
-    state: StateFilter = None,
-    is_test: bool | None = None,
+    filters: Filters,
     limit: Limit = 50,
     cursor: Cursor = None,
     offset: Offset = None,
 ) -> Page[SmsMessageOut]:
-    stmt = _outbox_filter(
-        select(SmsMessage),
-        SmsMessage,
-        campaign_id=campaign_id,
-        activity_id=activity_id,
-        state=state,
-        is_test=is_test,
-    )
+    stmt = filters.apply(select(SmsMessage), SmsMessage)
     rows, next_cursor = paginate(
         session, stmt, SmsMessage.id, limit=limit, cursor=cursor, offset=offset
     )

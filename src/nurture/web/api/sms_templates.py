@@ -11,19 +11,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from nurture.channels.email.templates import TemplateRenderError
 from nurture.channels.sms import service as sms
 from nurture.channels.sms.models import SmsTemplate
 from nurture.channels.sms.segments import count_segments
-from nurture.errors import NotFound, ValidationError
 from nurture.web.api.campaigns import _campaign_activity
 from nurture.web.api.common import (
     AUTH_ERRORS,
-    MAX_ID,
     NOT_FOUND,
     Id,
     Now,
@@ -31,7 +28,14 @@ from nurture.web.api.common import (
     Timestamp,
     WriteSession,
 )
-from nurture.web.api.templates import Segments, SmsPreviewOut, segments_out
+from nurture.web.api.templates import (
+    PreviewRecord,
+    Segments,
+    SmsPreviewOut,
+    activity_template,
+    rendered,
+    segments_out,
+)
 from nurture.web.security import CurrentUser, require
 
 router = APIRouter(
@@ -84,11 +88,9 @@ def template_out(t: SmsTemplate) -> SmsTemplateOut:
 
 
 def _template(session: Session, campaign_id: int, activity_id: int) -> SmsTemplate:
-    _campaign_activity(session, campaign_id, activity_id)
-    template = sms.template_for_activity(session=session, activity_id=activity_id)
-    if template is None:
-        raise NotFound(f"activity {activity_id} has no SMS template", field="activity_id")
-    return template
+    return activity_template(
+        session, campaign_id, activity_id, lookup=sms.template_for_activity, channel="SMS"
+    )
 
 
 @router.get("", summary="Get the SMS template of an SMS activity")
@@ -134,16 +136,11 @@ def preview_sms_template(
     activity_id: Id,
     _user: Reader,
     session: ReadSession,
-    record_id: Annotated[
-        int | None,
-        Query(ge=1, le=MAX_ID, description="A record of the campaign's model (default: none)."),
-    ] = None,
+    record_id: PreviewRecord = None,
 ) -> SmsPreviewOut:
     template = _template(session, campaign_id, activity_id)
-    try:
-        rendered = sms.preview_template(
-            session=session, template_id=template.id, record_id=record_id
-        )
-    except TemplateRenderError as exc:
-        raise ValidationError(exc.message, field=exc.field or "body") from None
-    return SmsPreviewOut(body=rendered.body, segments=segments_out(rendered.segments))
+    out = rendered(
+        lambda: sms.preview_template(session=session, template_id=template.id, record_id=record_id),
+        "body",
+    )
+    return SmsPreviewOut(body=out.body, segments=segments_out(out.segments))

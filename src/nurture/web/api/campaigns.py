@@ -393,7 +393,7 @@ def _transition(
     return route
 
 
-_transition("start", "Start (or restart) a campaign")
+_transition("start", "Start (or restart) a campaign; matching records are enrolled at once")
 _transition("stop", "Stop a running campaign")
 _transition("update", "Apply workflow changes to existing participants (*Update*)")
 

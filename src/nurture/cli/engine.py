@@ -25,7 +25,7 @@ from nurture.runtime import Runtime
     help="embedded: the engine loop in this process; celery: a Celery worker (NURTURE_BROKER_URL).",
 )
 @click.option("--concurrency", default=None, type=int, help="Celery: worker processes (default: CPUs).")
-@click.option("--queues", default=None, help="Celery: queues to consume (default: nurture,nurture.delivery).")
+@click.option("--queues", default=None, help="Celery: queues to consume (default: <prefix>,<prefix>.delivery).")
 def worker(
     batch_size: int,
     poll: float,
@@ -110,15 +110,15 @@ def scheduler() -> None:
 
 
 def _celery_worker(rt: Runtime, *, worker_id: str | None, concurrency: int | None, queues: str | None) -> None:
-    from nurture.jobs.app import QUEUES, app, configure
+    from nurture.jobs.app import app, configure
 
     if not rt.settings.extra.get("NURTURE_BROKER_URL"):
         raise click.ClickException("NURTURE_BROKER_URL is not set: a Celery worker needs a broker")
-    configure(rt=rt)
+    js = configure(rt=rt).jobs
     argv = [
         "worker",
         f"--loglevel={rt.settings.log_level}",
-        f"--queues={queues or ','.join(QUEUES)}",
+        f"--queues={queues or f'{js.engine_queue},{js.delivery_queue}'}",
         "--without-gossip",
         "--without-mingle",
         "--prefetch-multiplier=1",

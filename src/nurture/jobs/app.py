@@ -26,10 +26,6 @@ from nurture.runtime import Runtime, open_runtime
 
 log = logging.getLogger(__name__)
 
-ENGINE_QUEUE = "nurture"
-DELIVERY_QUEUE = "nurture.delivery"
-QUEUES = (ENGINE_QUEUE, DELIVERY_QUEUE)
-
 app = Celery("nurture", include=["nurture.jobs.tasks"])
 
 
@@ -71,8 +67,8 @@ def configure(settings: Settings | None = None, *, rt: Runtime | None = None) ->
         task_soft_time_limit=limit * 0.8,
         task_ignore_result=True,
         task_store_errors_even_if_ignored=False,
-        task_default_queue=ENGINE_QUEUE,
-        task_routes={"nurture.deliver": {"queue": DELIVERY_QUEUE}},
+        task_default_queue=js.engine_queue,
+        task_routes={"nurture.deliver": {"queue": js.delivery_queue}},
         task_serializer="json",
         accept_content=["json"],
         worker_hijack_root_logger=False,
@@ -84,7 +80,7 @@ def configure(settings: Settings | None = None, *, rt: Runtime | None = None) ->
     _context = Context(
         rt=rt,
         jobs=js,
-        pending=PendingKeys(js.redis_url, ttl=js.pending_ttl),
+        pending=PendingKeys(js.redis_url, ttl=js.pending_ttl, prefix=js.queue_prefix),
         worker_id=new_worker_id("celery"),
     )
     _pid = os.getpid()

@@ -18,12 +18,10 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
-PREFIX = "nurture:pending:"
-
-
 class PendingKeys:
-    def __init__(self, redis_url: str | None, *, ttl: float) -> None:
+    def __init__(self, redis_url: str | None, *, ttl: float, prefix: str = "nurture") -> None:
         self.ttl = max(1, int(ttl))
+        self.prefix = f"{prefix}:pending:"
         self._redis: Any = None
         if redis_url:
             import redis
@@ -42,7 +40,7 @@ class PendingKeys:
         """True when no task of ``key`` is pending (the key is now set: send the task)."""
         if self._redis is not None:
             try:
-                return bool(self._redis.set(PREFIX + key, b"1", nx=True, ex=self.ttl))
+                return bool(self._redis.set(self.prefix + key, b"1", nx=True, ex=self.ttl))
             except Exception:
                 log.warning("pending-task key %s: Redis unreachable; sending anyway", key)
                 return True
@@ -57,7 +55,7 @@ class PendingKeys:
         """The task of ``key`` started: the next change may send another one."""
         if self._redis is not None:
             try:
-                self._redis.delete(PREFIX + key)
+                self._redis.delete(self.prefix + key)
             except Exception:
                 log.warning("pending-task key %s: Redis unreachable; it expires in %ss", key, self.ttl)
             return

@@ -7,6 +7,7 @@ variable.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -39,6 +40,17 @@ class JobSettings:
     #: ``NURTURE_PENDING_TTL``: seconds a "task pending" key lives (a lost task is re-sent
     #: by the scheduler after this)
     pending_ttl: float = 30.0
+    #: ``NURTURE_QUEUE_PREFIX``: names the queues (``<prefix>``, ``<prefix>.delivery``) and
+    #: Redis keys, so several installations (or test runs) can share one broker
+    queue_prefix: str = "nurture"
+
+    @property
+    def engine_queue(self) -> str:
+        return self.queue_prefix
+
+    @property
+    def delivery_queue(self) -> str:
+        return f"{self.queue_prefix}.delivery"
 
     @property
     def broker(self) -> str:
@@ -88,4 +100,13 @@ def job_settings(settings: Settings) -> JobSettings:
         delivery_lease=_number(extra, "NURTURE_DELIVERY_LEASE", 120.0, float),
         task_time_limit=_number(extra, "NURTURE_TASK_TIME_LIMIT", 300.0, float),
         pending_ttl=_number(extra, "NURTURE_PENDING_TTL", 30.0, float),
+        queue_prefix=_prefix(extra.get("NURTURE_QUEUE_PREFIX") or "nurture"),
     )
+
+
+def _prefix(value: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.:-]{1,64}", value):
+        raise ConfigError(
+            f"NURTURE_QUEUE_PREFIX: letters, digits and . _ : - only (64 at most), got {value!r}"
+        )
+    return value

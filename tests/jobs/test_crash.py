@@ -1,0 +1,77 @@
+"""Crash safety of the Celery engine, with real processes.
+
+Three Celery worker processes (`nurture worker --engine celery`) and the scheduler
+(`nurture scheduler`) run a two-step email campaign against PostgreSQL, Redis as broker,
+and an aiosmtpd SMTP server that counts what it accepts. Sized at 2,000 participants
+(4,000 emails) so the run stays well under a minute on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+from nurture.db import Database
+from nurture.metrics import render
+from tests.jobs.cluster import Cluster, received_by_step, smtp_server, two_step_campaign, wait_until
+
+PARTICIPANTS = 2000
+
+
+def _done(cluster: Cluster) -> bool:
+    return not cluster.scalar(
+        "SELECT EXISTS (SELECT 1 FROM trace WHERE state = 'scheduled') "
+        "OR EXISTS (SELECT 1 FROM mail_message WHERE state IN ('queued', 'sending'))"
+    )
+
+
+def _metric(db: Database, line_start: str) -> float:
+    body = render(db)[0].decode()
+    for line in body.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{line_start} not in /metrics output")
+
+
+def test_worker_killed_mid_batch_each_email_once(pg: Database, tmp_path: Path) -> None:
+    with smtp_server() as (sink, port):
+        cluster = Cluster(pg, tmp_path, port)
+        two_step_campaign(pg, PARTICIPANTS)
+        try:
+            cluster.scheduler()
+            # the victim only executes traces (composes and queues email); the others also send
+            cluster.worker("victim", queues=cluster.prefix)
+            cluster.worker("w1")
+            cluster.worker("w2")
+            # kill the victim with SIGKILL while it holds a write transaction (mid-batch)
+            wait_until(
+                lambda: cluster.scalar(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'victim' "
+                    "AND backend_xid IS NOT NULL"
+                ),
+                timeout=45,
+                what="the victim worker inside a batch transaction",
+                every=0.02,
+            )
+            cluster.kill("victim", signal.SIGKILL)
+            sent_at_kill = len(sink.received)
+            assert sent_at_kill < 2 * PARTICIPANTS, "the run ended before the kill"
+            cluster.worker("victim", queues=cluster.prefix)  # restarted
+            wait_until(lambda: _done(cluster), timeout=90, what="every trace and message done", every=0.5)
+        except AssertionError:
+            print(cluster.logs())
+            raise
+        finally:
+            cluster.stop_all()
+
+        counts = received_by_step(sink)
+        duplicates = {k: n for k, n in counts.items() if n != 1}
+        assert not duplicates, f"received more than once: {list(duplicates.items())[:5]}"
+        expected = {(f"p{i}@example.com", s) for i in range(1, PARTICIPANTS + 1) for s in ("Step 1", "Step 2")}
+        assert set(counts) == expected, f"missing: {len(expected - set(counts))}"
+        assert cluster.scalar("SELECT count(*) FROM trace WHERE claimed_by IS NOT NULL AND state = 'scheduled'") == 0
+        assert cluster.scalar("SELECT count(*) FROM trace WHERE state <> 'processed'") == 0
+        assert cluster.scalar("SELECT count(*) FROM mail_message WHERE state <> 'sent'") == 0
+        assert _metric(pg, 'nurture_messages{channel="email",state="sent"}') == len(sink.received)
+        assert _metric(pg, 'nurture_traces{state="processed"}') == 2 * PARTICIPANTS

@@ -92,7 +92,7 @@ class Cluster:
                 "NURTURE_SCHEDULER_INTERVAL": "0.5",
                 "NURTURE_PENDING_TTL": "5",
                 "NURTURE_TASK_BATCH": "200",
-                "NURTURE_DELIVERY_BATCH": "25",
+                "NURTURE_DELIVERY_BATCH": "100",
                 "NURTURE_DELIVERY_LEASE": "10",
                 "NURTURE_LOG_LEVEL": "WARNING",
                 "NURTURE_EMBEDDED_WORKER": "false",
@@ -188,3 +188,31 @@ def two_step_campaign(db: Database, participants: int) -> tuple[int, int, int]:
         )
         cs.start_campaign(session=s, now=now - timedelta(minutes=1), campaign_id=campaign.id)
         return campaign.id, step1.id, step2.id
+
+
+def publish(cluster: Cluster, task: str, args: list[Any], *, copies: int, queue: str | None = None) -> None:
+    """Put ``copies`` identical messages of ``task`` (one task id) on the cluster's broker,
+    bypassing Nurture's pending keys: what a duplicated delivery by the broker looks like."""
+    from celery import Celery
+
+    app = Celery("publisher", broker=cluster.broker)
+    task_id = str(uuid.uuid4())
+    try:
+        for _ in range(copies):
+            app.send_task(task, args=args, queue=queue or cluster.prefix, task_id=task_id)
+    finally:
+        app.close()
+
+
+def run_in_process(cluster: Cluster, name: str, code: str) -> str:
+    """Run ``code`` in a separate Python process configured like a web process of the
+    cluster (its changes send follow-up tasks); returns its output."""
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        env=cluster.env(name),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout

@@ -14,7 +14,14 @@ from pathlib import Path
 
 from nurture.db import Database
 from nurture.metrics import render
-from tests.jobs.cluster import Cluster, received_by_step, smtp_server, two_step_campaign, wait_until
+from tests.jobs.cluster import (
+    Cluster,
+    publish,
+    received_by_step,
+    smtp_server,
+    two_step_campaign,
+    wait_until,
+)
 
 PARTICIPANTS = 2000
 
@@ -37,8 +44,12 @@ def _metric(db: Database, line_start: str) -> float:
 def test_worker_killed_mid_batch_each_email_once(pg: Database, tmp_path: Path) -> None:
     with smtp_server() as (sink, port):
         cluster = Cluster(pg, tmp_path, port)
-        two_step_campaign(pg, PARTICIPANTS)
+        _campaign, step1, _step2 = two_step_campaign(pg, PARTICIPANTS)
         try:
+            # a duplicated task message: three copies of one "run step 1" and of one delivery
+            publish(cluster, "nurture.enrol_model", ["contact", False], copies=3)
+            publish(cluster, "nurture.run_activity", [step1, PARTICIPANTS], copies=3)
+            publish(cluster, "nurture.deliver", ["email"], copies=3, queue=f"{cluster.prefix}.delivery")
             cluster.scheduler()
             # the victim only executes traces (composes and queues email); the others also send
             cluster.worker("victim", queues=cluster.prefix)

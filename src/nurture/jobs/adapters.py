@@ -32,11 +32,9 @@ WEBHOOK_ROUND = "nurture.actions.webhook:deliver_queued_webhooks"
 
 
 def _email(db: Any, *, now: datetime, limit: int, lease: timedelta, worker_id: str) -> DeliveryResult:
-    # outcomes recorded after every message: a killed worker leaves at most the
-    # messages of its round in doubt (``mail_unknown``, never resent)
-    return email_delivery.deliver_queued(
-        db, now=now, limit=limit, lease=lease, worker_id=worker_id, mark_every=1
-    )
+    # a killed worker leaves the messages of its round in doubt (``mail_unknown`` after
+    # the lease, never resent): ``limit`` bounds that, outcomes are recorded once per round
+    return email_delivery.deliver_queued(db, now=now, limit=limit, lease=lease, worker_id=worker_id)
 
 
 def _sms(db: Any, *, now: datetime, limit: int, lease: timedelta, worker_id: str) -> DeliveryResult:

@@ -50,6 +50,7 @@ def test_worker_killed_mid_batch_each_email_once(pg: Database, tmp_path: Path) -
             publish(cluster, "nurture.enrol_model", ["contact", False], copies=3)
             publish(cluster, "nurture.run_activity", [step1, PARTICIPANTS], copies=3)
             publish(cluster, "nurture.deliver", ["email"], copies=3, queue=f"{cluster.prefix}.delivery")
+            started = time.monotonic()
             cluster.scheduler()
             # the victim only executes traces (composes and queues email); the others also send
             cluster.worker("victim", queues=cluster.prefix)
@@ -67,9 +68,11 @@ def test_worker_killed_mid_batch_each_email_once(pg: Database, tmp_path: Path) -
             )
             cluster.kill("victim", signal.SIGKILL)
             sent_at_kill = len(sink.received)
+            print(f"victim killed at {time.monotonic() - started:.1f}s, {sent_at_kill} emails received")
             assert sent_at_kill < 2 * PARTICIPANTS, "the run ended before the kill"
             cluster.worker("victim", queues=cluster.prefix)  # restarted
             wait_until(lambda: _done(cluster), timeout=90, what="every trace and message done", every=0.5)
+            print(f"all done at {time.monotonic() - started:.1f}s")
         except AssertionError:
             print(cluster.logs())
             raise

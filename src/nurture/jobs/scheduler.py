@@ -86,9 +86,11 @@ class SchedulerLock:
     def release(self) -> None:
         if self._conn is not None:
             try:
-                self._conn.close()  # the session lock ends with the connection
-            except Exception:
-                pass
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": LOCK_KEY})
+                self._conn.commit()
+                self._conn.close()
+            except Exception:  # a broken connection: its server session (and lock) is gone
+                self._conn.invalidate()
             self._conn = None
         if self._file is not None:
             self._file.close()

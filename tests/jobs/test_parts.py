@@ -80,3 +80,52 @@ def test_one_scheduler_holds_the_lock(database: Database, tmp_path: Path) -> Non
     finally:
         first.release()
         second.release()
+
+
+def test_scheduler_pass_sends_one_task_per_activity_and_refinds_lost_ones(
+    pg: Database, tmp_path: Path
+) -> None:
+    """Due work → one task per activity however many passes run; tasks lost from the
+    broker (queue emptied, as by a Redis restart) are sent again once their key expires."""
+    import time
+
+    from nurture.engine.enrol import sync_campaigns
+    from nurture.jobs.app import configure
+    from nurture.jobs.scheduler import Scheduler
+    from nurture.runtime import Runtime
+    from tests.jobs.cluster import two_step_campaign
+
+    prefix = f"nurture-test-{uuid.uuid4().hex[:8]}"
+    settings = _settings(
+        tmp_path,
+        NURTURE_DATABASE_URL=pg.url,
+        NURTURE_BROKER_URL=REDIS_URL,
+        NURTURE_QUEUE_PREFIX=prefix,
+        NURTURE_PENDING_TTL="1",
+    )
+    ctx = configure(rt=Runtime(settings=settings, db=pg))  # no hooks: this process only sends
+    _campaign, step1, _step2 = two_step_campaign(pg, 30)
+    from nurture.clock import utcnow
+
+    sync_campaigns(pg, now=utcnow(), full=True)
+    broker = redis.Redis.from_url(REDIS_URL)
+    try:
+        sched = Scheduler(ctx)
+        first = sched.run_pass()
+        assert first.backlog == 30 and first.run_sent == 1
+        assert first.enrol_sent == 1  # the first pass is a full enrolment pass
+        for _ in range(3):  # the workers are behind: nothing more is sent
+            again = sched.run_pass()
+            assert (again.run_sent, again.enrol_sent) == (0, 0)
+        assert broker.llen(prefix) == 2
+        broker.delete(prefix)  # the broker lost it
+        time.sleep(1.2)  # the pending key expires
+        assert sched.run_pass().run_sent == 1
+        assert broker.llen(prefix) == 1
+        sched.lock.release()
+    finally:
+        broker.delete(prefix, f"{prefix}.delivery")
+        for key in broker.scan_iter(f"{prefix}:*"):
+            broker.delete(key)
+        broker.close()
+        ctx.pending.close()

@@ -8,6 +8,7 @@ and an aiosmtpd SMTP server that counts what it accepts. Sized at 2,000 particip
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 from nurture.db import Database
 from nurture.metrics import render
 from tests.jobs.cluster import (
+    AMQP_URL,
     Cluster,
     publish,
     received_by_step,
@@ -26,10 +28,15 @@ from tests.jobs.cluster import (
 PARTICIPANTS = 2000
 
 
-def _done(cluster: Cluster) -> bool:
-    return not cluster.scalar(
-        "SELECT EXISTS (SELECT 1 FROM trace WHERE state = 'scheduled') "
-        "OR EXISTS (SELECT 1 FROM mail_message WHERE state IN ('queued', 'sending'))"
+def _done(cluster: Cluster, messages: int) -> bool:
+    """Every message of the run exists and none is waiting; no trace is waiting."""
+    return bool(
+        cluster.scalar(
+            "SELECT (SELECT count(*) FROM mail_message) = :n "
+            "AND NOT EXISTS (SELECT 1 FROM trace WHERE state = 'scheduled') "
+            "AND NOT EXISTS (SELECT 1 FROM mail_message WHERE state IN ('queued', 'sending'))",
+            n=messages,
+        )
     )
 
 
@@ -71,7 +78,9 @@ def test_worker_killed_mid_batch_each_email_once(pg: Database, tmp_path: Path) -
             print(f"victim killed at {time.monotonic() - started:.1f}s, {sent_at_kill} emails received")
             assert sent_at_kill < 2 * PARTICIPANTS, "the run ended before the kill"
             cluster.worker("victim", queues=cluster.prefix)  # restarted
-            wait_until(lambda: _done(cluster), timeout=90, what="every trace and message done", every=0.5)
+            wait_until(
+                lambda: _done(cluster, 2 * PARTICIPANTS), timeout=90, what="every trace and message done", every=0.5
+            )
             print(f"all done at {time.monotonic() - started:.1f}s")
         except AssertionError:
             print(cluster.logs())
@@ -89,3 +98,32 @@ def test_worker_killed_mid_batch_each_email_once(pg: Database, tmp_path: Path) -
         assert cluster.scalar("SELECT count(*) FROM mail_message WHERE state <> 'sent'") == 0
         assert _metric(pg, 'nurture_messages{channel="email",state="sent"}') == len(sink.received)
         assert _metric(pg, 'nurture_traces{state="processed"}') == 2 * PARTICIPANTS
+
+
+def test_rabbitmq_broker_and_graceful_sigterm(pg: Database, tmp_path: Path) -> None:
+    """The same engine on RabbitMQ (pending keys then per process); SIGTERM stops the
+    worker and the scheduler cleanly (exit 0, nothing left claimed)."""
+    participants = 50
+    with smtp_server() as (sink, port):
+        cluster = Cluster(pg, tmp_path, port, broker=AMQP_URL)
+        two_step_campaign(pg, participants)
+        try:
+            cluster.scheduler()
+            cluster.worker("w1", concurrency=2)
+            wait_until(
+                lambda: _done(cluster, 2 * participants), timeout=90, what="every message sent", every=0.5
+            )
+            procs = dict(cluster.procs)
+            for proc in procs.values():
+                os.killpg(proc.pid, signal.SIGTERM)
+            codes = {name: proc.wait(30) for name, proc in procs.items()}
+            assert codes == {"scheduler": 0, "w1": 0}
+            cluster.procs.clear()
+        except AssertionError:
+            print(cluster.logs())
+            raise
+        finally:
+            cluster.stop_all()
+        counts = received_by_step(sink)
+        assert len(counts) == 2 * participants and set(counts.values()) == {1}
+        assert cluster.scalar("SELECT count(*) FROM mail_message WHERE state <> 'sent'") == 0

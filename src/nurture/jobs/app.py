@@ -97,12 +97,21 @@ def context() -> Context:
 
 
 def broker_ping(timeout: float = 2.0) -> bool:
-    """True when the broker accepts a connection (``/readyz``)."""
-    conn: Any = app.connection_for_write()
+    """True when the broker answers within ``timeout`` seconds (``/readyz``)."""
+    url = str(app.conf.broker_url or "")
     try:
-        conn.ensure_connection(max_retries=1, timeout=timeout)
+        if url.startswith(("redis://", "rediss://")):
+            import redis
+
+            client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
+            try:
+                return bool(client.ping())
+            finally:
+                client.close()
+        from kombu import Connection
+
+        with Connection(url, connect_timeout=timeout) as conn:
+            conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
         return True
     except Exception:
         return False
-    finally:
-        conn.release()

@@ -63,3 +63,42 @@ def test_json_log_lines_carry_extra_fields() -> None:
     assert line["message"] == "activity 7 ran"
     assert line["level"] == "INFO" and line["logger"] == "nurture.jobs"
     assert line["activity_id"] == 7
+
+
+def test_serve_with_several_web_processes(pg: Database, tmp_path: Path) -> None:
+    """`nurture serve --workers 2` on PostgreSQL with a broker: both processes answer,
+    /readyz checks the broker, /metrics sums the processes; SIGTERM stops them all."""
+    import os
+    import signal
+
+    import httpx
+
+    from tests.channels.email.smtp_sink import free_port
+    from tests.jobs.cluster import Cluster, wait_until
+
+    two_step_campaign(pg, 3)
+    cluster = Cluster(pg, tmp_path, smtp_port=free_port())
+    port = free_port()
+    proc = cluster.start("web", "serve", "--no-demo", "--workers", "2", "--port", str(port))
+    try:
+        def ready() -> dict[str, object] | None:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2)
+            except httpx.TransportError:
+                assert proc.poll() is None, cluster.logs()
+                return None
+            return response.json() if response.status_code == 200 else None
+
+        body = wait_until(ready, 90, "the web processes to be ready", every=0.3)
+        assert body["broker"] == "ok" and body["database"] == "postgresql"
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        assert len(children) >= 2  # uvicorn's supervisor and its web processes
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10)
+        assert metrics.status_code == 200  # loopback client
+        assert "# HELP nurture_due_backlog" in metrics.text
+        assert "# HELP nurture_traces_executed" in metrics.text  # the processes' counters
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        code = proc.wait(30)
+        cluster.procs.clear()
+    assert code == 0, cluster.logs()

@@ -115,6 +115,9 @@ def _celery_worker(rt: Runtime, *, worker_id: str | None, concurrency: int | Non
     if not rt.settings.extra.get("NURTURE_BROKER_URL"):
         raise click.ClickException("NURTURE_BROKER_URL is not set: a Celery worker needs a broker")
     js = configure(rt=rt).jobs
+    metrics_port = rt.settings.extra.get("NURTURE_WORKER_METRICS_PORT", "").strip()
+    if metrics_port:
+        _serve_worker_metrics(rt, metrics_port)
     argv = [
         "worker",
         f"--loglevel={rt.settings.log_level}",
@@ -128,3 +131,23 @@ def _celery_worker(rt: Runtime, *, worker_id: str | None, concurrency: int | Non
     if worker_id:
         argv.append(f"--hostname={worker_id}@%h")
     app.worker_main(argv)
+
+
+def _serve_worker_metrics(rt: Runtime, port_text: str) -> None:
+    """This worker's counters (summed over its pool processes) on their own HTTP port."""
+    import os
+    from pathlib import Path
+
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise click.ClickException(f"NURTURE_WORKER_METRICS_PORT: expected a port number, got {port_text!r}")
+    folder = Path(
+        os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(rt.settings.data_dir / f"prometheus-{os.getpid()}"))
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    for stale in folder.glob("*.db"):
+        stale.unlink()
+    from prometheus_client import CollectorRegistry, multiprocess, start_http_server
+
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    start_http_server(int(port_text), registry=registry)

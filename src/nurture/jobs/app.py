@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any
 
 from celery import Celery
 
@@ -108,9 +107,9 @@ def broker_ping(timeout: float = 2.0) -> bool:
                 return bool(client.ping())
             finally:
                 client.close()
-        from kombu import Connection
+        from kombu import Connection  # type: ignore[attr-defined]
 
-        with Connection(url, connect_timeout=timeout) as conn:
+        with Connection(url, connect_timeout=timeout) as conn:  # type: ignore[no-untyped-call]
             conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
         return True
     except Exception:

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from celery import Celery
 
 from nurture.config import Settings, load_settings
 from nurture.engine.loop import new_worker_id
 from nurture.jobs.pending import PendingKeys
+from nurture.jobs.ratelimit import Limiter, RateLimits, rate_limits
 from nurture.jobs.settings import JobSettings, job_settings
 from nurture.runtime import Runtime, open_runtime
 
@@ -36,6 +37,8 @@ class Context:
     jobs: JobSettings
     pending: PendingKeys
     worker_id: str
+    limits: RateLimits = field(default_factory=RateLimits)
+    limiter: Limiter | None = None
 
 
 _context: Context | None = None
@@ -76,11 +79,14 @@ def configure(settings: Settings | None = None, *, rt: Runtime | None = None) ->
     )
     if _context is not None and _context.pending is not None:
         _context.pending.close()
+    limits = rate_limits(rt.settings.extra)
     _context = Context(
         rt=rt,
         jobs=js,
         pending=PendingKeys(js.redis_url, ttl=js.pending_ttl, prefix=js.queue_prefix),
         worker_id=new_worker_id("celery"),
+        limits=limits,
+        limiter=Limiter(js.redis_url, prefix=js.queue_prefix) if limits.active else None,
     )
     _pid = os.getpid()
     return _context

@@ -142,6 +142,7 @@ def deliver(self: Any, channel: str) -> dict[str, int]:
         limit=limit,
         lease=timedelta(seconds=ctx.jobs.delivery_lease),
         worker_id=ctx.worker_id,
+        rate=(ctx.limits, ctx.limiter) if ctx.limiter is not None else None,
     )
     count_delivery(channel, result)
     if result.claimed >= limit:

@@ -13,11 +13,15 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
+
 from nurture.db import Database
 from nurture.metrics import render
 from tests.jobs.cluster import (
     AMQP_URL,
+    REDIS_URL,
     Cluster,
+    PrivateRedis,
     publish,
     received_by_step,
     smtp_server,
@@ -48,38 +52,75 @@ def _metric(db: Database, line_start: str) -> float:
     raise AssertionError(f"{line_start} not in /metrics output")
 
 
-def test_worker_killed_mid_batch_each_email_once(pg: Database, tmp_path: Path) -> None:
+def _in_transaction(cluster: Cluster, app_name: str) -> bool:
+    return bool(
+        cluster.scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = :name "
+            "AND backend_xid IS NOT NULL",
+            name=app_name,
+        )
+    )
+
+
+FAULTS = ["sigkill_engine_worker", "sigkill_sending_worker", "pg_terminate_backend", "redis_restart"]
+
+
+@pytest.mark.parametrize("fault", FAULTS)
+def test_two_step_campaign_survives(fault: str, pg: Database, tmp_path: Path) -> None:
+    """Each fault strikes mid-run; afterwards every email arrived once, nothing is left
+    claimed, and the metrics agree with the SMTP server.
+
+    * ``sigkill_engine_worker``: a worker that executes traces (composes and queues email)
+      is SIGKILLed inside its batch transaction, then restarted;
+    * ``sigkill_sending_worker``: the only sending worker is SIGKILLed while it sends; the
+      messages of its round are in doubt: none is sent twice, those the server did not get
+      are recorded failed "mail_unknown" (at most one round of them), everyone else got
+      each email once;
+    * ``pg_terminate_backend``: every worker connection to PostgreSQL is dropped mid-batch;
+    * ``redis_restart``: the broker (a private redis-server) is restarted empty mid-run:
+      queued tasks and pending keys are lost, the scheduler finds the work again.
+    """
+    redis_server = PrivateRedis(tmp_path) if fault == "redis_restart" else None
+    if redis_server is not None:
+        redis_server.start()
     with smtp_server() as (sink, port):
-        cluster = Cluster(pg, tmp_path, port)
+        cluster = Cluster(pg, tmp_path, port, broker=redis_server.url if redis_server else REDIS_URL)
         _campaign, step1, _step2 = two_step_campaign(pg, PARTICIPANTS)
         try:
-            # a duplicated task message: three copies of one "run step 1" and of one delivery
+            # a duplicated task message: three copies of one enrol, one "run step 1", one delivery
             publish(cluster, "nurture.enrol_model", ["contact", False], copies=3)
             publish(cluster, "nurture.run_activity", [step1, PARTICIPANTS], copies=3)
             publish(cluster, "nurture.deliver", ["email"], copies=3, queue=f"{cluster.prefix}.delivery")
             started = time.monotonic()
             cluster.scheduler()
-            # the victim only executes traces (composes and queues email); the others also send
-            cluster.worker("victim", queues=cluster.prefix)
-            cluster.worker("w1")
-            cluster.worker("w2")
-            # kill the victim with SIGKILL while it holds a write transaction (mid-batch)
+            if fault == "sigkill_sending_worker":
+                cluster.worker("victim", queues=f"{cluster.prefix}.delivery")
+                cluster.worker("w1", queues=cluster.prefix)
+                cluster.worker("w2", queues=cluster.prefix)
+                wait_until(lambda: len(sink.received) >= 200, 60, "the victim sending", every=0.02)
+            else:
+                cluster.worker("victim", queues=cluster.prefix)
+                cluster.worker("w1")
+                cluster.worker("w2")
+                wait_until(lambda: _in_transaction(cluster, "victim"), 60, "a batch in progress", every=0.02)
+            received_then = len(sink.received)
+            if fault.startswith("sigkill"):
+                cluster.kill("victim", signal.SIGKILL)
+                cluster.worker("victim", queues=cluster.prefix if "engine" in fault else f"{cluster.prefix}.delivery")
+            elif fault == "pg_terminate_backend":
+                dropped = cluster.scalar(
+                    "SELECT count(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE application_name IN ('victim', 'w1', 'w2')) AS t"
+                )
+                assert dropped >= 1
+            elif redis_server is not None:
+                redis_server.stop()
+                time.sleep(1)
+                redis_server.start()
+            print(f"{fault} at {time.monotonic() - started:.1f}s, {received_then} emails received then")
+            assert received_then < 2 * PARTICIPANTS, "the run ended before the fault"
             wait_until(
-                lambda: cluster.scalar(
-                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'victim' "
-                    "AND backend_xid IS NOT NULL"
-                ),
-                timeout=45,
-                what="the victim worker inside a batch transaction",
-                every=0.02,
-            )
-            cluster.kill("victim", signal.SIGKILL)
-            sent_at_kill = len(sink.received)
-            print(f"victim killed at {time.monotonic() - started:.1f}s, {sent_at_kill} emails received")
-            assert sent_at_kill < 2 * PARTICIPANTS, "the run ended before the kill"
-            cluster.worker("victim", queues=cluster.prefix)  # restarted
-            wait_until(
-                lambda: _done(cluster, 2 * PARTICIPANTS), timeout=90, what="every trace and message done", every=0.5
+                lambda: _done(cluster, 2 * PARTICIPANTS), timeout=150, what="every trace and message done", every=0.5
             )
             print(f"all done at {time.monotonic() - started:.1f}s")
         except AssertionError:
@@ -87,16 +128,26 @@ def test_worker_killed_mid_batch_each_email_once(pg: Database, tmp_path: Path) -
             raise
         finally:
             cluster.stop_all()
+            if redis_server is not None:
+                redis_server.stop()
 
         counts = received_by_step(sink)
         duplicates = {k: n for k, n in counts.items() if n != 1}
         assert not duplicates, f"received more than once: {list(duplicates.items())[:5]}"
         expected = {(f"p{i}@example.com", s) for i in range(1, PARTICIPANTS + 1) for s in ("Step 1", "Step 2")}
-        assert set(counts) == expected, f"missing: {len(expected - set(counts))}"
-        assert cluster.scalar("SELECT count(*) FROM trace WHERE claimed_by IS NOT NULL AND state = 'scheduled'") == 0
-        assert cluster.scalar("SELECT count(*) FROM trace WHERE state <> 'processed'") == 0
-        assert cluster.scalar("SELECT count(*) FROM mail_message WHERE state <> 'sent'") == 0
-        assert _metric(pg, 'nurture_messages{channel="email",state="sent"}') == len(sink.received)
+        missing = expected - set(counts)
+        unknown = cluster.scalar("SELECT count(*) FROM mail_message WHERE failure_type = 'mail_unknown'")
+        if fault == "sigkill_sending_worker":
+            # in doubt = the killed round: not received and recorded as such, never resent
+            assert len(missing) == unknown <= 100  # NURTURE_DELIVERY_BATCH of the cluster
+            print(f"{unknown} messages of the killed round recorded mail_unknown (not resent)")
+        else:
+            assert not missing, f"missing: {len(missing)}"
+            assert unknown == 0
+        assert cluster.scalar("SELECT count(*) FROM trace WHERE state = 'scheduled'") == 0
+        assert cluster.scalar("SELECT count(*) FROM mail_message WHERE state IN ('queued', 'sending')") == 0
+        sent = cluster.scalar("SELECT count(*) FROM mail_message WHERE state = 'sent'")
+        assert sent == len(sink.received) == _metric(pg, 'nurture_messages{channel="email",state="sent"}')
         assert _metric(pg, 'nurture_traces{state="processed"}') == 2 * PARTICIPANTS
 
 

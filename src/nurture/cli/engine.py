@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from types import FrameType
 
 import click
@@ -10,6 +11,17 @@ import click
 from nurture.cli.base import cli, runtime
 from nurture.clock import parse_iso, utcnow
 from nurture.runtime import Runtime
+
+
+def _stop_on_signals(stop: Callable[[], None], message: str) -> None:
+    """SIGTERM and SIGINT call ``stop`` (the loop then ends cleanly)."""
+
+    def _stop(signum: int, frame: FrameType | None) -> None:
+        click.echo(f"{message} (signal {signum})", err=True)
+        stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
 
 
 @cli.command()
@@ -53,12 +65,7 @@ def worker(
         full_sync_every=full_sync,
     )
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        click.echo(f"stopping after the current batch (signal {signum})", err=True)
-        loop.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    _stop_on_signals(loop.stop, "stopping after the current batch")
     click.echo(f"worker {loop.worker_id} running")
     loop.run()
 
@@ -99,12 +106,7 @@ def scheduler() -> None:
     ctx = configure(rt=rt)
     sched = Scheduler(ctx)
 
-    def _stop(signum: int, frame: FrameType | None) -> None:
-        click.echo(f"scheduler stopping (signal {signum})", err=True)
-        sched.stop()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    _stop_on_signals(sched.stop, "scheduler stopping")
     click.echo(f"scheduler sending to {ctx.jobs.broker}")
     sched.run()
 

@@ -39,9 +39,9 @@ def _activities() -> set[int]:
     return found
 
 
-def on_records_changed(session: Session, model: str, ids: Sequence[int], now: datetime) -> None:
-    """New participants (enrolled by the engine's listener just before) start at once."""
-    _activities().update(
+def begin_activities(session: Session, *, model: str) -> list[int]:
+    """The first steps (trigger ``begin``) of the running campaigns on ``model``."""
+    return list(
         session.scalars(
             select(Activity.id)
             .join(Campaign, Campaign.id == Activity.campaign_id)
@@ -52,6 +52,11 @@ def on_records_changed(session: Session, model: str, ids: Sequence[int], now: da
             )
         )
     )
+
+
+def on_records_changed(session: Session, model: str, ids: Sequence[int], now: datetime) -> None:
+    """New participants (enrolled by the engine's listener just before) start at once."""
+    _activities().update(begin_activities(session, model=model))
 
 
 def on_dated(conn: Connection, child_ids: Sequence[int]) -> None:

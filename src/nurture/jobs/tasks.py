@@ -19,12 +19,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
-from nurture.campaigns.models import Activity, Campaign
+from nurture.campaigns.models import Activity
 from nurture.clock import utcnow
 from nurture.engine.enrol import sync_campaigns
 from nurture.engine.execute import run_due
 from nurture.jobs import adapters
 from nurture.jobs.app import app, context
+from nurture.jobs.hooks import begin_activities
 from nurture.metrics import TASK_LATENCY, TASK_SECONDS, count_batch, count_delivery
 
 log = logging.getLogger(__name__)
@@ -161,7 +162,8 @@ def enrol_model(self: Any, model: str, full: bool = False) -> dict[str, int]:
     now = utcnow()
     enrolled = sync_campaigns(ctx.rt.db, now=now, full=full, model=model)
     if enrolled:
-        send_runs(begin_activities(ctx.rt.db, model=model))
+        with ctx.rt.db.read() as session:
+            send_runs(begin_activities(session, model=model))
     TASK_SECONDS.labels("enrol_model").observe(time.monotonic() - started)
     return {"enrolled": enrolled}
 
@@ -179,19 +181,3 @@ def process_inbound(self: Any, raw: str) -> dict[str, str]:
 def send_inbound(raw: bytes) -> None:
     """Queue a received message for a worker (no de-duplication: each message is work)."""
     process_inbound.apply_async((raw.decode("latin-1"),), headers={"nurture_sent": time.time()})
-
-
-def begin_activities(db: Any, *, model: str) -> list[int]:
-    """The first steps (trigger ``begin``) of the running campaigns on ``model``."""
-    with db.read() as session:
-        return list(
-            session.scalars(
-                select(Activity.id)
-                .join(Campaign, Campaign.id == Activity.campaign_id)
-                .where(
-                    Campaign.model == model,
-                    Campaign.state == "running",
-                    Activity.trigger_type == "begin",
-                )
-            )
-        )

@@ -114,10 +114,16 @@ def due_conditions(now: datetime) -> list[ColumnElement[bool]]:
     ]
 
 
-def due_backlog(session: Session, *, now: datetime, by: str = "activity") -> dict[int, int]:
-    """How many traces are due at ``now``, by activity id (``by="campaign"``: campaign id)."""
+def due_backlog(
+    session: Session, *, now: datetime, by: str = "activity", activity_ids: Sequence[int] | None = None
+) -> dict[int, int]:
+    """How many traces are due at ``now``, by activity id (``by="campaign"``: campaign id);
+    only of ``activity_ids`` when given."""
     key = Trace.activity_id if by == "activity" else Trace.campaign_id
-    rows = session.execute(select(key, func.count()).where(*due_conditions(now)).group_by(key))
+    where = due_conditions(now)
+    if activity_ids is not None:
+        where.append(Trace.activity_id.in_(list(activity_ids)))
+    rows = session.execute(select(key, func.count()).where(*where).group_by(key))
     return {int(k): int(n) for k, n in rows}
 
 

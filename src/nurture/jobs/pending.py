@@ -51,6 +51,20 @@ class PendingKeys:
             self._local[key] = now + self.ttl
             return True
 
+    def pending(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have a task pending (unknown when Redis is unreachable: none)."""
+        if not keys:
+            return set()
+        if self._redis is not None:
+            try:
+                values = self._redis.mget([self.prefix + k for k in keys])
+            except Exception:
+                return set()
+            return {k for k, v in zip(keys, values, strict=True) if v is not None}
+        now = time.monotonic()
+        with self._lock:
+            return {k for k in keys if self._local.get(k, 0.0) > now}
+
     def release(self, key: str) -> None:
         """The task of ``key`` started: the next change may send another one."""
         if self._redis is not None:

@@ -5,8 +5,8 @@ Each pass (every ``NURTURE_SCHEDULER_INTERVAL`` seconds):
 * campaigns awaiting their first enrolment → "enrol model M" (every
   ``NURTURE_FULL_SYNC_INTERVAL`` seconds a full pass of every model with running campaigns);
 * waits whose event window closed expire (one set-based statement, here);
-* the due backlog per activity → "run due traces of activity X" with the backlog as a
-  batch hint;
+* the due backlog of each activity with no task pending → "run due traces of activity X"
+  with the backlog as a batch hint;
 * channels with messages due (or sends interrupted past their lease) → "deliver".
 
 Sending goes through the pending keys (:mod:`nurture.jobs.pending`): at most one pending
@@ -32,7 +32,7 @@ from typing import IO, Any
 
 from sqlalchemy import select, text
 
-from nurture.campaigns.models import Campaign
+from nurture.campaigns.models import Activity, Campaign
 from nurture.clock import utcnow
 from nurture.engine.execute import due_backlog
 from nurture.engine.schedule import expire_waiting
@@ -138,7 +138,18 @@ class Scheduler:
             with db.transaction() as session:
                 result.expired = expire_waiting(session, now=now)
         with db.read() as session:
-            backlog = due_backlog(session, now=now)
+            # activities whose task is pending are skipped: that task (or its continuation)
+            # takes their backlog, so a deep backlog costs the scheduler no counting
+            activities = list(
+                session.scalars(
+                    select(Activity.id)
+                    .join(Campaign, Campaign.id == Activity.campaign_id)
+                    .where(Campaign.state == "running")
+                )
+            )
+            busy = self.ctx.pending.pending([f"run:{a}" for a in activities])
+            idle = [a for a in activities if f"run:{a}" not in busy]
+            backlog = due_backlog(session, now=now, activity_ids=idle) if idle else {}
             channels = adapters.channels_with_work(session, now=now)
         result.backlog = sum(backlog.values())
         result.run_sent = sum(send_run(a, n) for a, n in sorted(backlog.items()))

@@ -30,7 +30,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import false, func, select
 
 from nurture.clock import utcnow
 
@@ -102,7 +102,7 @@ class DatabaseCollector(Collector):
                 for campaign_id, n in sorted(due_backlog(session, now=now, by="campaign").items()):
                     backlog.add_metric([str(campaign_id)], n)
                 for state, n in session.execute(
-                    select(Trace.state, func.count()).where(Trace.is_test.is_(False)).group_by(Trace.state)
+                    select(Trace.state, func.count()).where(Trace.is_test == false()).group_by(Trace.state)
                 ):
                     traces.add_metric([state], n)
                 for channel, model in (("email", MailMessage), ("sms", SmsMessage)):

@@ -142,15 +142,23 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--emails", type=int, default=50_000)
     parser.add_argument("--concurrency", type=int, default=1)
+    parser.add_argument("--engines", default="embedded,celery1,celery2",
+                        help="which runs (embedded, celery1, celery2); the ratio needs embedded")
+    parser.add_argument("--task-batch", type=int, default=None, help="NURTURE_TASK_BATCH of the workers")
     args = parser.parse_args()
+    chosen = {e.strip() for e in args.engines.split(",")}
     port = free_port()
     sink = start_sink(port)
     results: dict[str, tuple[float, float]] = {}
     try:
         for engine, workers in (("embedded", 1), ("celery", 1), ("celery", 2)):
+            if (engine if engine == "embedded" else f"celery{workers}") not in chosen:
+                continue
             label = engine if engine == "embedded" else f"celery x{workers}"
             with fresh_database("postgresql", "scale_out") as db:
                 env = environ(db, port, f"bench-{uuid.uuid4().hex[:8]}")
+                if args.task_batch:
+                    env["NURTURE_TASK_BATCH"] = str(args.task_batch)
                 _, idle_cpu = run(engine, workers, args.concurrency, db, env, wait=False)
                 print(f"[{label}] generating {args.rows:,} field-update and {args.emails:,} email traces …",
                       flush=True)
@@ -166,7 +174,7 @@ def main() -> None:
     finally:
         sink.terminate()
         sink.wait(10)
-    base_cpu = results["embedded"][1]
+    base_cpu = results.get("embedded", (0.0, 0.0))[1]
     print("\nengine        wall s   CPU s   CPU ratio to embedded (target <= 1.2)")
     for label, (wall, cpu) in results.items():
         print(f"{label:12s} {wall:7.1f} {cpu:7.1f}   {cpu / base_cpu if base_cpu else float('nan'):.2f}")

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 
-from nurture.config import Settings, load_settings
+from nurture.config import ConfigError, Settings, load_settings
 from nurture.db import Database
+from nurture.logs import setup_logging
 
 
 @dataclass
@@ -17,8 +17,13 @@ class Runtime:
 
 def open_runtime(settings: Settings | None = None) -> Runtime:
     settings = settings or load_settings()
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    return Runtime(settings=settings, db=Database(settings.database_url))
+    fmt = settings.extra.get("NURTURE_LOG_FORMAT", "text").strip().lower()
+    if fmt not in {"text", "json"}:
+        raise ConfigError(f"NURTURE_LOG_FORMAT: expected text or json, got {fmt!r}")
+    setup_logging(settings.log_level, fmt)
+    rt = Runtime(settings=settings, db=Database(settings.database_url))
+    if settings.extra.get("NURTURE_BROKER_URL"):  # scale-out: changes send follow-up tasks
+        from nurture.jobs import attach
+
+        attach(rt)
+    return rt

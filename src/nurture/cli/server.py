@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from nurture.cli.base import cli, runtime
 from nurture.runtime import Runtime
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from nurture.engine.runner import InProcessRunner
 
 
 @cli.command()
@@ -18,20 +27,48 @@ def migrate() -> None:
     click.echo("database is up to date")
 
 
+def _runner(
+    rt: Runtime, prepare: Callable[[Callable[[], bool]], None] | None = None
+) -> InProcessRunner | None:
+    """The in-process worker, unless NURTURE_EMBEDDED_WORKER is false, or a broker is set
+    (the Celery engine runs the work) and NURTURE_EMBEDDED_WORKER was not asked for."""
+    from nurture.engine.runner import InProcessRunner
+
+    extra = rt.settings.extra
+    if not rt.settings.embedded_worker:
+        return None
+    if extra.get("NURTURE_BROKER_URL") and "NURTURE_EMBEDDED_WORKER" not in extra:
+        return None
+    return InProcessRunner(rt, prepare=prepare)
+
+
+def web_app() -> FastAPI:
+    """The app of one web process of `nurture serve --workers N` (uvicorn factory)."""
+    from nurture.web.app import create_app
+
+    rt = runtime()
+    return create_app(rt, runner=_runner(rt))
+
+
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=int)
 @click.option("--no-demo", is_flag=True, help="Do not load demo data into an empty database.")
-def serve(host: str, port: int, no_demo: bool) -> None:
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+    help="Web processes sharing the port (metrics summed across them).",
+)
+def serve(host: str, port: int, no_demo: bool, workers: int) -> None:
     """Start the web server.
 
     Embedded mode (SQLite): migrates, loads demo data on first start, and runs the
     worker in-process. With PostgreSQL, run `nurture migrate` and `nurture worker`
     separately (set NURTURE_EMBEDDED_WORKER=true to keep an in-process worker too).
+    With NURTURE_BROKER_URL set, the Celery workers run the engine (no in-process worker
+    unless NURTURE_EMBEDDED_WORKER=true).
     """
     import uvicorn
 
-    from nurture.engine.runner import InProcessRunner
     from nurture.web.app import create_app
 
     rt = runtime()
@@ -49,18 +86,30 @@ def serve(host: str, port: int, no_demo: bool) -> None:
             # the demo campaigns' three weeks of history are made by the engine thread
             # before its loop starts: the server answers meanwhile
             demo_history = history_loader(rt.db)
-    runner = (
-        InProcessRunner(rt, prepare=demo_history) if rt.settings.embedded_worker else None
-    )
+    runner = _runner(rt, prepare=demo_history) if workers == 1 else None
     if demo_history is not None and runner is None:
         demo_history(lambda: False)
-    app = create_app(rt, runner=runner)
-    click.echo(f"Nurture listening on http://{host}:{port} ({rt.db.dialect})")
+    click.echo(f"Nurture listening on http://{host}:{port} ({rt.db.dialect}, {workers} process(es))")
     _announce_setup_link(rt, host, port)
     # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal to the handler
     # that was installed before it; a no-op handler makes that graceful stop exit 0.
     signal.signal(signal.SIGTERM, lambda _signum, _frame: None)
-    uvicorn.run(app, host=host, port=port, log_level=rt.settings.log_level.lower())
+    level = rt.settings.log_level.lower()
+    if workers > 1:
+        rt.db.dispose()
+        # each process counts into files of one directory; /metrics sums them
+        metrics_dir = Path(os.environ.setdefault(
+            "PROMETHEUS_MULTIPROC_DIR", str(rt.settings.data_dir / "prometheus")
+        ))
+        metrics_dir.mkdir(parents=True, exist_ok=True)
+        for stale in metrics_dir.glob("*.db"):
+            stale.unlink()
+        uvicorn.run(
+            "nurture.cli.server:web_app", factory=True, workers=workers,
+            host=host, port=port, log_level=level,
+        )
+    else:
+        uvicorn.run(create_app(rt, runner=runner), host=host, port=port, log_level=level)
     click.echo("Nurture stopped")
 
 

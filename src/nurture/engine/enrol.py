@@ -269,8 +269,11 @@ def mark_removed(
     return len(ids)
 
 
-def sync_campaigns(session_factory: Any, *, now: datetime, full: bool) -> int:
-    """Enrol for every running campaign (``full``) or only those awaiting their first pass.
+def sync_campaigns(
+    session_factory: Any, *, now: datetime, full: bool, model: str | None = None
+) -> int:
+    """Enrol for every running campaign (``full``) or only those awaiting their first pass
+    (only the campaigns on ``model`` when given).
 
     ``session_factory`` is a :class:`nurture.db.Database`; each campaign gets its own
     transaction so one large campaign does not hold the others.
@@ -279,6 +282,8 @@ def sync_campaigns(session_factory: Any, *, now: datetime, full: bool) -> int:
         stmt = select(Campaign.id).where(Campaign.state == "running")
         if not full:
             stmt = stmt.where(Campaign.last_sync_at.is_(None))
+        if model is not None:
+            stmt = stmt.where(Campaign.model == model)
         campaign_ids = list(session.scalars(stmt.order_by(Campaign.id)))
     total = 0
     for campaign_id in campaign_ids:

@@ -16,7 +16,7 @@ front end the engine, delivery and inbound mail use.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -54,6 +54,18 @@ _BOUNCE_KEEP = frozenset({"mail_bounce", "sms_bounce"})
 
 #: set when an event dated a child, so an in-process worker wakes up at once
 wakeup = threading.Event()
+
+DatedListener = Callable[[Connection, Sequence[int]], None]
+#: ``listener(conn, child_trace_ids)`` called in the transaction that dated children (the
+#: Celery engine enqueues their activities' follow-up after commit: nurture.jobs.hooks)
+_dated: list[DatedListener] = []
+
+
+def on_dated(listener: DatedListener) -> DatedListener:
+    """Register ``listener(conn, child_ids)`` for children an event dated."""
+    if listener not in _dated:
+        _dated.append(listener)
+    return listener
 
 _trace: Table = Trace.__table__  # type: ignore[assignment]
 _activity: Table = Activity.__table__  # type: ignore[assignment]
@@ -297,6 +309,10 @@ def execute_writes(conn: Connection, writes: EventWrites) -> None:
         conn.execute(stmt, params)
     if writes.dates:
         wakeup.set()
+        if _dated:
+            child_ids = [d["child_id"] for d in writes.dates]
+            for listener in list(_dated):
+                listener(conn, child_ids)
 
 
 def _apply_distinct(conn: Connection, items: Sequence[Item]) -> list[int]:

@@ -98,31 +98,58 @@ class BatchResult:
         self.error += other.error
 
 
-def _due_ids(dialect: str, *, now: datetime, limit: int, with_activity: bool = False) -> Any:
-    """The next due traces, in schedule order.
+def due_conditions(now: datetime) -> list[ColumnElement[bool]]:
+    """What makes a trace due at ``now`` (the engine's one definition)."""
+    running_campaigns = select(Campaign.id).where(Campaign.state == "running")
+    participant_running = exists().where(
+        Participant.id == Trace.participant_id, Participant.state == "running"
+    )
+    return [
+        Trace.state == "scheduled",
+        Trace.schedule_date <= now,
+        Trace.is_test == false(),
+        (Trace.lease_until.is_(None)) | (Trace.lease_until < now),
+        Trace.campaign_id.in_(running_campaigns),
+        participant_running,
+    ]
+
+
+def due_backlog(
+    session: Session, *, now: datetime, by: str = "activity", activity_ids: Sequence[int] | None = None
+) -> dict[int, int]:
+    """How many traces are due at ``now``, by activity id (``by="campaign"``: campaign id);
+    only of ``activity_ids`` when given."""
+    key = Trace.activity_id if by == "activity" else Trace.campaign_id
+    where = due_conditions(now)
+    if activity_ids is not None:
+        where.append(Trace.activity_id.in_(list(activity_ids)))
+    rows = session.execute(select(key, func.count()).where(*where).group_by(key))
+    return {int(k): int(n) for k, n in rows}
+
+
+def _due_ids(
+    dialect: str,
+    *,
+    now: datetime,
+    limit: int,
+    with_activity: bool = False,
+    activity_id: int | None = None,
+) -> Any:
+    """The next due traces (of ``activity_id`` only, when given), in schedule order.
 
     Written to walk the partial index on ``schedule_date`` (state scheduled) and stop at
     ``limit``: the campaign and participant conditions are semi-joins, not joins, and the
     order is the index's own, so no sort of the whole backlog is ever needed.
     """
-    running_campaigns = select(Campaign.id).where(Campaign.state == "running")
-    participant_running = exists().where(
-        Participant.id == Trace.participant_id, Participant.state == "running"
-    )
     columns: list[Any] = [Trace.activity_id, Trace.id] if with_activity else [Trace.id]
     stmt = (
         select(*columns)
-        .where(
-            Trace.state == "scheduled",
-            Trace.schedule_date <= now,
-            Trace.is_test == false(),
-            (Trace.lease_until.is_(None)) | (Trace.lease_until < now),
-            Trace.campaign_id.in_(running_campaigns),
-            participant_running,
-        )
+        .where(*due_conditions(now))
         .order_by(Trace.schedule_date)
         .limit(limit)
     )
+    if activity_id is not None:
+        stmt = stmt.where(Trace.activity_id == activity_id)
     if dialect == "postgresql":
         stmt = stmt.with_for_update(of=Trace, skip_locked=True)
     return stmt
@@ -186,7 +213,9 @@ def release_leases(session: Session, *, worker_id: str) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def select_due(session: Session, *, now: datetime, limit: int) -> dict[int, list[int]]:
+def select_due(
+    session: Session, *, now: datetime, limit: int, activity_id: int | None = None
+) -> dict[int, list[int]]:
     """Lock up to ``limit`` due traces for this transaction; returns {activity_id: [trace ids]}.
 
     PostgreSQL locks the rows (``FOR UPDATE SKIP LOCKED``: concurrent workers take other
@@ -196,7 +225,7 @@ def select_due(session: Session, *, now: datetime, limit: int) -> dict[int, list
     """
     dialect = session.get_bind().dialect.name
     rows = session.connection().execute(
-        _due_ids(dialect, now=now, limit=limit, with_activity=True)
+        _due_ids(dialect, now=now, limit=limit, with_activity=True, activity_id=activity_id)
     ).all()
     groups: dict[int, list[int]] = defaultdict(list)
     for activity_id, trace_id in rows:
@@ -211,8 +240,10 @@ def run_due(
     limit: int = 500,
     worker_id: str,
     lease: timedelta = DEFAULT_LEASE,
+    activity_id: int | None = None,
 ) -> BatchResult:
-    """Select and execute one batch of due traces in one transaction.
+    """Select and execute one batch of due traces in one transaction (only traces of
+    ``activity_id`` when given: the Celery task "run due traces of activity X").
 
     ``db`` is a :class:`nurture.db.Database`. ``lease`` is accepted for compatibility: a
     batch no longer spans transactions, so it needs no lease (the row locks of the work
@@ -220,12 +251,12 @@ def run_due(
     """
     # A read-only probe first, so an idle worker never takes SQLite's write lock.
     with db.read() as session:
-        if session.scalar(_due_ids("probe", now=now, limit=1)) is None:
+        if session.scalar(_due_ids("probe", now=now, limit=1, activity_id=activity_id)) is None:
             return BatchResult()
     token = new_token(worker_id)
     result = BatchResult()
     with db.transaction() as session:
-        groups = select_due(session, now=now, limit=limit)
+        groups = select_due(session, now=now, limit=limit, activity_id=activity_id)
         result.claimed = sum(len(ids) for ids in groups.values())
         for activity_id, ids in groups.items():
             try:

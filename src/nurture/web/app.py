@@ -13,6 +13,7 @@ from fastapi.responses import JSONResponse
 from nurture import __version__
 from nurture.runtime import Runtime
 from nurture.web.api import install_api
+from nurture.web.ops import broker_status, install_ops
 from nurture.web.security import install_security
 from nurture.web.ui import install_ui
 
@@ -88,11 +89,16 @@ def create_app(rt: Runtime, *, runner: BackgroundRunner | None = None) -> FastAP
         except Exception:  # the probe reports, never raises
             log.exception("readiness probe failed")
             return JSONResponse({"status": "unavailable"}, 503)
+        broker = broker_status(rt)  # None: embedded, no broker to check
         status = "ok" if migrated else "migration pending"
-        return JSONResponse(
-            {"status": status, "database": rt.db.dialect, "records": counts},
-            200 if migrated else 503,
-        )
+        if broker not in (None, "ok"):
+            status = "broker unreachable"
+        body: dict[str, Any] = {"status": status, "database": rt.db.dialect, "records": counts}
+        if broker is not None:
+            body["broker"] = broker
+        return JSONResponse(body, 200 if status == "ok" else 503)
+
+    install_ops(app, rt)
 
     from nurture.tracking.routes import router as tracking_router
 

@@ -1,0 +1,20 @@
+"""Scale-out engine on Celery (``nurture worker --engine celery``, ``nurture scheduler``).
+
+The embedded runner (:mod:`nurture.engine.runner`) stays the default; this package runs the
+same service functions as Celery tasks over a broker (``NURTURE_BROKER_URL``). See
+:mod:`nurture.jobs.app` (the Celery app), :mod:`nurture.jobs.tasks`,
+:mod:`nurture.jobs.scheduler` and :mod:`nurture.jobs.hooks`.
+"""
+
+from __future__ import annotations
+
+from nurture.runtime import Runtime
+
+
+def attach(rt: Runtime) -> None:
+    """Make this process send follow-up tasks (record changes, events) over the broker."""
+    from nurture.jobs import hooks
+    from nurture.jobs.app import configure
+
+    configure(rt=rt)
+    hooks.install()

@@ -18,15 +18,21 @@ from nurture.clock import parse_iso, utcnow
 @click.option("--id", "worker_id", default=None, help="Worker id (default: host-pid-random).")
 def worker(batch_size: int, poll: float, full_sync: float, worker_id: str | None) -> None:
     """Run the engine: continuous enrolment, due traces, event-window expiry (SIGTERM stops)."""
+    from nurture.channels.queue import default_lease
     from nurture.engine.loop import Worker
 
     rt = runtime()
+    try:
+        lease = default_lease(rt.settings.extra)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     loop = Worker(
         rt.db,
         worker_id=worker_id,
         batch_size=batch_size,
         poll_interval=poll,
         full_sync_every=full_sync,
+        lease=lease,
     )
 
     def _stop(signum: int, frame: FrameType | None) -> None:

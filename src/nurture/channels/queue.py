@@ -118,36 +118,68 @@ class Channel(Protocol[Item, Out]):
 
 
 def claim_queued(
-    session: Session, model: Any, *, now: datetime, limit: int, token: str, lease: timedelta
-) -> list[int]:
-    """Mark up to ``limit`` due queued messages of ``model`` as ``sending``; their ids.
+    session: Session,
+    model: Any,
+    *,
+    now: datetime,
+    limit: int,
+    token: str,
+    lease: timedelta,
+    columns: Sequence[str] = (),
+) -> list[Any]:
+    """Mark up to ``limit`` due queued rows of ``model`` as ``sending`` (claim token, lease,
+    ``attempts + 1``) in one statement; their ``(id, *columns)`` rows by id (``attempts``
+    as updated).
 
     PostgreSQL skips rows another worker has locked; SQLite's write transaction already
     serialises claimers. The UPDATE re-checks ``queued``, so a row is claimed once.
     """
-    stmt = (
-        select(model.id)
-        .where(model.state == "queued", model.next_attempt_at <= now)
-        .order_by(model.next_attempt_at, model.id)
+    if limit <= 0:
+        return []
+    table = model.__table__
+    due = (
+        select(table.c.id)
+        .where(table.c.state == "queued", table.c.next_attempt_at <= now)
+        .order_by(table.c.next_attempt_at, table.c.id)
         .limit(limit)
     )
     if session.get_bind().dialect.name == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    ids = list(session.scalars(stmt))
-    if ids:
-        session.execute(
-            update(model)
-            .where(model.id.in_(ids), model.state == "queued")
-            .values(
-                state="sending",
-                claimed_by=token,
-                lease_until=now + lease,
-                attempts=model.attempts + 1,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
+        due = due.with_for_update(skip_locked=True)
+    stmt = (
+        table.update()
+        .where(table.c.id.in_(due), table.c.state == "queued")
+        .values(
+            state="sending",
+            claimed_by=token,
+            lease_until=now + lease,
+            attempts=table.c.attempts + 1,
+            updated_at=now,
         )
-    return ids
+        .returning(table.c.id, *(table.c[name] for name in columns))
+    )
+    return sorted(session.connection().execute(stmt).all(), key=lambda row: row[0])
+
+
+def update_claimed(session: Session, model: Any, row_id: int, *, token: str, **values: Any) -> bool:
+    """Write an outcome on row ``row_id`` of ``model`` if ``token`` still holds it
+    (``sending``); whether it did (a stale worker's outcome is dropped)."""
+    table = model.__table__
+    res = session.connection().execute(
+        table.update()
+        .where(table.c.id == row_id, table.c.claimed_by == token, table.c.state == "sending")
+        .values(lease_until=None, updated_at=values.pop("now"), **values)
+    )
+    return bool(res.rowcount)
+
+
+def stamp_sent(session: Session, trace_id: int, *, now: datetime) -> None:
+    """The trace's ``sent_at`` (first delivery only)."""
+    table = Trace.__table__
+    session.connection().execute(
+        table.update()  # type: ignore[attr-defined]
+        .where(table.c.id == trace_id, table.c.sent_at.is_(None))  # type: ignore[attr-defined]
+        .values(sent_at=now)
+    )
 
 
 def recover_interrupted(

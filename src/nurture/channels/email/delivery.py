@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Activity
@@ -63,6 +63,8 @@ from nurture.channels.queue import (
     deliver_rounds,
     fail_trace,
     recover_interrupted,
+    stamp_sent,
+    update_claimed,
 )
 from nurture.engine.events import record_event
 from nurture.engine.models import Trace
@@ -121,22 +123,10 @@ class _Claimed:
 
 
 def claim(session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
-    ids = claim_queued(session, MailMessage, now=now, limit=limit, token=token, lease=lease)
-    if not ids:
-        return []
-    rows = session.execute(
-        select(
-            MailMessage.id,
-            MailMessage.trace_id,
-            MailMessage.email,
-            MailMessage.recipient,
-            MailMessage.envelope_from,
-            MailMessage.raw,
-            MailMessage.attempts,
-        )
-        .where(MailMessage.id.in_(ids), MailMessage.claimed_by == token, MailMessage.state == "sending")
-        .order_by(MailMessage.id)
-    ).all()
+    rows = claim_queued(
+        session, MailMessage, now=now, limit=limit, token=token, lease=lease,
+        columns=("trace_id", "email", "recipient", "envelope_from", "raw", "attempts"),
+    )
     return [_Claimed(r[0], r[1], r[2], r[3], r[4], r[5] or b"", r[6]) for r in rows]
 
 
@@ -180,58 +170,24 @@ class EmailChannel:
         result: DeliveryResult,
     ) -> None:
         for c, d in outcomes:
-            mine = (MailMessage.id == c.id) & (MailMessage.claimed_by == token) & (MailMessage.state == "sending")
             if d.state == "sent":
-                values: dict[str, Any] = {
-                    "state": "sent",
-                    "sent_at": now,
-                    "lease_until": None,
-                    "updated_at": now,
-                    "failure_reason": None,
-                    "transport": self.transport.name[:16],
-                }
+                values: dict[str, Any] = {"state": "sent", "sent_at": now, "failure_reason": None}
+                values["transport"] = self.transport.name[:16]
                 if not self.keep_source:
                     values["raw"] = None
-                res = session.execute(
-                    update(MailMessage).where(mine).values(**values).execution_options(synchronize_session=False)
-                )
-                if getattr(res, "rowcount", 0):
-                    session.execute(
-                        update(Trace)
-                        .where(Trace.id == c.trace_id, Trace.sent_at.is_(None))
-                        .values(sent_at=now)
-                        .execution_options(synchronize_session=False)
-                    )
+                if update_claimed(session, MailMessage, c.id, token=token, now=now, **values):
+                    stamp_sent(session, c.trace_id, now=now)
                     result.sent += 1
             elif d.state == "retry":
-                session.execute(
-                    update(MailMessage)
-                    .where(mine)
-                    .values(
-                        state="queued",
-                        next_attempt_at=d.retry_at,
-                        lease_until=None,
-                        failure_reason=d.reason[:1000],
-                        updated_at=now,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                result.retried += 1
-            else:
-                res = session.execute(
-                    update(MailMessage)
-                    .where(mine)
-                    .values(
-                        state="failed",
-                        lease_until=None,
-                        failure_type=d.failure_type,
-                        failure_reason=d.reason[:1000],
-                        updated_at=now,
-                    )
-                    .execution_options(synchronize_session=False)
-                )
-                if not getattr(res, "rowcount", 0):
-                    continue
+                if update_claimed(
+                    session, MailMessage, c.id, token=token, now=now,
+                    state="queued", next_attempt_at=d.retry_at, failure_reason=d.reason[:1000],
+                ):
+                    result.retried += 1
+            elif update_claimed(
+                session, MailMessage, c.id, token=token, now=now,
+                state="failed", failure_type=d.failure_type, failure_reason=d.reason[:1000],
+            ):
                 fail_trace(
                     session,
                     c.trace_id,

@@ -30,7 +30,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from nurture.channels.queue import (
@@ -40,6 +39,8 @@ from nurture.channels.queue import (
     deliver_rounds,
     fail_trace,
     recover_interrupted,
+    stamp_sent,
+    update_claimed,
 )
 from nurture.channels.queue import DeliveryResult as SmsDeliveryResult
 from nurture.channels.sms import service
@@ -51,7 +52,6 @@ from nurture.channels.sms.providers import (
     provider_from_settings,
 )
 from nurture.engine.events import record_event
-from nurture.engine.models import Trace
 
 log = logging.getLogger(__name__)
 
@@ -122,21 +122,10 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 def claim(session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
-    ids = claim_queued(session, SmsMessage, now=now, limit=limit, token=token, lease=lease)
-    if not ids:
-        return []
-    rows = session.execute(
-        select(
-            SmsMessage.id,
-            SmsMessage.trace_id,
-            SmsMessage.to_number,
-            SmsMessage.body,
-            SmsMessage.attempts,
-            SmsMessage.transactional,
-        )
-        .where(SmsMessage.id.in_(ids), SmsMessage.claimed_by == token, SmsMessage.state == "sending")
-        .order_by(SmsMessage.id)
-    ).all()
+    rows = claim_queued(
+        session, SmsMessage, now=now, limit=limit, token=token, lease=lease,
+        columns=("trace_id", "to_number", "body", "attempts", "transactional"),
+    )
     return [_Claimed(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
 
 
@@ -188,61 +177,26 @@ def _record(
     now: datetime,
     result: SmsDeliveryResult,
 ) -> None:
-    mine = (SmsMessage.id == item.id) & (SmsMessage.claimed_by == token) & (SmsMessage.state == "sending")
     if sent.status == "sent":
-        res = session.execute(
-            update(SmsMessage)
-            .where(mine)
-            .values(
-                state="sent",
-                provider=provider,
-                provider_id=sent.provider_id,
-                sent_at=now,
-                lease_until=None,
-                failure_reason=None,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if getattr(res, "rowcount", 0):
-            session.execute(
-                update(Trace)
-                .where(Trace.id == item.trace_id, Trace.sent_at.is_(None))
-                .values(sent_at=now)
-                .execution_options(synchronize_session=False)
-            )
+        if update_claimed(
+            session, SmsMessage, item.id, token=token, now=now,
+            state="sent", provider=provider, provider_id=sent.provider_id, sent_at=now, failure_reason=None,
+        ):
+            stamp_sent(session, item.trace_id, now=now)
             result.sent += 1
         return
     reason = (sent.reason or sent.status)[:1000]
     if sent.status == "temporary_failure" and item.attempts < MAX_ATTEMPTS:
-        session.execute(
-            update(SmsMessage)
-            .where(mine)
-            .values(
-                state="queued",
-                next_attempt_at=now + retry_delay(item.attempts),
-                lease_until=None,
-                failure_reason=reason,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        result.retried += 1
+        if update_claimed(
+            session, SmsMessage, item.id, token=token, now=now,
+            state="queued", next_attempt_at=now + retry_delay(item.attempts), failure_reason=reason,
+        ):
+            result.retried += 1
         return
-    res = session.execute(
-        update(SmsMessage)
-        .where(mine)
-        .values(
-            state="failed",
-            provider=provider,
-            provider_id=sent.provider_id,
-            lease_until=None,
-            failure_reason=reason,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if not getattr(res, "rowcount", 0):
+    if not update_claimed(
+        session, SmsMessage, item.id, token=token, now=now,
+        state="failed", provider=provider, provider_id=sent.provider_id, failure_reason=reason,
+    ):
         return
     fail_trace(session, item.trace_id, message=f"Not delivered: {reason}", failure_type=service.FAILURE_SERVER)
     if not item.transactional:

@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from nurture.actions import webhook
@@ -39,6 +38,7 @@ from nurture.channels.queue import (
     deliver_rounds,
     fail_trace,
     recover_interrupted,
+    update_claimed,
 )
 from nurture.channels.webhook.models import WebhookDelivery
 
@@ -72,15 +72,10 @@ class Attempt:
 
 
 def claim(session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
-    ids = claim_queued(session, WebhookDelivery, now=now, limit=limit, token=token, lease=lease)
-    if not ids:
-        return []
-    w = WebhookDelivery
-    rows = session.execute(
-        select(w.id, w.trace_id, w.url, w.headers, w.body, w.timeout, w.attempts, w.max_attempts)
-        .where(w.id.in_(ids), w.claimed_by == token, w.state == "sending")
-        .order_by(w.id)
-    ).all()
+    rows = claim_queued(
+        session, WebhookDelivery, now=now, limit=limit, token=token, lease=lease,
+        columns=("trace_id", "url", "headers", "body", "timeout", "attempts", "max_attempts"),
+    )
     return [_Claimed(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6], r[7]) for r in rows]
 
 
@@ -138,18 +133,15 @@ class WebhookChannel:
         now: datetime,
         result: DeliveryResult,
     ) -> None:
-        w = WebhookDelivery
         for item, got in outcomes:
-            mine = (w.id == item.id) & (w.claimed_by == token) & (w.state == "sending")
-            values: dict[str, Any] = {"lease_until": None, "updated_at": now, "response_status": got.status}
+            values: dict[str, Any] = {"response_status": got.status}
             if got.state == "sent":
                 values.update(state="sent", sent_at=now, failure_reason=None)
             elif got.state == "retry":
                 values.update(state="queued", next_attempt_at=got.retry_at, failure_reason=got.reason[:1000])
             else:
                 values.update(state="failed", failure_reason=got.reason[:1000])
-            res = session.execute(update(w).where(mine).values(**values).execution_options(synchronize_session=False))
-            if not getattr(res, "rowcount", 0):
+            if not update_claimed(session, WebhookDelivery, item.id, token=token, now=now, **values):
                 continue
             if got.state == "sent":
                 result.sent += 1

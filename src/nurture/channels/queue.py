@@ -128,7 +128,7 @@ def claim_queued(
     columns: Sequence[str] = (),
 ) -> list[Any]:
     """Mark up to ``limit`` due queued rows of ``model`` as ``sending`` (claim token, lease,
-    ``attempts + 1``) in one statement; their ``(id, *columns)`` rows by id (``attempts``
+    ``attempts + 1``; a SELECT, then one UPDATE … RETURNING); their ``(id, *columns)`` rows by id (``attempts``
     as updated).
 
     PostgreSQL skips rows another worker has locked; SQLite's write transaction already
@@ -145,9 +145,15 @@ def claim_queued(
     )
     if session.get_bind().dialect.name == "postgresql":
         due = due.with_for_update(skip_locked=True)
+    conn = session.connection()
+    # the ids first: a LIMIT … SKIP LOCKED subquery inside the UPDATE may be evaluated more
+    # than once by PostgreSQL's planner (and claim more than ``limit`` rows)
+    ids = list(conn.execute(due).scalars())
+    if not ids:
+        return []
     stmt = (
         table.update()
-        .where(table.c.id.in_(due), table.c.state == "queued")
+        .where(table.c.id.in_(ids), table.c.state == "queued")
         .values(
             state="sending",
             claimed_by=token,
@@ -157,7 +163,7 @@ def claim_queued(
         )
         .returning(table.c.id, *(table.c[name] for name in columns))
     )
-    return sorted(session.connection().execute(stmt).all(), key=lambda row: row[0])
+    return sorted(conn.execute(stmt).all(), key=lambda row: row[0])
 
 
 def update_claimed(session: Session, model: Any, row_id: int, *, token: str, **values: Any) -> bool:

@@ -43,6 +43,7 @@ from typing import Any, Protocol, TypeVar
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from nurture.config import ConfigError
 from nurture.engine.models import Trace
 
 log = logging.getLogger(__name__)
@@ -60,9 +61,9 @@ def default_lease(extra: Mapping[str, str] | None = None) -> timedelta:
     try:
         seconds = float(raw)
     except ValueError:
-        raise ValueError(f"{LEASE_SETTING}: expected a number of seconds, got {raw!r}") from None
+        raise ConfigError(f"{LEASE_SETTING}: expected a number of seconds, got {raw!r}") from None
     if seconds < 1:
-        raise ValueError(f"{LEASE_SETTING}: must be at least 1 second, got {raw!r}")
+        raise ConfigError(f"{LEASE_SETTING}: must be at least 1 second, got {raw!r}")
     return timedelta(seconds=seconds)
 
 

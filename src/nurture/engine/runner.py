@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 
+from nurture.channels.queue import default_lease
 from nurture.engine.loop import Worker, new_worker_id
 from nurture.runtime import Runtime
 
@@ -11,7 +12,12 @@ from nurture.runtime import Runtime
 class InProcessRunner:
     def __init__(self, rt: Runtime, *, poll_interval: float = 0.2) -> None:
         self.rt = rt
-        self.worker = Worker(rt.db, worker_id=new_worker_id("embedded"), poll_interval=poll_interval)
+        self.worker = Worker(
+            rt.db,
+            worker_id=new_worker_id("embedded"),
+            poll_interval=poll_interval,
+            lease=default_lease(rt.settings.extra),
+        )
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:

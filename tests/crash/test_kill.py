@@ -79,7 +79,7 @@ READY_WORKER = (
     "from nurture.cli import main\n"
     "import nurture.engine.loop\n"
     "sys.stdin.readline()\n"
-    "sys.argv = ['nurture', 'worker', '--poll', '0.05']\n"
+    "sys.argv = ['nurture', 'worker', '--poll', '1']\n"
     "main()\n"
 )
 

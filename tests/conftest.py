@@ -9,15 +9,84 @@ unreachable, its tests fail under CI=true and are skipped (with the reason) othe
 from __future__ import annotations
 
 import os
+import socket
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session
 
 from nurture.db import Database
+
+# --------------------------------------------------------------------------- network guard
+# No network call (SMTP, HTTP, DNS) may happen while a database write transaction is open:
+# queue in the transaction, deliver after commit. ``Database.transaction`` counts the write
+# transactions a thread has open; socket connects/sends and DNS look-ups made by that
+# thread meanwhile raise :class:`NetworkInTransaction` and fail the test (checked at
+# teardown too, in case the product code caught the exception). The database drivers are
+# exempt by construction: psycopg talks to PostgreSQL through libpq (C, not Python
+# sockets) and SQLite has no socket.
+
+
+class NetworkInTransaction(AssertionError):
+    """A socket was used while this thread had a database write transaction open."""
+
+
+_open_writes = threading.local()
+network_violations: list[str] = []
+
+
+def write_transactions_open() -> int:
+    return int(getattr(_open_writes, "depth", 0))
+
+
+def _install_network_guard() -> None:
+    original_transaction = Database.transaction
+
+    @contextmanager
+    def transaction(self: Database) -> Iterator[Session]:
+        _open_writes.depth = write_transactions_open() + 1
+        try:
+            with original_transaction(self) as session:
+                yield session
+        finally:
+            _open_writes.depth -= 1
+
+    Database.transaction = transaction  # type: ignore[method-assign]
+
+    def guard(what: str, call: Callable[..., Any], *, method: bool) -> Callable[..., Any]:
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            if write_transactions_open():
+                target = args[1] if method and len(args) > 1 else (args[0] if args else "")
+                message = f"{what}({target!r}) while a database write transaction is open"
+                network_violations.append(message)
+                raise NetworkInTransaction(message)
+            return call(*args, **kwargs)
+
+        return guarded
+
+    for name in ("connect", "connect_ex", "send", "sendall", "sendto"):
+        setattr(socket.socket, name, guard(f"socket.{name}", getattr(socket.socket, name), method=True))
+    socket.getaddrinfo = guard("socket.getaddrinfo", socket.getaddrinfo, method=False)  # type: ignore[assignment]
+
+
+_install_network_guard()
+
+
+@pytest.fixture(autouse=True)
+def no_network_in_transactions() -> Iterator[None]:
+    """Fails the test if it made a network call inside a database write transaction."""
+    network_violations.clear()
+    yield
+    found, network_violations[:] = list(network_violations), []
+    if found:
+        pytest.fail("network call inside a database transaction: " + "; ".join(found[:3]), pytrace=False)
+
 
 BACKENDS = [b.strip() for b in os.environ.get("NURTURE_TEST_BACKENDS", "sqlite,postgresql").split(",") if b.strip()]
 PG_ADMIN_URL = os.environ.get("NURTURE_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -143,14 +143,17 @@ def test_blacklist(db: Database, tick: Any) -> None:
 
 def test_webhook(db: Database, tick: Any, receiver: CallbackReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NURTURE_WEBHOOK_ALLOW_PRIVATE", "true")
-    monkeypatch.setattr(webhook, "sleep", lambda seconds: None)
     receiver.statuses = [500]
     with db.transaction() as s:
         a = contact(s, "Ann", email="ann@x.io")
         act = _campaign(s, "contact", "webhook", {"url": receiver.url("/hook"), "secret": "k" * 20})
-    tick()
+    tick()  # queued and POSTed after the batch committed: 500, retried after a backoff
+    assert _states(db, act) == {a: ("processed", None)}
+    assert len(receiver.received) == 1
+    tick(RUN_AT + timedelta(seconds=1))
     assert _states(db, act) == {a: ("processed", None)}
     assert len(receiver.received) == 2
+    assert len({r.headers["X-Nurture-Delivery"] for r in receiver.received}) == 1
     body = json.loads(receiver.bodies[-1])
     assert body["record"]["email"] == "ann@x.io" and body["activity"]["id"] == act
 

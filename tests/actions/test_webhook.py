@@ -1,4 +1,5 @@
-"""The webhook action against a real receiver on loopback, and its address checks."""
+"""The webhook action against a real receiver on loopback: queued in the engine's transaction,
+POSTed after commit by the delivery core; and its address checks."""
 
 from __future__ import annotations
 
@@ -6,15 +7,22 @@ import hashlib
 import hmac
 import ipaddress
 import json
+from datetime import datetime, timedelta
 
 import pytest
+from sqlalchemy import func, select
 
 from nurture.actions import validate_action, webhook
+from nurture.channels.queue import MSG_UNKNOWN
+from nurture.channels.webhook import delivery as webhook_delivery
+from nurture.channels.webhook.delivery import deliver_due_webhooks
+from nurture.channels.webhook.models import WebhookDelivery
 from nurture.db import Database
+from nurture.engine.models import Trace
 from nurture.errors import ValidationError
 from tests.fakes.twilio_server import CallbackReceiver
 
-from .helpers import contact, run_action, save_action, user
+from .helpers import T0, contact, run_action, save_action, user
 
 SECRET = "s3cret-shared-with-the-receiver"
 
@@ -24,11 +32,33 @@ def allow_private(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NURTURE_WEBHOOK_ALLOW_PRIVATE", "true")
 
 
-@pytest.fixture(autouse=True)
-def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    slept: list[float] = []
-    monkeypatch.setattr(webhook, "sleep", slept.append)
-    return slept
+def deliver(db: Database, now: datetime = T0) -> list[datetime]:
+    """Run webhook delivery at ``now`` and at each retry time until nothing is queued."""
+    times: list[datetime] = []
+    while True:
+        deliver_due_webhooks(db, now=now)
+        times.append(now)
+        with db.read() as s:
+            later = s.scalar(
+                select(func.min(WebhookDelivery.next_attempt_at)).where(WebhookDelivery.state == "queued")
+            )
+        if later is None:
+            return times
+        now = later
+
+
+def trace_state(db: Database, trace_id: int) -> tuple[str, str | None]:
+    with db.read() as s:
+        trace = s.get(Trace, trace_id)
+        assert trace is not None
+        return trace.state, trace.state_message
+
+
+def outbox(db: Database) -> list[WebhookDelivery]:
+    with db.read() as s:
+        rows = list(s.scalars(select(WebhookDelivery).order_by(WebhookDelivery.id)))
+        s.expunge_all()
+        return rows
 
 
 def test_posts_signed_json_with_record_and_context(
@@ -42,6 +72,11 @@ def test_posts_signed_json_with_record_and_context(
         run = run_action(s, action, [a], campaign_name="Welcome")
         trace_id = run.trace_of[a]
     assert run.outcomes == {}
+    # queued in the transaction, nothing sent yet
+    assert receiver.received == []
+    (row,) = outbox(db)
+    assert (row.state, row.delivery_id, row.trace_id) == ("queued", str(trace_id), trace_id)
+    deliver(db)
     (got,) = receiver.received
     (raw,) = receiver.bodies
     assert got.url.endswith("/hook?x=1")
@@ -61,6 +96,9 @@ def test_posts_signed_json_with_record_and_context(
     assert [t["name"] for t in record["tags"]] == ["Hot"]
     assert record["created_at"].startswith("2026-01-05T09:00")
     assert "phone_valid" not in record
+    (row,) = outbox(db)
+    assert (row.state, row.response_status, row.attempts, row.sent_at) == ("sent", 204, 1, T0)
+    assert trace_state(db, trace_id) == ("processed", None)
 
 
 def test_selected_fields_and_default_secret(
@@ -71,14 +109,15 @@ def test_selected_fields_and_default_secret(
         a = contact(s, "Ann", email="ann@x.io")
         action = save_action(s, "contact", "webhook", {"url": receiver.url(), "fields": ["email"]})
         run_action(s, action, [a])
+    deliver(db)
     (raw,) = receiver.bodies
     assert json.loads(raw)["record"] == {"id": a, "email": "ann@x.io"}
     digest = hmac.new(b"the-server-secret-key-0123", raw, hashlib.sha256).hexdigest()
     assert receiver.received[0].headers["X-Nurture-Signature"] == f"sha256={digest}"
 
 
-def test_5xx_and_429_are_retried(
-    db: Database, receiver: CallbackReceiver, allow_private: None, no_sleep: list[float]
+def test_5xx_and_429_are_retried_with_backoff(
+    db: Database, receiver: CallbackReceiver, allow_private: None
 ) -> None:
     receiver.statuses = [503, 429, 200]
     with db.transaction() as s:
@@ -86,9 +125,14 @@ def test_5xx_and_429_are_retried(
         action = save_action(s, "contact", "webhook", {"url": receiver.url(), "secret": SECRET, "retries": 2})
         run = run_action(s, action, [a])
     assert run.outcomes == {}
+    times = deliver(db)
+    assert times == [T0, T0 + timedelta(seconds=0.5), T0 + timedelta(seconds=1.5)]
     assert len(receiver.received) == 3
-    assert no_sleep == [0.5, 1.0]
     assert len({r.headers["X-Nurture-Delivery"] for r in receiver.received}) == 1
+    assert len({r for r in receiver.bodies}) == 1
+    (row,) = outbox(db)
+    assert (row.state, row.attempts, row.response_status) == ("sent", 3, 200)
+    assert trace_state(db, run.trace_of[a]) == ("processed", None)
 
 
 def test_failures_mark_only_their_trace(
@@ -99,10 +143,11 @@ def test_failures_mark_only_their_trace(
         a, b = contact(s, "Ann"), contact(s, "Bob")
         action = save_action(s, "contact", "webhook", {"url": receiver.url(), "secret": SECRET})
         run = run_action(s, action, [a, b])
-    failed = run.of(a)
-    assert failed is not None and (failed.state, failed.message) == ("error", "Webhook failed: HTTP 404")
-    assert run.of(b) is None
+    deliver(db)
+    assert trace_state(db, run.trace_of[a]) == ("error", "Webhook failed: HTTP 404")
+    assert trace_state(db, run.trace_of[b]) == ("processed", None)
     assert len(receiver.received) == 2  # a 4xx is not retried
+    assert [(r.state, r.response_status) for r in outbox(db)] == [("failed", 404), ("sent", 204)]
 
 
 def test_retries_exhausted(db: Database, receiver: CallbackReceiver, allow_private: None) -> None:
@@ -111,8 +156,30 @@ def test_retries_exhausted(db: Database, receiver: CallbackReceiver, allow_priva
         a = contact(s, "Ann")
         action = save_action(s, "contact", "webhook", {"url": receiver.url(), "secret": SECRET, "retries": 1})
         run = run_action(s, action, [a])
-    failed = run.of(a)
-    assert failed is not None and failed.message == "Webhook failed after 2 attempt(s): HTTP 500"
+    deliver(db)
+    assert trace_state(db, run.trace_of[a]) == ("error", "Webhook failed after 2 attempt(s): HTTP 500")
+    assert len(receiver.received) == 2
+
+
+def test_interrupted_delivery_is_never_resent(
+    db: Database, receiver: CallbackReceiver, allow_private: None
+) -> None:
+    with db.transaction() as s:
+        a = contact(s, "Ann")
+        action = save_action(s, "contact", "webhook", {"url": receiver.url(), "secret": SECRET})
+        run = run_action(s, action, [a])
+    # a worker claims it (the request is in flight) and dies
+    with db.transaction() as s:
+        (claimed,) = webhook_delivery.claim(s, now=T0, limit=5, token="dead:1", lease=timedelta(seconds=30))
+    assert deliver_due_webhooks(db, now=T0 + timedelta(seconds=10)).claimed == 0  # lease holds
+    result = deliver_due_webhooks(db, now=T0 + timedelta(seconds=31))
+    assert (result.unknown, result.claimed) == (1, 0)
+    (row,) = outbox(db)
+    assert row.state == "failed" and row.failure_reason == MSG_UNKNOWN
+    with db.read() as s:
+        trace = s.get(Trace, run.trace_of[a])
+        assert trace is not None and trace.failure_reason == webhook_delivery.FAILURE_UNKNOWN
+    assert receiver.received == []
 
 
 def test_loopback_refused_by_default(db: Database, receiver: CallbackReceiver, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,9 +193,10 @@ def test_loopback_refused_by_default(db: Database, receiver: CallbackReceiver, m
         a = contact(s, "Ann")
         action = save_action(s, "contact", "webhook", {"url": "http://hooks.example.com/x", "secret": SECRET})
         run = run_action(s, action, [a])
-    failed = run.of(a)
-    assert failed is not None and failed.state == "error"
-    assert "127.0.0.1" in failed.message and "NURTURE_WEBHOOK_ALLOW_PRIVATE" in failed.message
+    deliver(db)
+    state, message = trace_state(db, run.trace_of[a])
+    assert state == "error" and message is not None
+    assert "127.0.0.1" in message and "NURTURE_WEBHOOK_ALLOW_PRIVATE" in message
     assert receiver.received == []
 
 
@@ -139,8 +207,9 @@ def test_every_resolved_address_must_be_public(db: Database, monkeypatch: pytest
         a = contact(s, "Ann")
         action = save_action(s, "contact", "webhook", {"url": "https://mixed.example.com/x", "secret": SECRET})
         run = run_action(s, action, [a])
-    failed = run.of(a)
-    assert failed is not None and "10.1.2.3" in failed.message
+    deliver(db)
+    state, message = trace_state(db, run.trace_of[a])
+    assert state == "error" and message is not None and "10.1.2.3" in message
 
 
 @pytest.mark.parametrize(

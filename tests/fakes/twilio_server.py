@@ -100,12 +100,33 @@ class _Handler(BaseHTTPRequestHandler):
         raw = self.rfile.read(length).decode("utf-8")
         form = dict(urllib.parse.parse_qsl(raw, keep_blank_values=True))
         record = RecordedRequest("POST", self.path, dict(self.headers.items()), form)
+        self.server.fake.stall.hold(form.get("To", ""))
         status, payload, headers = self.server.fake.handle(record)
         record.answered = status
         self._send_json(status, payload, headers)
 
     def do_GET(self) -> None:  # noqa: N802
         self._send_json(405, _error(405, 20004, "Method not allowed"))
+
+
+class Stall:
+    """Holds the request whose key is ``on`` until :meth:`release` (kill tests).
+
+    ``arrived`` is set when that request came in; it is answered normally once released.
+    """
+
+    def __init__(self) -> None:
+        self.on: str | None = None
+        self.arrived = threading.Event()
+        self._released = threading.Event()
+
+    def hold(self, key: str) -> None:
+        if self.on is not None and key == self.on:
+            self.arrived.set()
+            self._released.wait(60)
+
+    def release(self) -> None:
+        self._released.set()
 
 
 class FakeTwilio:
@@ -116,6 +137,8 @@ class FakeTwilio:
         self.messages: dict[str, FakeMessage] = {}
         self._failures: list[_Failure] = []
         self._lock = threading.Lock()
+        #: hold the request to one number (``stall.on = "+33…"``) until released
+        self.stall = Stall()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.fake = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -284,6 +307,7 @@ class _ReceiverHandler(BaseHTTPRequestHandler):
             headers=dict(self.headers.items()),
         )
         status = self.server.receiver.record(received, raw)
+        self.server.receiver.stall.hold(self.headers.get("X-Nurture-Delivery", ""))
         self.send_response(status)
         self.send_header("Content-Length", "0")
         self.end_headers()
@@ -304,6 +328,9 @@ class CallbackReceiver:
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
         self._event = threading.Event()
+        #: hold the answer to one delivery (``stall.on = "<X-Nurture-Delivery>"``): it was
+        #: received (recorded) but not answered until released
+        self.stall = Stall()
         self._server = _ReceiverServer(("127.0.0.1", 0), _ReceiverHandler)
         self._server.receiver = self
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

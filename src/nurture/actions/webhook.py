@@ -26,9 +26,15 @@ Headers: ``X-Nurture-Signature: sha256=<hex HMAC-SHA256 of the exact body bytes,
 the secret>``, ``X-Nurture-Delivery: <trace id>`` (the same for every retry: a receiver
 de-duplicates on it), ``X-Nurture-Event: server_action``.
 
-Any 2xx answer is success. Network errors, timeouts, 429 and 5xx are retried with
-exponential backoff (``Retry-After`` honoured, at most 10 s); other answers (including
-redirects, which are never followed) fail the record's trace with the status.
+**Through the outbox.** The action makes no request itself: in the engine's batch transaction
+it writes one :class:`~nurture.channels.webhook.models.WebhookDelivery` row per record (URL,
+body, signed headers) and the trace is ``processed``; after commit the delivery loop POSTs it
+(:mod:`nurture.channels.webhook.delivery`, the same crash-safe core as email and SMS). Any 2xx
+answer is success. Network errors, timeouts, 429 and 5xx are retried with exponential
+backoff (0.5 s, 1 s, 2 s…, ``Retry-After`` honoured, at most 10 s) up to ``retries`` extra
+attempts; other answers (including redirects, which are never followed), a refused address
+or the last attempt fail the delivery and turn the record's trace to ``error`` with the
+reason.
 
 Address safety: the host is resolved and *every* address it resolves to must be public;
 loopback, private (RFC 1918, unique-local), link-local (cloud metadata), carrier-grade NAT,
@@ -48,13 +54,14 @@ import json
 import os
 import socket
 import ssl
-import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
+
+from sqlalchemy import insert
 
 from nurture.actions.base import (
     ActionFailed,
@@ -66,6 +73,7 @@ from nurture.actions.base import (
     text_value,
 )
 from nurture.campaigns.models import ServerAction
+from nurture.channels.webhook.models import WebhookDelivery
 from nurture.config import TRUE_WORDS
 from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome
 from nurture.errors import ValidationError
@@ -79,7 +87,7 @@ USER_AGENT = "nurture-webhook/1"
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-#: swapped by tests: ``resolve(host, port) -> [ip text]`` and ``sleep(seconds)``
+#: swapped by tests: ``resolve(host, port) -> [ip text]``
 Resolver = Callable[[str, int], list[str]]
 
 
@@ -89,7 +97,6 @@ def system_resolve(host: str, port: int) -> list[str]:
 
 
 resolve: Resolver = system_resolve
-sleep: Callable[[float], None] = time.sleep
 
 
 class WebhookRefused(ActionFailed):
@@ -291,13 +298,13 @@ class _PinnedHTTPS(http.client.HTTPSConnection):
 
 
 @dataclass(frozen=True)
-class _Answer:
+class Answer:
     status: int
     text: str
     retry_after: str | None
 
 
-def _post_once(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> _Answer:
+def post_once(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Answer:
     parts = urllib.parse.urlsplit(url)
     assert parts.hostname is not None
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -311,12 +318,12 @@ def _post_once(url: str, body: bytes, headers: Mapping[str, str], timeout: float
         conn.request("POST", path, body=body, headers=dict(headers))
         response = conn.getresponse()
         text = response.read(2048).decode("utf-8", "replace")
-        return _Answer(response.status, text, response.getheader("Retry-After"))
+        return Answer(response.status, text, response.getheader("Retry-After"))
     finally:
         conn.close()
 
 
-def _delay(attempt: int, retry_after: str | None) -> float:
+def backoff(attempt: int, retry_after: str | None) -> float:
     delay = 0.5 * (2 ** (attempt - 1))
     if retry_after:
         try:
@@ -326,31 +333,39 @@ def _delay(attempt: int, retry_after: str | None) -> float:
     return float(min(delay, MAX_BACKOFF))
 
 
-def deliver(url: str, body: bytes, headers: Mapping[str, str], *, timeout: float, retries: int) -> int:
-    """POST until a 2xx answer (its status) or raise :class:`ActionFailed` with the reason."""
-    attempts = retries + 1
-    reason = ""
-    for attempt in range(1, attempts + 1):
-        retry_after: str | None = None
-        try:
-            answer = _post_once(url, body, headers, timeout)
-        except WebhookRefused:
-            raise
-        except (OSError, http.client.HTTPException) as exc:
-            reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        else:
-            if 200 <= answer.status < 300:
-                return answer.status
-            snippet = " ".join(answer.text.split())[:200]
-            reason = f"HTTP {answer.status}" + (f": {snippet}" if snippet else "")
-            if not (answer.status == 429 or answer.status >= 500):
-                if 300 <= answer.status < 400:
-                    reason += " (redirects are not followed)"
-                raise ActionFailed(f"Webhook failed: {reason}")
-            retry_after = answer.retry_after
-        if attempt < attempts:
-            sleep(_delay(attempt, retry_after))
-    raise ActionFailed(f"Webhook failed after {attempts} attempt(s): {reason}")
+def queue_delivery(
+    batch: ExecutionBatch,
+    action: ServerAction,
+    trace: DueTrace,
+    *,
+    url: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    timeout: float,
+    retries: int,
+) -> None:
+    """The outbox row of one POST, in the batch transaction (delivered after commit)."""
+    batch.session.execute(
+        insert(WebhookDelivery),
+        [
+            {
+                "trace_id": trace.id,
+                "campaign_id": batch.campaign.id,
+                "action_id": action.id,
+                "delivery_id": headers["X-Nurture-Delivery"],
+                "url": url,
+                "headers": json.dumps(dict(headers)),
+                "body": body,
+                "timeout": int(timeout),
+                "max_attempts": retries + 1,
+                "state": "queued",
+                "attempts": 0,
+                "next_attempt_at": batch.now,
+                "created_at": batch.now,
+                "updated_at": batch.now,
+            }
+        ],
+    )
 
 
 def send_webhook(batch: ExecutionBatch, action: ServerAction) -> dict[int, Outcome]:
@@ -376,7 +391,7 @@ def send_webhook(batch: ExecutionBatch, action: ServerAction) -> dict[int, Outco
             "X-Nurture-Delivery": str(trace.id),
             "X-Nurture-Event": "server_action",
         }
-        deliver(url, body, headers, timeout=timeout, retries=retries)
+        queue_delivery(batch, action, trace, url=url, body=body, headers=headers, timeout=timeout, retries=retries)
 
     return run_per_record(batch, action, step)
 

@@ -51,18 +51,24 @@ def worker(
 
     With --engine celery, a Celery worker runs the tasks `nurture scheduler` and the web
     processes send; SIGTERM finishes the tasks in hand, then stops."""
+    from nurture.channels.queue import default_lease
     from nurture.engine.loop import Worker
 
     rt = runtime()
     if engine == "celery":
         _celery_worker(rt, worker_id=worker_id, concurrency=concurrency, queues=queues)
         return
+    try:
+        lease = default_lease(rt.settings.extra)
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     loop = Worker(
         rt.db,
         worker_id=worker_id,
         batch_size=batch_size,
         poll_interval=poll,
         full_sync_every=full_sync,
+        lease=lease,
     )
 
     _stop_on_signals(loop.stop, "stopping after the current batch")

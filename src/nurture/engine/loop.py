@@ -14,11 +14,10 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from nurture.channels.email import delivery as email_delivery  # email executor + delivery hook
+from nurture.channels import delivery as channel_delivery  # registers the email/sms executors
 from nurture.channels.email.transports import Transport
-from nurture.channels.sms import delivery as sms_delivery  # sms executor + delivery hook
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.engine import events as engine_events
@@ -26,9 +25,9 @@ from nurture.engine.enrol import sync_campaigns
 from nurture.engine.execute import BatchResult, release_leases, run_due
 from nurture.engine.schedule import expire_waiting
 
-# --- channel delivery hook (email channel) --------------------------------------------------
-# Executors only queue messages in their batch transaction; sending happens after commit.
-# (Importing ``nurture.channels.email.delivery`` above registers the ``email`` executor.)
+# --- channel delivery hook ------------------------------------------------------------------
+# Executors and actions only queue messages (email, SMS, webhooks) in their batch
+# transaction; sending happens after commit (nurture.channels.delivery).
 
 
 def deliver_messages(
@@ -36,27 +35,14 @@ def deliver_messages(
     *,
     now: datetime,
     worker_id: str,
-    email: bool = True,
+    lease: timedelta | None = None,
     email_transport: Transport | None = None,
 ) -> int:
-    """Send the messages queued by committed batches (returns how many were claimed).
-
-    ``email=False``: email is sent by the worker's sender thread, only SMS here.
-    ``email_transport``: instead of the process transport (SMTP or the outbox)."""
-    claimed = 0
-    try:
-        if email:
-            claimed += email_delivery.deliver_due(
-                db, now=now, worker_id=worker_id, transport=email_transport
-            ).claimed
-    except Exception:
-        log.exception("email delivery failed; retrying at the next cycle")
-    # --- SMS channel delivery hook (same contract as email) ---
-    try:
-        claimed += sms_delivery.deliver_due_sms(db, now=now, worker_id=worker_id).claimed
-    except Exception:
-        log.exception("SMS delivery failed; retrying at the next cycle")
-    return claimed
+    """Send what committed batches queued, every channel (returns how many were claimed);
+    ``email_transport`` replaces the process's email transport (SMTP or the outbox)."""
+    return channel_delivery.deliver_all(
+        db, now=now, worker_id=worker_id, lease=lease, transport=email_transport
+    ).claimed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -148,9 +134,10 @@ def tick(
 class Worker:
     """The long-running loop (``nurture worker``, the in-process runner).
 
-    While :meth:`run` runs, email is sent by a sender thread
-    (:class:`~nurture.channels.email.delivery.BackgroundDelivery`) woken after every batch:
-    composing the next batch (CPU) overlaps with waiting for the SMTP server. Without it
+    While :meth:`run` runs, email, SMS and webhooks are sent by a sender thread
+    (:class:`~nurture.channels.delivery.BackgroundDelivery`) woken after every batch:
+    composing the next batch (CPU) overlaps with waiting for the SMTP server. ``lease`` is
+    the delivery lease (default ``NURTURE_DELIVERY_LEASE``, 30 s). Without it
     (``background_delivery=False``, or :meth:`cycle` called on its own) each cycle sends
     after its batches, in the same thread.
     """
@@ -166,10 +153,12 @@ class Worker:
         expire_every: float = 30.0,
         clock: Callable[[], datetime] = utcnow,
         background_delivery: bool = True,
+        lease: timedelta | None = None,
     ) -> None:
         self.db = db
+        self.lease = lease
         self.background_delivery = background_delivery
-        self._sender: email_delivery.BackgroundDelivery | None = None
+        self._sender: channel_delivery.BackgroundDelivery | None = None
         self.worker_id = worker_id or new_worker_id()
         self.batch_size = batch_size
         self.poll_interval = poll_interval
@@ -204,7 +193,8 @@ class Worker:
             should_stop=self.stopping.is_set,
             after_batch=self._batch_committed,
         )
-        deliver_messages(self.db, now=now, worker_id=self.worker_id, email=self._sender is None)
+        if self._sender is None:
+            deliver_messages(self.db, now=now, worker_id=self.worker_id, lease=self.lease)
         return result
 
     def _batch_committed(self, result: BatchResult) -> None:
@@ -214,10 +204,11 @@ class Worker:
     def run(self) -> None:
         log.info("worker %s started", self.worker_id)
         if self.background_delivery:
-            self._sender = email_delivery.BackgroundDelivery(
+            self._sender = channel_delivery.BackgroundDelivery(
                 self.db,
                 clock=self.clock,
                 worker_id=self.worker_id,
+                lease=self.lease,
                 idle_seconds=max(self.poll_interval, 1.0),
             )
             self._sender.start()

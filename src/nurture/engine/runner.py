@@ -6,6 +6,7 @@ import logging
 import threading
 from collections.abc import Callable
 
+from nurture.channels.queue import default_lease
 from nurture.engine.loop import Worker, new_worker_id
 from nurture.runtime import Runtime
 
@@ -25,7 +26,12 @@ class InProcessRunner:
         prepare: Callable[[Callable[[], bool]], None] | None = None,
     ) -> None:
         self.rt = rt
-        self.worker = Worker(rt.db, worker_id=new_worker_id("embedded"), poll_interval=poll_interval)
+        self.worker = Worker(
+            rt.db,
+            worker_id=new_worker_id("embedded"),
+            poll_interval=poll_interval,
+            lease=default_lease(rt.settings.extra),
+        )
         self.prepare = prepare
         self._thread: threading.Thread | None = None
 

@@ -32,9 +32,6 @@ class JobSettings:
     task_batch: int = 1000
     #: ``NURTURE_DELIVERY_BATCH``: most messages one delivery task claims
     delivery_batch: int = 50
-    #: ``NURTURE_DELIVERY_LEASE``: seconds a claimed message stays ``sending`` before it
-    #: counts as interrupted
-    delivery_lease: float = 120.0
     #: ``NURTURE_TASK_TIME_LIMIT``: hard time limit of a task (soft limit: 80 %)
     task_time_limit: float = 300.0
     #: ``NURTURE_PENDING_TTL``: seconds a "task pending" key lives (a lost task is re-sent
@@ -97,7 +94,6 @@ def job_settings(settings: Settings) -> JobSettings:
         full_sync_interval=_number(extra, "NURTURE_FULL_SYNC_INTERVAL", 300.0, float),
         task_batch=int(_number(extra, "NURTURE_TASK_BATCH", 1000, int)),
         delivery_batch=int(_number(extra, "NURTURE_DELIVERY_BATCH", 50, int)),
-        delivery_lease=_number(extra, "NURTURE_DELIVERY_LEASE", 120.0, float),
         task_time_limit=_number(extra, "NURTURE_TASK_TIME_LIMIT", 300.0, float),
         pending_ttl=_number(extra, "NURTURE_PENDING_TTL", 30.0, float),
         queue_prefix=_prefix(extra.get("NURTURE_QUEUE_PREFIX") or "nurture"),

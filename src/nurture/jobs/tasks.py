@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from nurture.campaigns.models import Activity
+from nurture.channels.queue import default_lease
 from nurture.clock import utcnow
 from nurture.engine.enrol import sync_campaigns
 from nurture.engine.execute import run_due
@@ -141,7 +141,7 @@ def deliver(self: Any, channel: str) -> dict[str, int]:
         channel=channel,
         now=utcnow(),
         limit=limit,
-        lease=timedelta(seconds=ctx.jobs.delivery_lease),
+        lease=default_lease(ctx.rt.settings.extra),
         worker_id=ctx.worker_id,
         rate=(ctx.limits, ctx.limiter) if ctx.limiter is not None else None,
     )

@@ -1,42 +1,48 @@
 """Delivery of queued SMS, after the batch that queued them committed (as for email).
 
 :func:`deliver_queued_sms` runs one round; :func:`deliver_due_sms` runs rounds until nothing
-is due (the engine loop calls it next to the email delivery).
+is due. The loop — claim a message right before handing it to the provider, record its
+outcome in the transaction that claims the next one, short leases renewed by a heartbeat,
+recovery of interrupted sends — is the shared delivery core of
+:mod:`nurture.channels.queue`. This module is the SMS :class:`SmsChannel`:
 
-**Exactly once.** Each round:
-
-1. *recover*: a message still ``sending`` past its lease belongs to a worker that crashed
-   while handing it to the provider; it may have reached the phone, so it is **never
-   resent**: it becomes ``failed`` (``sms_unknown``);
-2. *claim*: up to ``limit`` due ``queued`` messages move to ``sending`` with a lease and a
-   claim token, ``attempts + 1``, in a short committed transaction (``FOR UPDATE SKIP
-   LOCKED`` on PostgreSQL);
-3. *send* each claimed message through the provider, outside any transaction (the ``http``
-   provider itself retries 429/5xx with backoff, and never retries a request whose answer
-   was lost);
-4. *record* each outcome in its own short transaction, checking the claim token: ``sent``
-   (provider message id stored, the trace's ``sent_at`` stamped); a temporary failure goes
-   back to ``queued`` with an exponential backoff (:data:`RETRY_DELAYS`), until
-   :data:`MAX_ATTEMPTS` when it fails; a permanent failure (4xx with the provider's reason)
-   makes the message ``failed``, the trace ``error`` with the reason, and is an
-   ``sms_bounce`` event (engine :func:`~nurture.engine.events.record_event`) — except for a
-   transactional SMS (server action), whose trace is an ``action`` step without events.
+* *send*: one provider request per message, outside any transaction (the ``http``
+  provider itself retries 429/5xx with backoff, and never retries a request whose answer
+  was lost);
+* *record*, checking the claim token: ``sent`` (provider message id stored, the trace's
+  ``sent_at`` stamped); a temporary failure goes back to ``queued`` with an exponential
+  backoff (:data:`RETRY_DELAYS`), until :data:`MAX_ATTEMPTS` when it fails; a permanent
+  failure (4xx with the provider's reason) makes the message ``failed``, the trace
+  ``error`` with the reason, and is an ``sms_bounce`` event (engine
+  :func:`~nurture.engine.events.record_event`) — except for a transactional SMS (server
+  action), whose trace is an ``action`` step without events;
+* *recover*: a message still ``sending`` past its lease belongs to a worker that died
+  while handing it to the provider; it may have reached the phone, so it is **never
+  resent**: it becomes ``failed`` (``sms_unknown``).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from nurture.channels.queue import (
+    DEFAULT_LEASE_SECONDS,
+    claim_queued,
+    deliver_round,
+    deliver_rounds,
+    fail_trace,
+    recover_interrupted,
+    stamp_sent,
+    update_claimed,
+)
 from nurture.channels.queue import DeliveryResult as SmsDeliveryResult
-from nurture.channels.queue import claim_queued, recover_interrupted
 from nurture.channels.sms import service
 from nurture.channels.sms.models import SmsMessage
 from nurture.channels.sms.providers import (
@@ -46,11 +52,10 @@ from nurture.channels.sms.providers import (
     provider_from_settings,
 )
 from nurture.engine.events import record_event
-from nurture.engine.models import Trace
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LEASE = timedelta(minutes=10)
+DEFAULT_LEASE = timedelta(seconds=DEFAULT_LEASE_SECONDS)
 DEFAULT_LIMIT = 200
 MAX_ATTEMPTS = 6
 #: wait before attempt n+1 after a temporary failure of attempt n
@@ -117,26 +122,53 @@ def retry_delay(attempts: int) -> timedelta:
 
 
 def claim(session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
-    ids = claim_queued(session, SmsMessage, now=now, limit=limit, token=token, lease=lease)
-    if not ids:
-        return []
-    rows = session.execute(
-        select(
-            SmsMessage.id,
-            SmsMessage.trace_id,
-            SmsMessage.to_number,
-            SmsMessage.body,
-            SmsMessage.attempts,
-            SmsMessage.transactional,
-        )
-        .where(SmsMessage.id.in_(ids), SmsMessage.claimed_by == token, SmsMessage.state == "sending")
-        .order_by(SmsMessage.id)
-    ).all()
+    rows = claim_queued(
+        session, SmsMessage, now=now, limit=limit, token=token, lease=lease,
+        columns=("trace_id", "to_number", "body", "attempts", "transactional"),
+    )
     return [_Claimed(r[0], r[1], r[2], r[3], r[4], bool(r[5])) for r in rows]
 
 
+class SmsChannel:
+    """The SMS channel of the delivery core (:class:`nurture.channels.queue.Channel`)."""
+
+    name = "sms"
+    model = SmsMessage
+
+    def __init__(self, provider: SmsProvider) -> None:
+        self.provider = provider
+        self.ctx = service.sms_context()
+
+    def claim(self, session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
+        return claim(session, now=now, limit=limit, token=token, lease=lease)
+
+    def send(self, item: _Claimed, *, now: datetime) -> SmsSendResult:
+        try:
+            return self.provider.send(
+                item.to_number, item.body, status_callback=self.ctx.status_callback_url(item.trace_id)
+            )
+        except Exception as exc:  # a provider bug must not lose the round
+            log.exception("SMS provider %s failed on message %s", self.provider.name, item.id)
+            return SmsSendResult("temporary_failure", reason=f"{type(exc).__name__}: {exc}")
+
+    def recover(self, session: Session, *, now: datetime) -> int:
+        return recover_interrupted(session, SmsMessage, now=now, trace_failure=service.FAILURE_UNKNOWN)
+
+    def record(
+        self,
+        session: Session,
+        outcomes: Sequence[tuple[_Claimed, SmsSendResult]],
+        *,
+        token: str,
+        now: datetime,
+        result: SmsDeliveryResult,
+    ) -> None:
+        for item, sent in outcomes:
+            _record(session, item, sent, provider=self.provider.name, token=token, now=now, result=result)
+
+
 def _record(
-    db: Any,
+    session: Session,
     item: _Claimed,
     sent: SmsSendResult,
     *,
@@ -145,76 +177,32 @@ def _record(
     now: datetime,
     result: SmsDeliveryResult,
 ) -> None:
-    mine = (SmsMessage.id == item.id) & (SmsMessage.claimed_by == token) & (SmsMessage.state == "sending")
-    with db.transaction() as session:
-        if sent.status == "sent":
-            session.execute(
-                update(SmsMessage)
-                .where(mine)
-                .values(
-                    state="sent",
-                    provider=provider,
-                    provider_id=sent.provider_id,
-                    sent_at=now,
-                    lease_until=None,
-                    failure_reason=None,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
-            session.execute(
-                update(Trace)
-                .where(Trace.id == item.trace_id, Trace.sent_at.is_(None))
-                .values(sent_at=now)
-                .execution_options(synchronize_session=False)
-            )
+    if sent.status == "sent":
+        if update_claimed(
+            session, SmsMessage, item.id, token=token, now=now,
+            state="sent", provider=provider, provider_id=sent.provider_id, sent_at=now, failure_reason=None,
+        ):
+            stamp_sent(session, item.trace_id, now=now)
             result.sent += 1
-            return
-        reason = (sent.reason or sent.status)[:1000]
-        if sent.status == "temporary_failure" and item.attempts < MAX_ATTEMPTS:
-            session.execute(
-                update(SmsMessage)
-                .where(mine)
-                .values(
-                    state="queued",
-                    next_attempt_at=now + retry_delay(item.attempts),
-                    lease_until=None,
-                    failure_reason=reason,
-                    updated_at=now,
-                )
-                .execution_options(synchronize_session=False)
-            )
+        return
+    reason = (sent.reason or sent.status)[:1000]
+    if sent.status == "temporary_failure" and item.attempts < MAX_ATTEMPTS:
+        if update_claimed(
+            session, SmsMessage, item.id, token=token, now=now,
+            state="queued", next_attempt_at=now + retry_delay(item.attempts), failure_reason=reason,
+        ):
             result.retried += 1
-            return
-        res = session.execute(
-            update(SmsMessage)
-            .where(mine)
-            .values(
-                state="failed",
-                provider=provider,
-                provider_id=sent.provider_id,
-                lease_until=None,
-                failure_reason=reason,
-                updated_at=now,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if not getattr(res, "rowcount", 0):
-            return
-        session.execute(
-            update(Trace)
-            .where(Trace.id == item.trace_id)
-            .values(
-                state="error",
-                state_message=f"Not delivered: {reason}"[:1000],
-                failure_reason=service.FAILURE_SERVER,
-            )
-            .execution_options(synchronize_session=False)
-        )
-        if not item.transactional:
-            # a send-time refusal counts as a bounce: bounce children run, others cancel
-            record_event(session, trace_id=item.trace_id, event="sms_bounce", now=now)
-        result.failed += 1
+        return
+    if not update_claimed(
+        session, SmsMessage, item.id, token=token, now=now,
+        state="failed", provider=provider, provider_id=sent.provider_id, failure_reason=reason,
+    ):
+        return
+    fail_trace(session, item.trace_id, message=f"Not delivered: {reason}", failure_type=service.FAILURE_SERVER)
+    if not item.transactional:
+        # a send-time refusal counts as a bounce: bounce children run, others cancel
+        record_event(session, trace_id=item.trace_id, event="sms_bounce", now=now)
+    result.failed += 1
 
 
 def deliver_queued_sms(
@@ -223,44 +211,13 @@ def deliver_queued_sms(
     now: datetime,
     provider: SmsProvider | None = None,
     limit: int = DEFAULT_LIMIT,
-    lease: timedelta = DEFAULT_LEASE,
+    lease: timedelta | None = None,
     worker_id: str = "deliver-sms",
 ) -> SmsDeliveryResult:
-    """One round: recover, claim up to ``limit`` due messages, send, record (module doc)."""
-    result = SmsDeliveryResult()
-    with db.read() as session:
-        due = session.scalar(
-            select(SmsMessage.id)
-            .where(SmsMessage.state == "queued", SmsMessage.next_attempt_at <= now)
-            .limit(1)
-        )
-        stale = session.scalar(
-            select(SmsMessage.id)
-            .where(SmsMessage.state == "sending", SmsMessage.lease_until < now)
-            .limit(1)
-        )
-    if due is None and stale is None:
-        return result
-    provider = provider or default_provider()
-    ctx = service.sms_context()
-    token = f"{worker_id[:48]}:{uuid.uuid4().hex[:12]}"
-    with db.transaction() as session:
-        if stale is not None:
-            result.unknown += recover_interrupted(
-                session, SmsMessage, now=now, trace_failure=service.FAILURE_UNKNOWN
-            )
-        claimed = claim(session, now=now, limit=limit, token=token, lease=lease) if due is not None else []
-    result.claimed = len(claimed)
-    for item in claimed:
-        try:
-            sent = provider.send(
-                item.to_number, item.body, status_callback=ctx.status_callback_url(item.trace_id)
-            )
-        except Exception as exc:  # a provider bug must not lose the whole round
-            log.exception("SMS provider %s failed on message %s", provider.name, item.id)
-            sent = SmsSendResult("temporary_failure", reason=f"{type(exc).__name__}: {exc}")
-        _record(db, item, sent, provider=provider.name, token=token, now=now, result=result)
-    return result
+    """One round: recover, then claim, send and record up to ``limit`` messages one by one
+    (:func:`nurture.channels.queue.deliver_round`)."""
+    channel = SmsChannel(provider or default_provider())
+    return deliver_round(db, channel, now=now, limit=limit, worker_id=worker_id, lease=lease)
 
 
 def deliver_due_sms(
@@ -269,14 +226,12 @@ def deliver_due_sms(
     now: datetime,
     provider: SmsProvider | None = None,
     limit: int = DEFAULT_LIMIT,
+    lease: timedelta | None = None,
     worker_id: str = "deliver-sms",
     max_rounds: int = 1000,
 ) -> SmsDeliveryResult:
     """Rounds of :func:`deliver_queued_sms` until nothing due is left."""
-    total = SmsDeliveryResult()
-    for _ in range(max_rounds):
-        result = deliver_queued_sms(db, now=now, provider=provider, limit=limit, worker_id=worker_id)
-        total.add(result)
-        if result.claimed == 0:
-            break
-    return total
+    channel = SmsChannel(provider or default_provider())
+    return deliver_rounds(
+        db, channel, now=now, limit=limit, worker_id=worker_id, lease=lease, max_rounds=max_rounds
+    )

@@ -1,0 +1,27 @@
+"""Regression tests of the hardening audit (issue 12) through the REST API."""
+
+from __future__ import annotations
+
+from nurture.channels.email import templates as t
+from tests.api.conftest import Api
+from tests.channels.email.test_render_budget import NESTED3, SLOW
+
+
+def test_viewer_preview_runs_under_the_preview_budget(api: Api) -> None:
+    viewer = api.as_role("viewer")
+    response = viewer.post(
+        "/api/v1/templates/email/preview", json={"model": "contact", "subject": "Hi", "html": SLOW}
+    )
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["message"] == (
+        f"html: rendering took longer than {t.PREVIEW_BUDGET.seconds:g} s (the render budget)"
+    )
+    response = viewer.post(
+        "/api/v1/templates/email/preview", json={"model": "contact", "subject": "Hi", "html": NESTED3}
+    )
+    assert response.status_code == 422 and "render budget" in response.json()["error"]["message"]
+    response = viewer.post(
+        "/api/v1/templates/sms/preview", json={"model": "contact", "body": SLOW.replace("'ab'", "'a'")}
+    )
+    assert response.status_code == 422 and "render budget" in response.json()["error"]["message"]

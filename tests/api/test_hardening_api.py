@@ -6,6 +6,12 @@ from nurture.channels.email import templates as t
 from tests.api.conftest import Api
 from tests.channels.email.test_render_budget import NESTED3, SLOW
 
+SMS_ITEMS = "[" + ",".join(["1"] * 700) + "]"
+SMS_NESTED = (
+    f"{{% for a in {SMS_ITEMS} %}}{{% for b in {SMS_ITEMS} %}}{{% for c in {SMS_ITEMS} %}}x"
+    "{% endfor %}{% endfor %}{% endfor %}"
+)
+
 
 def test_viewer_preview_runs_under_the_preview_budget(api: Api) -> None:
     viewer = api.as_role("viewer")
@@ -22,6 +28,6 @@ def test_viewer_preview_runs_under_the_preview_budget(api: Api) -> None:
     )
     assert response.status_code == 422 and "render budget" in response.json()["error"]["message"]
     response = viewer.post(
-        "/api/v1/templates/sms/preview", json={"model": "contact", "body": SLOW.replace("'ab'", "'a'")}
+        "/api/v1/templates/sms/preview", json={"model": "contact", "body": SMS_NESTED}
     )
     assert response.status_code == 422 and "render budget" in response.json()["error"]["message"]

@@ -81,3 +81,44 @@ def test_webhook_secret_is_generated_shown_once_masked_and_rotatable(api: Api) -
     assert tagger["secret"] is None and tagger["secret_hint"] is None
     refused = admin.post(f"/api/v1/server-actions/{tagger['id']}/rotate-secret")
     assert refused.status_code == 422 and refused.json()["error"]["field"] == "action_type"
+
+
+def test_undecodable_json_is_a_documented_400_after_authentication(api: Api) -> None:
+    client = api.client
+    raw = {"Content-Type": "application/json"}
+    anonymous = client.post("/api/v1/tags", content=b"{not json", headers=raw)
+    assert anonymous.status_code == 401
+    anonymous = client.post("/api/v1/tags", json={"name": 5}, headers={})
+    assert anonymous.status_code == 401
+    bad = client.post("/api/v1/tags", content=b"{not json", headers={**raw, **api.headers("admin")})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "bad_request"
+    assert bad.json()["error"]["message"].startswith("the body is not valid JSON")
+    spec = client.get("/openapi.json").json()
+    assert "400" in spec["paths"]["/api/v1/tags"]["post"]["responses"]
+    assert "400" not in spec["paths"]["/api/v1/tags"]["get"]["responses"]
+
+
+def test_non_finite_numbers_and_nul_characters_are_refused(api: Api) -> None:
+    admin = api.as_role("admin")
+    raw = {"Content-Type": "application/json"}
+    for body, field in (
+        (b'{"name": "Ann", "values": {"x": 1e999}}', "body"),
+        (b'{"name": "Ann", "score": NaN}', "body"),
+        (b'{"values": {"name": "A\\u0000nn"}}', "values.name"),
+    ):
+        response = admin.post("/api/v1/records/contact", content=body, headers=raw)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["field"] == field
+    tag = admin.post("/api/v1/tags", json={"name": "a\x00b"})
+    assert tag.status_code == 422 and tag.json()["error"]["field"] == "name"
+
+
+def test_405_lists_every_allowed_method(api: Api) -> None:
+    admin = api.as_role("admin")
+    response = admin.put("/api/v1/server-actions/1")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+    response = admin.delete("/api/v1/blacklist/email/remove")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "POST"

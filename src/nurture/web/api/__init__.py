@@ -9,6 +9,7 @@ user's role for the operation. Errors have one shape, ``{"error": {"code", "mess
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
 from nurture.web.api import (
@@ -28,6 +29,7 @@ from nurture.web.api import (
     users,
 )
 from nurture.web.api.errors import install_api_errors
+from nurture.web.api.strict import BAD_JSON_RESPONSE, make_strict
 from nurture.web.security import csrf_protect, current_user
 
 API_PREFIX = "/api/v1"
@@ -64,6 +66,11 @@ def api_router() -> APIRouter:
         users.me_router,
         users.audit_router,
     ):
+        for route in module_router.routes:
+            if isinstance(route, APIRoute):
+                make_strict(route)  # strict JSON bodies (see .strict)
+                if route.body_field is not None:
+                    route.responses = {**BAD_JSON_RESPONSE, **route.responses}
         router.include_router(module_router)
     return router
 

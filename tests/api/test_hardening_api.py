@@ -122,3 +122,16 @@ def test_405_lists_every_allowed_method(api: Api) -> None:
     response = admin.delete("/api/v1/blacklist/email/remove")
     assert response.status_code == 405
     assert response.headers["allow"] == "POST"
+
+
+def test_strict_types_no_number_for_a_boolean_nor_a_boolean_for_a_number(api: Api) -> None:
+    admin = api.as_role("admin")
+    user_id = api.user_ids["viewer"]
+    response = admin.patch(f"/api/v1/users/{user_id}", json={"active": 0})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "active"
+    assert admin.get(f"/api/v1/users/{user_id}").json()["active"] is True
+    response = admin.post("/api/v1/tags", json={"name": "Hot", "color": True})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "color"
+    contact = admin.post("/api/v1/records/contact", json={"name": "Ann"}).json()
+    response = admin.patch(f"/api/v1/records/contact/{contact['id']}", json={"active": 0})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "active"

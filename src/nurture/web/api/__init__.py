@@ -29,7 +29,7 @@ from nurture.web.api import (
     users,
 )
 from nurture.web.api.errors import install_api_errors
-from nurture.web.api.strict import BAD_JSON_RESPONSE, make_strict
+from nurture.web.api.strict import BAD_JSON_RESPONSE, make_strict, strict_types
 from nurture.web.security import csrf_protect, current_user
 
 API_PREFIX = "/api/v1"
@@ -68,9 +68,10 @@ def api_router() -> APIRouter:
     ):
         for route in module_router.routes:
             if isinstance(route, APIRoute):
-                make_strict(route)  # strict JSON bodies (see .strict)
+                make_strict(route)  # strict JSON bodies and types (see .strict)
                 if route.body_field is not None:
                     route.responses = {**BAD_JSON_RESPONSE, **route.responses}
+                    strict_types(route.body_field.field_info.annotation)
         router.include_router(module_router)
     return router
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.routing import request_response
 
 SCOPE_KEY = "nurture.body_problem"
@@ -126,6 +127,27 @@ def make_strict(route: APIRoute) -> None:
     if not isinstance(route, StrictJSONRoute):
         route.__class__ = StrictJSONRoute
         route.app = request_response(route.get_route_handler())
+
+
+def strict_types(annotation: Any) -> None:
+    """Make the JSON body models in ``annotation`` (and the models they nest) strict: no
+    ``0``/``1``/``"yes"`` for a boolean, no ``true`` for a number, no number for text.
+    Form bodies (file uploads) keep their text coercion."""
+    pending = [annotation]
+    seen: set[type[BaseModel]] = set()
+    while pending:
+        current = pending.pop()
+        pending.extend(get_args(current))
+        if not (isinstance(current, type) and issubclass(current, BaseModel)) or current in seen:
+            continue
+        seen.add(current)
+        if current.__name__.startswith("Body_"):  # FastAPI's model of a form body
+            continue
+        for info in current.model_fields.values():
+            pending.append(info.annotation)
+        if not current.model_config.get("strict"):
+            current.model_config["strict"] = True
+            current.model_rebuild(force=True)
 
 
 BAD_JSON_RESPONSE: dict[int | str, dict[str, Any]] = {

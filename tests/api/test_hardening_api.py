@@ -135,3 +135,37 @@ def test_strict_types_no_number_for_a_boolean_nor_a_boolean_for_a_number(api: Ap
     contact = admin.post("/api/v1/records/contact", json={"name": "Ann"}).json()
     response = admin.patch(f"/api/v1/records/contact/{contact['id']}", json={"active": 0})
     assert response.status_code == 422 and response.json()["error"]["field"] == "active"
+
+
+def test_out_of_range_ids_and_integers_are_422_naming_the_field(api: Api) -> None:
+    admin = api.as_role("admin")
+    huge = 10**30
+    for body, field in (
+        ({"name": "Ann", "salesperson": huge}, "salesperson"),
+        ({"name": "Ann", "tags": [huge]}, "tags"),
+        ({"name": "Ann", "salesperson_id": 2**40}, "salesperson"),
+    ):
+        response = admin.post("/api/v1/records/contact", json=body)
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["field"] == field
+    lead = admin.post("/api/v1/records/lead", json={"name": "L", "priority": huge})
+    assert lead.status_code == 422 and lead.json()["error"]["field"] == "priority"
+    contact = admin.post("/api/v1/records/contact", json={"name": "Ann"}).json()
+    response = admin.patch(f"/api/v1/records/contact/{contact['id']}", json={"salesperson": huge})
+    assert response.status_code == 422 and response.json()["error"]["field"] == "salesperson"
+    for action_type, payload, field in (
+        ("update_record", {"set": {"salesperson": huge}}, "set.salesperson"),
+        ("multi", {"actions": [huge]}, "actions"),
+        (
+            "crm_activity",
+            {"summary": "Call", "user_field": "salesperson", "fallback_user_id": huge},
+            "fallback_user_id",
+        ),
+    ):
+        response = admin.post(
+            "/api/v1/server-actions",
+            json={"name": "A", "model": "contact", "action_type": action_type, "payload": payload},
+        )
+        assert response.status_code == 422, response.text
+        assert response.json()["error"]["field"] == field
+    assert admin.get("/api/v1/server-actions").json()["items"] == []

@@ -38,6 +38,7 @@ from nurture.engine.executors import (
 from nurture.errors import NurtureError, ValidationError
 from nurture.records.catalog import REGISTRY
 from nurture.records.registry import FieldDef, ModelDef, RegistryError
+from nurture.records.values import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -231,8 +232,9 @@ def int_value(
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(f"{key} takes a whole number", field=key)
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+    maximum = MAX_ID if maximum is None else maximum  # what a column (or an id) can hold
+    if value < minimum or value > maximum:
+        bound = f"between {minimum} and {maximum}"
         raise ValidationError(f"{key} must be {bound}", field=key)
     return value
 

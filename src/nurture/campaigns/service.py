@@ -7,6 +7,7 @@ and raises :mod:`nurture.errors` naming the field at fault; nothing is written o
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -28,6 +29,7 @@ from nurture.errors import Conflict, NotFound, ValidationError
 from nurture.records.catalog import REGISTRY
 from nurture.records.models import Tag, User
 from nurture.records.registry import ModelDef, RegistryError
+from nurture.records.values import MAX_ID, MIN_INT, check_id
 
 UNICITY_TYPES = frozenset({"char", "text", "integer", "selection", "many2one"})
 _UNSET: Any = object()
@@ -752,10 +754,14 @@ def _coerce(
             raise ValidationError(f"field {key!r} takes a whole number", field=field)
         if key == "priority" and not 0 <= value <= 3:
             raise ValidationError("priority is between 0 and 3", field=field)
+        if not MIN_INT <= value <= MAX_ID:
+            raise ValidationError(f"field {key!r}: {value} is out of range", field=field)
         return value
     if ftype == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError(f"field {key!r} takes a number", field=field)
+        if not math.isfinite(value):
+            raise ValidationError(f"field {key!r} takes a finite number", field=field)
         return float(value)
     if ftype == "datetime":
         if not isinstance(value, str):
@@ -768,6 +774,7 @@ def _coerce(
     if ftype == "many2one":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValidationError(f"field {key!r} takes a record id", field=field)
+        check_id(value, field)
         target = REGISTRY.get(fdef.relation)
         if session.get(target.orm, value) is None:
             raise ValidationError(f"{target.label} {value} does not exist", field=field)

@@ -169,3 +169,45 @@ def test_out_of_range_ids_and_integers_are_422_naming_the_field(api: Api) -> Non
         assert response.status_code == 422, response.text
         assert response.json()["error"]["field"] == field
     assert admin.get("/api/v1/server-actions").json()["items"] == []
+
+
+def test_deep_and_wide_filters_are_a_clear_422(api: Api) -> None:
+    admin = api.as_role("admin")
+    leaf = '["name", "=", "x"]'
+    cases = {
+        "brackets": "[" * 3000 + "]" * 3000,
+        "negations": "[" + '"!",' * 3001 + leaf + "]",
+        "wide or": "[" + '"|",' * 599 + ",".join([leaf] * 600) + "]",
+        "deep value": '[["name","in",' + "[" * 3000 + "]" * 3000 + "]]",
+    }
+    for name, text in cases.items():
+        for path in ("/api/v1/records/contact", "/api/v1/records/contact/count"):
+            response = admin.get(path, params={"filter": text})
+            if name == "negations":  # '!' pairs cancel out: a valid, shallow filter
+                assert response.status_code == 200, (name, response.text)
+                continue
+            assert response.status_code == 422, (name, response.text)
+            error = response.json()["error"]
+            assert error["code"] == "invalid_filter", name
+            assert "at most 500" in error["message"] or "more than 50 levels" in error["message"]
+    # the same through a JSON body: 5,000 negations, 1,000 leaves
+    body = {"domain": ["!"] * 5000 + [["name", "=", "x"]]}
+    assert admin.post("/api/v1/filters/contact", json=body).status_code == 200
+    body = {"domain": ["|"] * 999 + [["name", "=", "x"]] * 1000}
+    response = admin.post("/api/v1/filters/contact", json=body)
+    assert response.status_code == 422 and "at most 500" in response.json()["error"]["message"]
+    # 500 conditions in one OR are fine; alternating AND/OR groups 60 deep are not
+    ok = "[" + '"|", ' * 499 + ", ".join([leaf] * 500) + "]"
+    assert admin.get("/api/v1/records/contact/count", params={"filter": ok}).status_code == 200
+    deep = leaf
+    for level in range(60):
+        deep = f'"{"&" if level % 2 else "|"}", {leaf}, {deep}'
+    response = admin.get("/api/v1/records/contact/count", params={"filter": f"[{deep}]"})
+    assert response.status_code == 422
+    assert "more than 50 levels" in response.json()["error"]["message"]
+    tree: dict[str, object] = {"type": "rule", "field": "name", "operator": "=", "value": "x"}
+    for _ in range(200):
+        tree = {"type": "group", "match": "all", "children": [tree]}
+    response = admin.post("/api/v1/filters/contact", json={"tree": tree})
+    assert response.status_code == 422, response.text
+    assert "more than 50 levels" in response.json()["error"]["message"]

@@ -211,3 +211,13 @@ def test_deep_and_wide_filters_are_a_clear_422(api: Api) -> None:
     response = admin.post("/api/v1/filters/contact", json={"tree": tree})
     assert response.status_code == 422, response.text
     assert "more than 50 levels" in response.json()["error"]["message"]
+
+
+def test_csv_export_neutralises_formulas_unless_raw(api: Api) -> None:
+    admin = api.as_role("admin")
+    name = '=HYPERLINK("http://evil.example")'
+    assert admin.post("/api/v1/records/contact", json={"name": name}).status_code == 201
+    safe = admin.get("/api/v1/records/contact/export").text
+    assert "\"'=HYPERLINK(\"\"http://evil.example\"\")\"" in safe
+    raw = admin.get("/api/v1/records/contact/export", params={"raw": "true"}).text
+    assert '"=HYPERLINK(""http://evil.example"")"' in raw and "'=" not in raw

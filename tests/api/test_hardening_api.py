@@ -221,3 +221,13 @@ def test_csv_export_neutralises_formulas_unless_raw(api: Api) -> None:
     assert "\"'=HYPERLINK(\"\"http://evil.example\"\")\"" in safe
     raw = admin.get("/api/v1/records/contact/export", params={"raw": "true"}).text
     assert '"=HYPERLINK(""http://evil.example"")"' in raw and "'=" not in raw
+
+
+def test_garbage_body_never_reaches_an_endpoint_whose_fields_are_optional(api: Api) -> None:
+    admin = api.as_role("admin")
+    raw = {"Content-Type": "application/json"}
+    before = len(admin.get("/api/v1/me/tokens").json())
+    response = admin.post("/api/v1/me/tokens", content=b"\x07\xff", headers=raw)
+    assert response.status_code == 400 and response.json()["error"]["field"] == "body"
+    assert len(admin.get("/api/v1/me/tokens").json()) == before
+    assert admin.post("/api/v1/filters/lead", content=b"\x07\xff", headers=raw).status_code == 400

@@ -18,11 +18,11 @@ from contextvars import ContextVar
 from typing import Any
 
 from nurture.actions.base import get_kind, payload_of, register_kind
-from nurture.records.values import MAX_ID
 from nurture.campaigns.models import ServerAction
 from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome, update_record
 from nurture.engine.models import Trace
 from nurture.errors import ValidationError
+from nurture.records.values import MAX_ID
 
 MAX_STEPS = 20
 MAX_DEPTH = 5

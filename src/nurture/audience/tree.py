@@ -23,9 +23,9 @@ from typing import Any
 
 from nurture.audience.domain import (
     AND,
+    MAX_DEPTH,
     OR,
     Branch,
-    MAX_DEPTH,
     FilterError,
     Leaf,
     Negation,

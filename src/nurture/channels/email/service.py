@@ -68,8 +68,8 @@ from nurture.channels.email.templates import (
     CompiledTemplate,
     RenderedEmail,
     TemplateRenderError,
-    render_budget,
     compile_template,
+    render_budget,
     validate_template,
 )
 from nurture.config import Settings, load_settings

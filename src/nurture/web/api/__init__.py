@@ -29,7 +29,12 @@ from nurture.web.api import (
     users,
 )
 from nurture.web.api.errors import install_api_errors
-from nurture.web.api.strict import BAD_JSON_RESPONSE, make_strict, strict_types
+from nurture.web.api.strict import (
+    BAD_JSON_RESPONSE,
+    make_strict,
+    reject_bad_body,
+    strict_types,
+)
 from nurture.web.security import csrf_protect, current_user
 
 API_PREFIX = "/api/v1"
@@ -45,7 +50,12 @@ bearer = HTTPBearer(
 def api_router() -> APIRouter:
     router = APIRouter(
         prefix=API_PREFIX,
-        dependencies=[Depends(bearer), Depends(current_user), Depends(csrf_protect)],
+        dependencies=[
+            Depends(bearer),
+            Depends(current_user),
+            Depends(csrf_protect),
+            Depends(reject_bad_body),
+        ],
     )
     for module_router in (
         records.router,

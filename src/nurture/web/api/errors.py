@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nurture.errors import NurtureError
-from nurture.web.api.strict import body_problem
+from nurture.web.api.strict import RefusedBody, body_problem
 from nurture.web.security import error_status
 
 log = logging.getLogger(__name__)
@@ -251,6 +251,13 @@ def install_api_errors(app: FastAPI) -> None:
         log.info("integrity error on %s: %s", request.url.path, exc)
         return error_response(409, "conflict", "the change conflicts with existing data")
 
+    async def refused_body(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RefusedBody)
+        problem = exc.problem
+        code = "bad_request" if problem.status == 400 else "invalid"
+        return error_response(problem.status, code, problem.message, problem.field)
+
+    app.add_exception_handler(RefusedBody, refused_body)
     app.add_exception_handler(DataError, data_error)
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(Exception, wrapped_server)

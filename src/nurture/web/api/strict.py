@@ -67,11 +67,12 @@ def _nul_path(document: Any) -> str | None:
 
 
 def parse_strict_json(body: bytes) -> Any:
-    """The JSON document of ``body``; raises :class:`BodyProblem`-carrying ValueError."""
+    """The JSON document of ``body``; raises :class:`_BodyError` (with the problem)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _BodyError(BodyProblem(400, f"the body is not UTF-8 text: {exc.reason}", "body"))
+        problem = BodyProblem(400, f"the body is not UTF-8 text: {exc.reason}", "body")
+        raise _BodyError(problem) from None
     try:
         document = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except _Refused as exc:
@@ -109,6 +110,21 @@ class StrictJSONRequest(Request):
 def body_problem(request: Request) -> BodyProblem | None:
     problem = request.scope.get(SCOPE_KEY)
     return problem if isinstance(problem, BodyProblem) else None
+
+
+def reject_bad_body(request: Request) -> None:
+    """A dependency placed after authentication: the body's problem, if it had one (a body
+    that validates anyway, such as garbage sent where every field is optional, must not
+    reach the endpoint)."""
+    problem = body_problem(request)
+    if problem is not None:
+        raise RefusedBody(problem)
+
+
+class RefusedBody(Exception):
+    def __init__(self, problem: BodyProblem) -> None:
+        super().__init__(problem.message)
+        self.problem = problem
 
 
 class StrictJSONRoute(APIRoute):

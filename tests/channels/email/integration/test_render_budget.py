@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from nurture.engine.models import Trace
 from nurture.engine.loop import tick
+from nurture.engine.models import Trace
 from nurture.records.models import Contact, Tag
 
 from .conftest import T0, Env, campaign_with_email

@@ -57,7 +57,7 @@ def _run(
             phases=[Phase.explicit, Phase.generate],
             suppress_health_check=list(HealthCheck),
         )
-        def run(case: schemathesis.Case) -> None:
+        def run(case: schemathesis.Case) -> None:  # type: ignore[type-arg]
             case.call_and_validate(headers=headers())  # every check (--checks all)
 
         try:

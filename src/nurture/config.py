@@ -28,6 +28,7 @@ class Settings:
     base_url: str
     embedded_worker: bool = True
     log_level: str = "INFO"
+    allow_special_use_domains: bool = False
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -131,6 +132,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     log_level = merged.get("NURTURE_LOG_LEVEL", "INFO").upper()
     if log_level not in _LOG_LEVELS:
         raise ConfigError(f"NURTURE_LOG_LEVEL: expected one of {sorted(_LOG_LEVELS)}, got {log_level!r}")
+    special_use = parse_bool(
+        "NURTURE_ALLOW_SPECIAL_USE_DOMAINS", merged.get("NURTURE_ALLOW_SPECIAL_USE_DOMAINS", "false")
+    )
     return Settings(
         data_dir=data_dir,
         database_url=database_url,
@@ -138,6 +142,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         base_url=base_url,
         embedded_worker=embedded,
         log_level=log_level,
+        allow_special_use_domains=special_use,
         extra=merged,
     )
 

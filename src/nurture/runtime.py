@@ -7,12 +7,17 @@ from dataclasses import dataclass
 from nurture.config import ConfigError, Settings, load_settings
 from nurture.db import Database
 from nurture.logs import setup_logging
+from nurture.records.validation import allow_special_use_domains
 
 
 @dataclass
 class Runtime:
     settings: Settings
     db: Database
+
+    def __post_init__(self) -> None:
+        # process-wide rules that services read without settings at hand
+        allow_special_use_domains(self.settings.allow_special_use_domains)
 
 
 def open_runtime(settings: Settings | None = None) -> Runtime:

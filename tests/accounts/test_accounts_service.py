@@ -498,3 +498,46 @@ def test_audit_survives_user_deletion(db: Database) -> None:
     with db.read() as s:
         entry = service.list_audit(s, action="campaign.start").entries[0]
         assert entry.user_id is None and entry.actor == "anna@example.com"
+
+
+def test_failures_from_one_address_do_not_lock_the_owner_elsewhere(
+    db: Database, fast_hashing: PasswordHasher
+) -> None:
+    with db.transaction() as s:
+        _user(s)
+    for second in range(5):
+        _auth(db, "anna@example.com", "bad guess!", T0 + timedelta(seconds=second), ip="203.0.113.9")
+    now = T0 + timedelta(minutes=1)
+    locked = _auth(db, "anna@example.com", PASSWORD, now, ip="203.0.113.9")
+    assert isinstance(locked, LoginRefused) and locked.reason == "locked"
+    assert isinstance(_auth(db, "anna@example.com", PASSWORD, now, ip="198.51.100.7"), User)
+
+
+def test_distributed_guessing_meets_a_capped_progressive_delay(
+    db: Database, fast_hashing: PasswordHasher
+) -> None:
+    with db.transaction() as s:
+        _user(s)
+    home = "198.51.100.7"
+    assert isinstance(_auth(db, "anna@example.com", PASSWORD, T0, ip=home), User)
+    at = T0 + timedelta(minutes=1)
+    for i in range(service.BACKOFF_AFTER_FAILURES):  # one failure from each of ten addresses
+        _auth(db, "anna@example.com", "bad guess!", at, ip=f"203.0.113.{i}")
+    # An eleventh address waits 1 s after the newest failure …
+    slowed = _auth(db, "anna@example.com", "bad guess!", at, ip="192.0.2.1")
+    assert isinstance(slowed, LoginRefused) and slowed.reason == "locked"
+    assert slowed.retry_at == at + timedelta(seconds=1)
+    assert "(in 1 seconds)" in slowed.message
+    # … and the delay doubles with each failure, never beyond a minute.
+    when = at + timedelta(seconds=1)
+    delays = []
+    for k in range(8):
+        refused = _auth(db, "anna@example.com", "bad guess!", when, ip=f"192.0.2.{10 + k}")
+        assert isinstance(refused, LoginRefused) and refused.reason == "invalid_credentials"
+        blocked = _auth(db, "anna@example.com", PASSWORD, when, ip="192.0.2.2")
+        assert isinstance(blocked, LoginRefused) and blocked.retry_at is not None
+        delays.append((blocked.retry_at - when).total_seconds())
+        when = blocked.retry_at
+    assert delays == [2, 4, 8, 16, 32, 60, 60, 60]
+    # the owner's usual address is exempt; a new address gets in once the delay is over
+    assert isinstance(_auth(db, "anna@example.com", PASSWORD, when, ip=home), User)

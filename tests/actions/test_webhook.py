@@ -101,18 +101,20 @@ def test_posts_signed_json_with_record_and_context(
     assert trace_state(db, trace_id) == ("processed", None)
 
 
-def test_selected_fields_and_default_secret(
+def test_selected_fields_and_generated_secret(
     db: Database, receiver: CallbackReceiver, allow_private: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NURTURE_SECRET_KEY", "the-server-secret-key-0123")
     with db.transaction() as s:
         a = contact(s, "Ann", email="ann@x.io")
         action = save_action(s, "contact", "webhook", {"url": receiver.url(), "fields": ["email"]})
+        secret = json.loads(action.payload)["secret"]
         run_action(s, action, [a])
     deliver(db)
+    assert len(secret) >= 40 and secret != "the-server-secret-key-0123"
     (raw,) = receiver.bodies
     assert json.loads(raw)["record"] == {"id": a, "email": "ann@x.io"}
-    digest = hmac.new(b"the-server-secret-key-0123", raw, hashlib.sha256).hexdigest()
+    digest = hmac.new(secret.encode(), raw, hashlib.sha256).hexdigest()
     assert receiver.received[0].headers["X-Nurture-Signature"] == f"sha256={digest}"
 
 

@@ -149,7 +149,7 @@ def test_error_bodies(admin: TestClient) -> None:
     r = admin.post(f"{BASE}/tag", json={"name": "VIP"})
     assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
     r = admin.post(f"{BASE}/contact", content=b"{not json", headers={"Content-Type": "application/json"})
-    assert r.status_code == 422 and r.json()["error"]["field"] == "body"
+    assert r.status_code == 400 and r.json()["error"]["field"] == "body"
 
 
 def test_fields_for_the_filter_editor(admin: TestClient) -> None:

@@ -80,17 +80,49 @@ def test_import_keeps_good_rows_and_reports_bad_ones_by_line(db: Database, tmp_p
         assert sorted(heard.changed_ids("contact")) == sorted(c.id for c in contacts.values())
 
 
-def test_unknown_column_refuses_the_file_before_writing(db: Database, tmp_path: Path) -> None:
+def test_unknown_column_is_reported_and_the_known_ones_imported(db: Database, tmp_path: Path) -> None:
     path = _write(tmp_path, "name,email,shoe size\nAnn,ann@example.com,38\n")
-    with pytest.raises(ValidationError) as info:
-        import_csv(db=db, model="contact", source=path, now=NOW)
-    assert info.value.field == "shoe size"
-    assert _count(db, m.Contact) == 0
+    result = import_csv(db=db, model="contact", source=path, now=NOW)
+    assert result.created == 1 and result.error_count == 0
+    assert result.unknown_columns == ["shoe size"] and result.ignored_columns == ["shoe size"]
+    assert _count(db, m.Contact) == 1
+    path = _write(tmp_path, "name,email,shoe size\nBen,ben@example.com,38\n")
     result = import_csv(
         db=db, model="contact", source=path, now=NOW,
         mapping={"shoe size": "", "email": "email"},
     )  # fmt: skip
     assert result.created == 1 and result.ignored_columns == ["shoe size"]
+    assert result.unknown_columns == []  # skipped on purpose: not reported as unknown
+
+
+def test_export_neutralises_formulas_and_import_restores_them(db: Database, tmp_path: Path) -> None:
+    from nurture.records.csv_io import export_to_string
+
+    path = _write(
+        tmp_path,
+        'name,email,phone\n"=HYPERLINK(""http://evil.example"")",a@example.com,+33612345678\n'
+        "@SUM(A1),b@example.com,\n-2+3,c@example.com,\n",
+    )
+    assert import_csv(db=db, model="contact", source=path, now=NOW).created == 3
+    with db.read() as s:
+        out = export_to_string(session=s, model="contact", now=NOW)
+        buffer = io.StringIO()
+        export_csv(session=s, model="contact", out=buffer, now=NOW, raw=True)
+    rows = {r["email"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert rows["a@example.com"]["name"] == "'=HYPERLINK(\"http://evil.example\")"
+    assert rows["a@example.com"]["phone"] == "+33612345678"  # a number stays a number
+    assert rows["b@example.com"]["name"] == "'@SUM(A1)"
+    assert rows["c@example.com"]["name"] == "'-2+3"
+    raw_rows = {r["email"]: r for r in csv.DictReader(io.StringIO(buffer.getvalue()))}
+    assert raw_rows["a@example.com"]["name"] == '=HYPERLINK("http://evil.example")'
+    # re-importing the safe export gives the names back as they were
+    again = tmp_path / "again.csv"
+    again.write_text(out, encoding="utf-8")
+    result = import_csv(db=db, model="contact", source=again, now=NOW, upsert_by="email")
+    assert result.updated == 3 and result.error_count == 0
+    with db.read() as s:
+        names = sorted(c.name for c in s.scalars(select(m.Contact)))
+    assert names == ["-2+3", '=HYPERLINK("http://evil.example")', "@SUM(A1)"]
 
 
 def test_missing_required_column_and_unknown_model_are_refused(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import phonenumbers
 import pytest
@@ -10,6 +11,7 @@ from phonenumbers import PhoneNumberFormat, PhoneNumberType
 
 from nurture.records.validation import (
     InvalidEmail,
+    is_valid_email,
     normalize_country_code,
     normalize_email,
     parse_phone,
@@ -117,3 +119,31 @@ def test_phone_fast_path_gives_the_same_answer_as_phonenumbers() -> None:
                         assert parse_phone(sample, default) == expected, (region, sample, default)
                         checked += 1
     assert checked > 3000
+
+
+def test_special_use_domains_only_with_the_setting(tmp_path: Path) -> None:
+    from nurture.config import load_settings
+    from nurture.records.validation import allow_special_use_domains
+
+    addresses = ("ann@mta.test", "Bob@Host.Local", "eve@bücher.test")
+    for address in addresses:
+        assert not is_valid_email(address)
+    settings = load_settings({"NURTURE_DATA_DIR": str(tmp_path), "NURTURE_SECRET_KEY": "k" * 20})
+    assert settings.allow_special_use_domains is False
+    settings = load_settings(
+        {
+            "NURTURE_DATA_DIR": str(tmp_path),
+            "NURTURE_SECRET_KEY": "k" * 20,
+            "NURTURE_ALLOW_SPECIAL_USE_DOMAINS": "true",
+        }
+    )
+    assert settings.allow_special_use_domains is True
+    allow_special_use_domains(True)
+    try:
+        assert normalize_email("ann@mta.test") == "ann@mta.test"
+        assert normalize_email("Bob@Host.Local") == "bob@host.local"
+        assert normalize_email("eve@bücher.test") == "eve@bücher.test"
+        assert not is_valid_email("not an address@x.test")
+    finally:
+        allow_special_use_domains(False)
+    assert not is_valid_email("ann@mta.test")

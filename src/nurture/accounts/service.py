@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Protocol
 
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -27,10 +27,14 @@ from nurture.accounts.permissions import ADMIN, ROLES, can
 from nurture.errors import Conflict, NotFound, NurtureError, ValidationError
 from nurture.records.models import User
 
-# Login throttling: failures counted over a sliding window, per login and per client address.
+# Login throttling (see :func:`login_locked_until`): failures counted over a sliding window
+# per (login, client address) and per address; a login's failures from every address add a
+# progressive delay, capped, that addresses the login signed in from recently skip.
 LOGIN_WINDOW: Final = timedelta(minutes=15)
-MAX_FAILURES_PER_LOGIN: Final = 5
+MAX_FAILURES_PER_LOGIN: Final = 5  # per (login, address)
 MAX_FAILURES_PER_IP: Final = 20
+BACKOFF_AFTER_FAILURES: Final = 10  # per login, from all addresses together
+MAX_BACKOFF: Final = timedelta(seconds=60)
 # Login attempts older than this are pruned by :func:`prune`.
 LOGIN_ATTEMPT_RETENTION: Final = timedelta(days=7)
 
@@ -99,11 +103,19 @@ class LoginRefused(NurtureError):
         self.reason = reason
         self.retry_at = retry_at
         if reason == "locked" and retry_at is not None:
-            minutes = max(1, -(-int((retry_at - now).total_seconds()) // 60))
-            message = (
-                "too many failed login attempts; try again after "
-                f"{retry_at:%Y-%m-%d %H:%M} UTC (in {minutes} minute{'s' if minutes != 1 else ''})"
-            )
+            seconds = -(-int((retry_at - now).total_seconds()) // 1)
+            if seconds < 60:
+                message = (
+                    "too many failed login attempts; try again after "
+                    f"{retry_at:%Y-%m-%d %H:%M:%S} UTC (in {max(1, seconds)} seconds)"
+                )
+            else:
+                minutes = max(1, -(-seconds // 60))
+                message = (
+                    "too many failed login attempts; try again after "
+                    f"{retry_at:%Y-%m-%d %H:%M} UTC "
+                    f"(in {minutes} minute{'s' if minutes != 1 else ''})"
+                )
         elif reason == "inactive":
             message = "this account is deactivated; ask an administrator"
         else:
@@ -296,9 +308,9 @@ def activate(session: Session, user: User, *, now: datetime, actor: Actor | None
 
 
 def _lockout_until(
-    session: Session, column: Any, value: str, limit: int, since: datetime
+    session: Session, where: Any, limit: int, since: datetime
 ) -> datetime | None:
-    """When the failures for ``column == value`` since ``since`` drop below ``limit``.
+    """When the failures matching ``where`` since ``since`` drop below ``limit``.
 
     With failures f1 (newest) … fn in the window, the count stays at ``limit`` or more until
     the ``limit``-th newest leaves the window: retry at ``f_limit + LOGIN_WINDOW``.
@@ -306,7 +318,7 @@ def _lockout_until(
     times = list(
         session.scalars(
             select(LoginAttempt.at)
-            .where(column == value, LoginAttempt.outcome == "failure", LoginAttempt.at > since)
+            .where(where, LoginAttempt.outcome == "failure", LoginAttempt.at > since)
             .order_by(LoginAttempt.at.desc(), LoginAttempt.id.desc())
             .limit(limit)
         )
@@ -316,10 +328,58 @@ def _lockout_until(
     return times[-1] + LOGIN_WINDOW
 
 
+def _same_address(ip: str | None) -> Any:
+    return LoginAttempt.ip == ip if ip else LoginAttempt.ip.is_(None)
+
+
+def _backoff_until(
+    session: Session, login: str, ip: str | None, since: datetime, now: datetime
+) -> datetime | None:
+    """The progressive per-login delay: after ``BACKOFF_AFTER_FAILURES`` failures from any
+    address, each attempt waits 1, 2, 4 … seconds (at most ``MAX_BACKOFF``) after the newest
+    failure. Addresses the login signed in from within the retention period skip it."""
+    if ip:
+        known = session.scalar(
+            select(LoginAttempt.id).where(
+                LoginAttempt.login == login,
+                LoginAttempt.ip == ip,
+                LoginAttempt.outcome == "success",
+                LoginAttempt.at > now - LOGIN_ATTEMPT_RETENTION,
+            ).limit(1)
+        )
+        if known is not None:
+            return None
+    failures = session.execute(
+        select(func.count(), func.max(LoginAttempt.at)).where(
+            LoginAttempt.login == login, LoginAttempt.outcome == "failure", LoginAttempt.at > since
+        )
+    ).one()
+    count, newest = int(failures[0]), failures[1]
+    if count < BACKOFF_AFTER_FAILURES or newest is None:
+        return None
+    delay = min(timedelta(seconds=2 ** min(count - BACKOFF_AFTER_FAILURES, 16)), MAX_BACKOFF)
+    until: datetime = newest + delay
+    return until
+
+
 def login_locked_until(
     session: Session, login: str, ip: str | None, now: datetime
 ) -> datetime | None:
-    """The time until which logins for ``login`` (or from ``ip``) are refused, or None."""
+    """The time until which logins for ``login`` from ``ip`` are refused, or None.
+
+    Three rules, none of which lets someone who only knows a login lock its owner out:
+
+    * (login, address): ``MAX_FAILURES_PER_LOGIN`` failures in ``LOGIN_WINDOW`` refuse that
+      login *from that address* until the oldest leaves the window (a success of the login
+      starts the count again);
+    * address: ``MAX_FAILURES_PER_IP`` failures in the window, whatever the logins, refuse
+      the address;
+    * login, from every address: past ``BACKOFF_AFTER_FAILURES`` failures in the window,
+      each attempt waits a delay doubling from 1 second up to ``MAX_BACKOFF`` after the
+      newest failure; refused attempts do not count, and an address the login signed in
+      from in the last ``LOGIN_ATTEMPT_RETENTION`` is exempt. A distributed guesser is
+      slowed to about one guess a minute; the owner waits at most a minute.
+    """
     login_n = normalize_login(login)
     window_start = now - LOGIN_WINDOW
     last_success = session.scalar(
@@ -329,13 +389,19 @@ def login_locked_until(
     )
     since = max(window_start, last_success) if last_success is not None else window_start
     candidates = [
-        _lockout_until(session, LoginAttempt.login, login_n, MAX_FAILURES_PER_LOGIN, since)
+        _lockout_until(
+            session,
+            and_(LoginAttempt.login == login_n, _same_address(ip)),
+            MAX_FAILURES_PER_LOGIN,
+            since,
+        ),
+        _backoff_until(session, login_n, ip, since, now),
     ]
     if ip:
         # Successes do not reset the per-address count: one valid account must not let an
         # address go on guessing the passwords of others.
         candidates.append(
-            _lockout_until(session, LoginAttempt.ip, ip, MAX_FAILURES_PER_IP, window_start)
+            _lockout_until(session, LoginAttempt.ip == ip, MAX_FAILURES_PER_IP, window_start)
         )
     found = [t for t in candidates if t is not None and t > now]
     return max(found) if found else None

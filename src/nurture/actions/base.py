@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -37,6 +38,7 @@ from nurture.engine.executors import (
 from nurture.errors import NurtureError, ValidationError
 from nurture.records.catalog import REGISTRY
 from nurture.records.registry import FieldDef, ModelDef, RegistryError
+from nurture.records.values import MAX_ID
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,9 @@ class ActionKind:
     validate: PayloadValidator
     run: ActionHandler
     plugin: bool = False
+    #: payload keys holding a secret: generated when absent at creation, kept on edits,
+    #: never returned by read routes (see :func:`masked_payload`), rotatable
+    secrets: tuple[str, ...] = ()
 
 
 _kinds: dict[str, ActionKind] = {}
@@ -77,6 +82,7 @@ def register_kind(
     run: ActionHandler,
     plugin: bool = False,
     engine_handler: bool = True,
+    secrets: tuple[str, ...] = (),
 ) -> ActionKind:
     """Make ``name`` a server action type: validated by ``validate``, run by ``run``.
 
@@ -84,7 +90,9 @@ def register_kind(
     """
     if not KIND_NAME.match(name):
         raise ValueError(f"invalid action type name {name!r}")
-    kind = ActionKind(name=name, label=label, validate=validate, run=run, plugin=plugin)
+    kind = ActionKind(
+        name=name, label=label, validate=validate, run=run, plugin=plugin, secrets=secrets
+    )
     _kinds[name] = kind
     if engine_handler:
         register_action_handler(name, run)
@@ -109,8 +117,17 @@ def kinds() -> list[ActionKind]:
     return [_kinds[name] for name in action_types()]
 
 
-def validate_action(model: str, action_type: str, payload: Any) -> dict[str, Any]:
+def validate_action(
+    model: str,
+    action_type: str,
+    payload: Any,
+    *,
+    previous: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
     """Save-time check of a server action; returns the payload to store.
+
+    A secret of the kind left out keeps its ``previous`` value (the stored payload of the
+    action being edited) or, on creation, gets a new generated one.
 
     Raises :class:`ValidationError` naming ``model``, ``action_type``, ``payload`` or the
     payload field at fault.
@@ -137,11 +154,38 @@ def validate_action(model: str, action_type: str, payload: Any) -> dict[str, Any
         raise ValidationError(f"{action_type}: {exc}", field="payload") from exc
     if not isinstance(cleaned, dict):
         raise ValidationError(f"{action_type}: the validator returned no payload", field="payload")
+    for key in kind.secrets:
+        if not cleaned.get(key):
+            kept = (previous or {}).get(key)
+            cleaned[key] = kept if isinstance(kept, str) and kept else new_secret()
     try:
         json.dumps(cleaned)
     except (TypeError, ValueError) as exc:
         raise ValidationError(f"the payload cannot be stored as JSON: {exc}", field="payload") from None
     return cleaned
+
+
+def new_secret() -> str:
+    """A generated action secret (256 bits, URL-safe text)."""
+    return secrets.token_urlsafe(32)
+
+
+def secret_keys(action_type: str) -> tuple[str, ...]:
+    kind = _kinds.get(action_type)
+    return kind.secrets if kind is not None else ()
+
+
+def secret_hint(value: Any) -> str | None:
+    """What read routes show of a secret: its last four characters."""
+    return f"…{value[-4:]}" if isinstance(value, str) and value else None
+
+
+def masked_payload(action_type: str, payload: Mapping[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The payload without its secrets, and the hint of the first secret (or None)."""
+    keys = secret_keys(action_type)
+    shown = {k: v for k, v in payload.items() if k not in keys}
+    hints = [secret_hint(payload.get(k)) for k in keys]
+    return shown, next((h for h in hints if h), None)
 
 
 # --------------------------------------------------------------------------- payload helpers
@@ -188,8 +232,9 @@ def int_value(
         return None
     if isinstance(value, bool) or not isinstance(value, int):
         raise ValidationError(f"{key} takes a whole number", field=key)
-    if value < minimum or (maximum is not None and value > maximum):
-        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+    maximum = MAX_ID if maximum is None else maximum  # what a column (or an id) can hold
+    if value < minimum or value > maximum:
+        bound = f"between {minimum} and {maximum}"
         raise ValidationError(f"{key} must be {bound}", field=key)
     return value
 

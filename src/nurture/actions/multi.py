@@ -22,6 +22,7 @@ from nurture.campaigns.models import ServerAction
 from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome, update_record
 from nurture.engine.models import Trace
 from nurture.errors import ValidationError
+from nurture.records.values import MAX_ID
 
 MAX_STEPS = 20
 MAX_DEPTH = 5
@@ -38,7 +39,7 @@ def validate_payload(model: str, payload: Mapping[str, Any]) -> dict[str, Any]:
     if len(ids) > MAX_STEPS:
         raise ValidationError(f"at most {MAX_STEPS} actions in a sequence", field="actions")
     for value in ids:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_ID:
             raise ValidationError(f"actions: {value!r} is not a server action id", field="actions")
     return {"actions": list(ids)}
 

@@ -3,7 +3,8 @@
 Payload::
 
     {"url": "https://crm.example.com/hooks/nurture",
-     "secret": "a shared secret",     # optional: signs the body (default: NURTURE_SECRET_KEY)
+     "secret": "a shared secret",     # optional: signs the body (default: one generated
+                                      # for the action, shown once, rotatable)
      "fields": ["name", "email"],     # optional: the record fields to send (default: all)
      "timeout": 10,                   # seconds per attempt (1–30)
      "retries": 2}                    # extra attempts on network errors, 429 and 5xx (0–5)
@@ -265,15 +266,6 @@ def sign(body: bytes, secret: str) -> str:
     return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
 
 
-def _default_secret() -> str:
-    key = os.environ.get("NURTURE_SECRET_KEY", "")
-    if key:
-        return key
-    from nurture.config import load_settings
-
-    return load_settings().secret_key
-
-
 # --------------------------------------------------------------------------- transport
 
 
@@ -377,7 +369,9 @@ def send_webhook(batch: ExecutionBatch, action: ServerAction) -> dict[int, Outco
     retries = int(raw_retries) if isinstance(raw_retries, int) else 2
     try:
         _check_url(url)
-        secret = str(payload.get("secret") or "") or _default_secret()
+        secret = str(payload.get("secret") or "")
+        if not secret:
+            raise ActionFailed("the action has no signing secret; rotate its secret")
     except Exception as exc:
         message = exc.message if isinstance(exc, ValidationError) else str(exc)
         return {t.id: Outcome("error", f"Webhook refused: {message}") for t in batch.traces}
@@ -396,4 +390,10 @@ def send_webhook(batch: ExecutionBatch, action: ServerAction) -> dict[int, Outco
     return run_per_record(batch, action, step)
 
 
-register_kind("webhook", label="Send a webhook", validate=validate_payload, run=send_webhook)
+register_kind(
+    "webhook",
+    label="Send a webhook",
+    validate=validate_payload,
+    run=send_webhook,
+    secrets=("secret",),
+)

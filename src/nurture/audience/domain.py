@@ -20,6 +20,10 @@ from nurture.errors import ValidationError
 
 AND, OR, NOT = "&", "|", "!"
 OPERATOR_ARITY = {AND: 2, OR: 2, NOT: 1}
+#: the largest filter accepted: conditions nested this deep (brackets of the text, groups
+#: of the canonical form), this many leaves
+MAX_DEPTH = 50
+MAX_LEAVES = 500
 
 
 class FilterError(ValidationError):
@@ -73,6 +77,8 @@ def load_domain(value: Any) -> list[Any]:
         text = value.strip()
         if not text:
             return []
+        if _bracket_depth(text) > MAX_DEPTH:
+            raise _too_deep()
         try:
             loaded: Any = json.loads(text)
         except ValueError:
@@ -90,7 +96,60 @@ def load_domain(value: Any) -> list[Any]:
         raise FilterError(
             f"a filter must be a list of terms, not {type(value).__name__}", field="domain"
         )
+    if _nesting(value) > MAX_DEPTH:
+        raise _too_deep()
+    leaves = sum(1 for item in value if not isinstance(item, str))
+    if leaves > MAX_LEAVES:
+        raise FilterError(
+            f"the filter has {leaves} conditions; at most {MAX_LEAVES} are allowed",
+            field="domain",
+        )
     return value
+
+
+def _too_deep() -> FilterError:
+    return FilterError(
+        f"the filter is nested more than {MAX_DEPTH} levels deep", field="domain"
+    )
+
+
+def _bracket_depth(text: str) -> int:
+    """The deepest nesting of brackets in ``text``, quoted strings skipped."""
+    depth = deepest = 0
+    quote: str | None = None
+    escaped = False
+    for char in text:
+        if quote is not None:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == quote:
+                quote = None
+        elif char in "\"'":
+            quote = char
+        elif char in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in ")]}":
+            depth -= 1
+    return deepest
+
+
+def _nesting(value: Any) -> int:
+    """How deeply lists, tuples and dicts nest in ``value`` (iteratively)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        current, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return depth
+        deepest = max(deepest, depth)
+        if isinstance(current, list | tuple):
+            stack.extend((item, depth + 1) for item in current if isinstance(item, list | tuple | dict))
+        elif isinstance(current, dict):
+            stack.extend((item, depth + 1) for item in current.values() if isinstance(item, list | tuple | dict))
+    return deepest
 
 
 def _reason(exc: BaseException) -> str:
@@ -110,34 +169,59 @@ def to_tree(domain: list[Any]) -> Node | None:
     if not terms:
         return None
     tree: Node = make_and(terms)
+    if _depth(tree) > MAX_DEPTH:
+        raise _too_deep()
     return tree
 
 
+def _depth(tree: Node) -> int:
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, Branch):
+            stack.extend((child, depth + 1) for child in node.children)
+        elif isinstance(node, Negation):
+            stack.append((node.child, depth + 1))
+    return deepest
+
+
 def _read(domain: list[Any], position: int) -> tuple[Node, int]:
-    item = domain[position]
-    if isinstance(item, str):
-        if item not in OPERATOR_ARITY:
-            raise FilterError(
-                f"domain[{position}]: {item!r} is not a term; expected '&', '|', '!' "
-                "or a [field, operator, value] leaf",
-                field=f"domain[{position}]",
-            )
-        arity = OPERATOR_ARITY[item]
-        children: list[Node] = []
-        cursor = position + 1
-        for found in range(arity):
-            if cursor >= len(domain):
+    """The term starting at ``position`` and the position after it (iterative: a long
+    chain of operators in prefix notation is not a deep recursion)."""
+    pending: list[tuple[str, int, list[Node]]] = []  # operators waiting for operands
+    while True:
+        item = domain[position]
+        if isinstance(item, str):
+            if item not in OPERATOR_ARITY:
                 raise FilterError(
-                    f"domain[{position}]: operator {item!r} expects {arity} operand"
-                    f"{'s' if arity > 1 else ''}, found {found}",
+                    f"domain[{position}]: {item!r} is not a term; expected '&', '|', '!' "
+                    "or a [field, operator, value] leaf",
                     field=f"domain[{position}]",
                 )
-            child, cursor = _read(domain, cursor)
-            children.append(child)
-        if item == NOT:
-            return make_not(children[0]), cursor
-        return make_branch(item, children), cursor
-    return _leaf(item, position), position + 1
+            pending.append((item, position, []))
+            position += 1
+        else:
+            node: Node = _leaf(item, position)
+            position += 1
+            while pending:
+                operator, _start, children = pending[-1]
+                children.append(node)
+                if len(children) < OPERATOR_ARITY[operator]:
+                    break
+                pending.pop()
+                node = make_not(children[0]) if operator == NOT else make_branch(operator, children)
+            else:
+                return node, position
+        if position >= len(domain):
+            operator, start, children = pending[-1]
+            arity = OPERATOR_ARITY[operator]
+            raise FilterError(
+                f"domain[{start}]: operator {operator!r} expects {arity} operand"
+                f"{'s' if arity > 1 else ''}, found {len(children)}",
+                field=f"domain[{start}]",
+            )
 
 
 def _leaf(item: Any, position: int) -> Leaf:

@@ -23,6 +23,7 @@ from typing import Any
 
 from nurture.audience.domain import (
     AND,
+    MAX_DEPTH,
     OR,
     Branch,
     FilterError,
@@ -72,7 +73,11 @@ def tree_to_domain(tree: dict[str, Any]) -> list[Any]:
     return serialise(node)
 
 
-def _from_node(node: Any, where: str) -> Any:
+def _from_node(node: Any, where: str, depth: int = 1) -> Any:
+    if depth > MAX_DEPTH:
+        raise FilterError(
+            f"{where}: the filter is nested more than {MAX_DEPTH} levels deep", field=where
+        )
     if not isinstance(node, dict):
         raise FilterError(f"{where}: a tree node must be an object, not {node!r}", field=where)
     kind = node.get("type", "rule" if "field" in node else "group")
@@ -88,7 +93,9 @@ def _from_node(node: Any, where: str) -> Any:
         children = node.get("children", [])
         if not isinstance(children, list):
             raise FilterError(f"{where}: 'children' must be a list", field=where)
-        converted = [_from_node(c, f"{where}.children[{i}]") for i, c in enumerate(children)]
+        converted = [
+            _from_node(c, f"{where}.children[{i}]", depth + 1) for i, c in enumerate(children)
+        ]
         converted = [c for c in converted if c is not None]
         if not converted:
             return None

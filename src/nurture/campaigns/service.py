@@ -7,6 +7,7 @@ and raises :mod:`nurture.errors` naming the field at fault; nothing is written o
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
@@ -29,6 +30,7 @@ from nurture.errors import Conflict, NotFound, ValidationError
 from nurture.records.catalog import REGISTRY
 from nurture.records.models import Tag, User
 from nurture.records.registry import ModelDef, RegistryError
+from nurture.records.values import MAX_ID, MIN_INT, check_id
 
 UNICITY_TYPES = frozenset({"char", "text", "integer", "selection", "many2one"})
 _UNSET: Any = object()
@@ -763,10 +765,14 @@ def _coerce(
             raise ValidationError(f"field {key!r} takes a whole number", field=field)
         if key == "priority" and not 0 <= value <= 3:
             raise ValidationError("priority is between 0 and 3", field=field)
+        if not MIN_INT <= value <= MAX_ID:
+            raise ValidationError(f"field {key!r}: {value} is out of range", field=field)
         return value
     if ftype == "float":
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ValidationError(f"field {key!r} takes a number", field=field)
+        if not math.isfinite(value):
+            raise ValidationError(f"field {key!r} takes a finite number", field=field)
         return float(value)
     if ftype == "datetime":
         if not isinstance(value, str):
@@ -779,6 +785,7 @@ def _coerce(
     if ftype == "many2one":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ValidationError(f"field {key!r} takes a record id", field=field)
+        check_id(value, field)
         target = REGISTRY.get(fdef.relation)
         if session.get(target.orm, value) is None:
             raise ValidationError(f"{target.label} {value} does not exist", field=field)
@@ -794,8 +801,10 @@ def _clean_server_action(
     values: dict[str, Any] | None,
     add_tags: Sequence[str] | None,
     remove_tags: Sequence[str] | None,
+    previous: dict[str, Any] | None = None,
 ) -> Any:
-    """The checked payload of a server action (shared by create and update)."""
+    """The checked payload of a server action (shared by create and update); ``previous``
+    is the stored payload of an action of the same type being edited (its secrets stay)."""
     mdef = _target(model)
     shortcut = values is not None or add_tags is not None or remove_tags is not None
     if action_type == "update_record":
@@ -830,7 +839,7 @@ def _clean_server_action(
                 f"unknown action type {action_type!r} (known: {', '.join(SERVER_ACTION_TYPES)})",
                 field="action_type",
             ) from None
-        clean = validate_action(model, action_type, payload)
+        clean = validate_action(model, action_type, payload, previous=previous)
     return clean
 
 
@@ -919,11 +928,14 @@ def update_server_action(
                 f"the model cannot change: {_using_message(users)} uses this action",
                 field="model",
             )
+    stored = json.loads(action.payload or "{}")
+    previous = stored if new_type == action.action_type and isinstance(stored, dict) else None
     if payload is _UNSET and not shortcut:
         if model is not _UNSET or action_type is not _UNSET:
-            stored = json.loads(action.payload or "{}")
             action.payload = json.dumps(
-                _clean_server_action(session, new_model, new_type, stored, None, None, None)
+                _clean_server_action(
+                    session, new_model, new_type, stored, None, None, None, previous
+                )
             )
     else:
         action.payload = json.dumps(
@@ -935,6 +947,7 @@ def update_server_action(
                 values,
                 add_tags,
                 remove_tags,
+                previous,
             )
         )
     if name is not _UNSET:
@@ -943,6 +956,26 @@ def update_server_action(
     action.action_type = new_type
     session.flush()
     return action
+
+
+def rotate_server_action_secret(
+    *, session: Session, now: datetime, action_id: int
+) -> tuple[ServerAction, str]:
+    """Give the action a new generated secret; returns it (the only time it is shown)."""
+    from nurture.actions import base as action_kinds
+
+    action = get_server_action(session=session, action_id=action_id)
+    keys = action_kinds.secret_keys(action.action_type)
+    if not keys:
+        raise ValidationError(
+            f"actions of type {action.action_type!r} have no secret", field="action_type"
+        )
+    payload = json.loads(action.payload or "{}")
+    secret = action_kinds.new_secret()
+    payload[keys[0]] = secret
+    action.payload = json.dumps(payload)
+    session.flush()
+    return action, secret
 
 
 def delete_server_action(*, session: Session, now: datetime, action_id: int) -> None:

@@ -123,6 +123,12 @@ def import_command(
         click.echo(f"line {error.line}: {error.message}", err=True)
     if result.error_count > MAX_ERRORS_SHOWN:
         click.echo(f"… and {result.error_count - MAX_ERRORS_SHOWN} more rejected rows", err=True)
+    if result.unknown_columns:
+        click.echo(
+            f"unknown columns, not imported: {', '.join(result.unknown_columns)} "
+            "(map one to a field with --map 'COLUMN=FIELD')",
+            err=True,
+        )
     if result.ignored_columns:
         click.echo(f"ignored columns: {', '.join(result.ignored_columns)}", err=True)
     click.echo(
@@ -143,7 +149,12 @@ def import_command(
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write to this file (default: standard output).",
 )
-def export_command(model: str, domain: str | None, output: Path | None) -> None:
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="Write cells verbatim (no leading ' on cells a spreadsheet would run as formulas).",
+)
+def export_command(model: str, domain: str | None, output: Path | None, raw: bool) -> None:
     """Export records of MODEL as CSV (field names as headers; re-importable)."""
     from nurture.records.csv_io import export_csv
 
@@ -152,12 +163,14 @@ def export_command(model: str, domain: str | None, output: Path | None) -> None:
         with rt.db.read() as session:
             if output is None:
                 count = export_csv(
-                    session=session, model=model, out=sys.stdout, now=utcnow(), domain=domain
+                    session=session, model=model, out=sys.stdout, now=utcnow(), domain=domain,
+                    raw=raw,
                 )
             else:
                 with output.open("w", encoding="utf-8", newline="") as out:
                     count = export_csv(
-                        session=session, model=model, out=out, now=utcnow(), domain=domain
+                        session=session, model=model, out=out, now=utcnow(), domain=domain,
+                        raw=raw,
                     )
     except NurtureError as exc:
         raise _fail(exc) from None

@@ -21,9 +21,10 @@ import gc
 import io
 import os
 import queue
+import re
 import sys
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -69,6 +70,8 @@ class ImportResult:
     error_count: int = 0
     errors: list[RowError] = field(default_factory=list)  # the first MAX_ERRORS_KEPT
     ignored_columns: list[str] = field(default_factory=list)
+    #: columns that match no field: not imported, listed in ``ignored_columns`` too
+    unknown_columns: list[str] = field(default_factory=list)
     rows: int = 0
 
     @property
@@ -149,13 +152,9 @@ def plan_columns(
                 ignored.append(header)
                 continue
             fdef = _match_header(model, header)
-            if fdef is None:
-                raise ValidationError(
-                    f"column {header!r} matches no field of {model.name} (fields: "
-                    f"{', '.join(model.fields)}); map it with --map '{header}=FIELD' or "
-                    f"skip it with --map '{header}='",
-                    field=header,
-                )
+            if fdef is None:  # imported without it and reported (see unknown_columns)
+                ignored.append(header)
+                continue
         if fdef.readonly and not (fdef.name == "id" and upsert_by == "id"):
             ignored.append(header)  # id, created_at, … of an export: set by Nurture
             continue
@@ -236,6 +235,8 @@ class _RowParser:
     def parse(self, raw: list[str], line: int) -> _Row:
         if len(raw) != self.width:
             raise _RowProblem(None, f"expected {self.width} columns, got {len(raw)}")
+        if any(cell[:1] == "'" for cell in raw):  # a cell neutralised by an export
+            raw = [restore_cell(cell) for cell in raw]
         values: dict[str, Any] = {}
         name = ""
         try:
@@ -688,9 +689,14 @@ def _import_stream(
     reader = csv.reader(chained(), delimiter=sep)
     headers = next(reader)
     plan, ignored = plan_columns(model, headers, mapping=mapping, upsert_by=upsert_by)
-    result = ImportResult(model=model.name, ignored_columns=ignored)
+    mapped = {k.strip().lower() for k in (mapping or {})}
+    unknown = [
+        h for h in ignored
+        if h.strip() and h.strip().lower() not in mapped and _match_header(model, h) is None
+    ]
+    result = ImportResult(model=model.name, ignored_columns=ignored, unknown_columns=unknown)
     width = len(headers)
-    error_writer = csv.writer(errors_to) if errors_to is not None else None
+    error_writer = SafeCSVWriter(errors_to) if errors_to is not None else None
     if error_writer is not None:
         error_writer.writerow(["line", "field", "error", *headers])
 
@@ -843,6 +849,46 @@ def _reference_column(target: ModelDef) -> ColumnElement[Any] | None:
     return None
 
 
+#: first characters that make a spreadsheet read a cell as a formula (OWASP CSV injection)
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+_PLAIN_NUMBER = re.compile(r"[+-]?[0-9][0-9 .,]*")
+
+
+def neutralise_cell(cell: str) -> str:
+    """``cell`` made inert for spreadsheets: a leading ``'`` when it starts like a formula
+    (numbers such as ``-5`` or ``+33612345678`` stay as they are)."""
+    if cell.startswith(FORMULA_TRIGGERS) and not _PLAIN_NUMBER.fullmatch(cell):
+        return "'" + cell
+    return cell
+
+
+def restore_cell(cell: str) -> str:
+    """The inverse of :func:`neutralise_cell` (what import does with a cell)."""
+    if cell.startswith("'") and cell[1:].startswith(FORMULA_TRIGGERS):
+        return cell[1:]
+    return cell
+
+
+class SafeCSVWriter:
+    """``csv.writer`` whose cells are neutralised unless ``raw`` (every CSV Nurture writes
+    goes through it)."""
+
+    def __init__(self, out: Any, *, raw: bool = False) -> None:
+        self._writer = csv.writer(out)
+        self._raw = raw
+
+    def writerow(self, row: Sequence[Any]) -> None:
+        self._writer.writerow(row if self._raw else [self._cell(c) for c in row])
+
+    def writerows(self, rows: Iterable[Sequence[Any]]) -> None:
+        for row in rows:
+            self.writerow(row)
+
+    @staticmethod
+    def _cell(value: Any) -> Any:
+        return neutralise_cell(value) if isinstance(value, str) else value
+
+
 def _format(value: Any) -> str:
     if value is None:
         return ""
@@ -869,12 +915,14 @@ def export_csv(
     now: datetime,
     domain: str | list[Any] | None = None,
     batch_size: int = 2000,
+    raw: bool = False,
 ) -> int:
     """Write the records of ``model`` matching ``domain`` to ``out``; returns the row count.
 
     Headers are field names (which import reads back); a many2one holds the related
     record's unique name (a user's login) or else its id, tags a comma-separated list of
-    names.
+    names. Cells that a spreadsheet would run as a formula get a leading ``'`` (import
+    removes it again) unless ``raw``.
     """
     mdef = _target_model(model)
     table: Table = mdef.orm.__table__
@@ -914,7 +962,7 @@ def export_csv(
         from nurture.audience import compile_domain
 
         query = query.where(compile_domain(mdef.name, domain, now=now))
-    writer = csv.writer(out)
+    writer = SafeCSVWriter(out, raw=raw)
     writer.writerow([f.name for f in fields])
     count = 0
     tag_positions = [i for i, f in enumerate(fields) if f.type == "many2many"]

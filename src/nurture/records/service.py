@@ -31,6 +31,7 @@ from nurture.records.validation import (
 )
 from nurture.records.values import (
     apply_phones,
+    check_id,
     coerce_scalar,
     column_info,
     is_required,
@@ -88,7 +89,7 @@ def _find_related_ids(
                 field=fdef.name,
             )
         if isinstance(ref, int):
-            ids.append(ref)
+            ids.append(check_id(ref, fdef.name))
         elif ref.strip():
             names.append(ref.strip())
     if names:

@@ -24,11 +24,38 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import phonenumbers
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 from phonenumbers import PhoneNumberFormat
 from phonenumbers.phonenumberutil import NumberParseException
 
 MAX_EMAIL_LENGTH = 254
+
+#: whether addresses at special-use domains (``.test``, ``.example``'s siblings ``.local``,
+#: ``.localhost``, ``.invalid``, ``.onion``, ``.arpa``) are accepted; set from
+#: ``NURTURE_ALLOW_SPECIAL_USE_DOMAINS`` (see :func:`allow_special_use_domains`)
+_allow_special_use = False
+
+
+def allow_special_use_domains(allowed: bool) -> None:
+    """Accept (or refuse, the default) addresses at special-use domains, process-wide."""
+    global _allow_special_use
+    if allowed != _allow_special_use:
+        _domain_cache.clear()
+    _allow_special_use = allowed
+
+
+def _stand_in(domain: str) -> str | None:
+    """``domain`` with a special-use suffix swapped for an ordinary one (same syntax rules),
+    when special-use domains are allowed; None otherwise."""
+    if not _allow_special_use:
+        return None
+    lowered = domain.lower().rstrip(".")
+    for name in SPECIAL_USE_DOMAIN_NAMES:
+        if lowered == name:
+            return "stand-in.example"
+        if lowered.endswith("." + name):
+            return lowered[: -len(name)] + "example"
+    return None
 
 
 class InvalidEmail(ValueError):
@@ -46,9 +73,10 @@ def _check_domain(domain: str) -> str:
     """Validate one lower-cased ASCII domain with email-validator, remembering the verdict."""
     cached = _domain_cache.get(domain)
     if cached is None:
+        stand_in = _stand_in(domain)
         try:
-            result = validate_email(f"a@{domain}", check_deliverability=False)
-            cached = (True, str(result.domain).lower())
+            result = validate_email(f"a@{stand_in or domain}", check_deliverability=False)
+            cached = (True, domain if stand_in else str(result.domain).lower())
         except EmailNotValidError as exc:
             cached = (False, str(exc))
         if len(_domain_cache) >= _DOMAIN_CACHE_MAX:
@@ -74,12 +102,18 @@ def normalize_email(value: str) -> str:
             domain = match[2]
             if "xn--" not in domain:
                 return f"{match[1]}@{_check_domain(domain)}"
+    local, at, domain = text.rpartition("@")
+    stand_in = _stand_in(domain) if at else None
     try:
-        result = validate_email(text, check_deliverability=False)
+        result = validate_email(
+            f"{local}@{stand_in}" if stand_in else text, check_deliverability=False
+        )
     except EmailNotValidError as exc:
         raise InvalidEmail(str(exc)) from None
     if len(str(result.local_part)) > 64:
         raise InvalidEmail("the part before the @-sign is longer than 64 characters")
+    if stand_in:
+        return f"{result.local_part}@{domain.lower().rstrip('.')}".lower()
     return str(result.normalized).lower()
 
 

@@ -6,6 +6,7 @@ same things. Every refusal is a :class:`~nurture.errors.ValidationError` naming 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -23,6 +24,19 @@ from nurture.records.validation import (
     normalize_email,
     parse_phone,
 )
+
+#: the range of an id and of an integer column (32-bit on PostgreSQL; SQLite refuses
+#: integers beyond 64 bits with an error rather than a 422)
+MAX_ID = 2_147_483_647
+MIN_INT = -2_147_483_648
+
+
+def check_id(value: int, field: str) -> int:
+    """``value`` when it can be a row id, else a ValidationError naming ``field``."""
+    if not 1 <= value <= MAX_ID:
+        raise ValidationError(f"{field}: {value} is not a valid id (1 to {MAX_ID})", field=field)
+    return value
+
 
 # Range rules the mapping cannot express: (model, field) -> (min, max).
 RANGES: dict[tuple[str, str], tuple[float, float]] = {
@@ -232,6 +246,8 @@ def coerce_scalar(model: ModelDef, fdef: FieldDef, value: Any, *, text: bool) ->
                 raise _invalid(fdef, f"expected a whole number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int):
             raise _invalid(fdef, f"expected a whole number, got {value!r}")
+        if not MIN_INT <= value <= MAX_ID:
+            raise _invalid(fdef, f"{value} is out of range ({MIN_INT} to {MAX_ID})")
         return _check_range(model, fdef, value)
     if ftype == "float":
         if text and isinstance(value, str):
@@ -241,8 +257,8 @@ def coerce_scalar(model: ModelDef, fdef: FieldDef, value: Any, *, text: bool) ->
                 raise _invalid(fdef, f"expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise _invalid(fdef, f"expected a number, got {value!r}")
-        if value != value:  # NaN
-            raise _invalid(fdef, "expected a number, got NaN")
+        if not math.isfinite(value):  # NaN, infinities (and integers beyond a float)
+            raise _invalid(fdef, f"expected a finite number, got {value!r}"[:200])
         return _check_range(model, fdef, float(value))
     if ftype == "datetime":
         if text and isinstance(value, str):

@@ -64,10 +64,12 @@ from nurture.channels.email.links import Utm
 from nurture.channels.email.mime import parse_address
 from nurture.channels.email.models import EmailTemplate, MailMessage, MailUnsubscribe, TrackedLink
 from nurture.channels.email.templates import (
+    PREVIEW_BUDGET,
     CompiledTemplate,
     RenderedEmail,
     TemplateRenderError,
     compile_template,
+    render_budget,
     validate_template,
 )
 from nurture.config import Settings, load_settings
@@ -312,7 +314,10 @@ def preview_template(
     if record_id is not None:
         record = records.get_record(session=session, model=template.model, record_id=record_id)
     compiled = _compiled(template)
-    return compiled.render(record, context={"unsubscribe_url": "#unsubscribe", "view_url": "#view"})
+    with render_budget(PREVIEW_BUDGET):
+        return compiled.render(
+            record, context={"unsubscribe_url": "#unsubscribe", "view_url": "#view"}
+        )
 
 
 _compiled_cache: dict[tuple[int, str, datetime, str], CompiledTemplate] = {}

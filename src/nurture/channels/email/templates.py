@@ -9,6 +9,16 @@ What a template can do:
   use ``if``/``set``/``with``/``filter`` blocks, a short whitelist of filters and tests;
 * use the context variables the sender provides (``unsubscribe_url``, ``view_url``).
 
+Every render runs under a :class:`RenderBudget` (loop iterations, output size, wall-clock
+time per message; :data:`SEND_BUDGET` when sending, the stricter :data:`PREVIEW_BUDGET` for
+previews of unsaved templates): loops are charged their length before they start, so three
+nested loops of 1,000 items stop at once, and the clock is checked at every loop item,
+every operator and every piece of output, so no template holds a worker or a web thread
+for longer than the budget's time. A template whose literal loops alone exceed the budget
+is refused at save time. Going over the budget raises :class:`TemplateRenderError` (one
+message fails, with the reason); a compiled template that once ran out of *time* fails
+its next renders at once instead of spending the budget again for each record.
+
 What it cannot do: call anything (no function or method calls at all), read any attribute
 that is not a registered field (the record is a read-only proxy over the registry, never
 the ORM object: no ``__class__``, ``metadata``, ``_sa_instance_state``, no hidden fields),
@@ -38,7 +48,10 @@ from __future__ import annotations
 
 import html as html_lib
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -76,6 +89,21 @@ MAX_OUTPUT_CHARS = 2_000_000
 MAX_SEQUENCE_PRODUCT = 100_000
 MAX_EXPONENT = 100
 MAX_INT_BITS = 4096
+
+
+@dataclass(frozen=True)
+class RenderBudget:
+    """What one message may cost: loop iterations, output characters, seconds."""
+
+    iterations: int = 100_000
+    output_chars: int = MAX_OUTPUT_CHARS
+    seconds: float = 2.0
+
+
+#: budget of a message rendered for sending (email, SMS, transactional actions)
+SEND_BUDGET = RenderBudget()
+#: stricter budget of previews (anyone who may read templates may preview one)
+PREVIEW_BUDGET = RenderBudget(seconds=0.5)
 _UNSUPPORTED_TAGS: dict[type[nodes.Node], str] = {
     nodes.Macro: "macro",
     nodes.CallBlock: "call",
@@ -125,6 +153,109 @@ class TemplateRenderError(NurtureError):
     """Rendering failed (a sandbox violation, an output too large, a bad value)."""
 
     code = "render_failed"
+
+
+class RenderBudgetExceeded(TemplateRenderError):
+    """The render went over its :class:`RenderBudget` (``timed_out``: its time)."""
+
+    code = "render_budget_exceeded"
+
+    def __init__(self, message: str, *, timed_out: bool = False) -> None:
+        super().__init__(message)
+        self.timed_out = timed_out
+
+
+class _Meter:
+    """The budget spent by one render (one message: every part of it)."""
+
+    __slots__ = ("budget", "deadline", "iterations")
+
+    def __init__(self, budget: RenderBudget) -> None:
+        self.budget = budget
+        self.iterations = 0
+        self.deadline = time.monotonic() + budget.seconds
+
+    def tick(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RenderBudgetExceeded(
+                f"rendering took longer than {self.budget.seconds:g} s (the render budget)",
+                timed_out=True,
+            )
+
+    def charge(self, count: int) -> None:
+        self.iterations += count
+        if self.iterations > self.budget.iterations:
+            raise RenderBudgetExceeded(
+                f"loops ran more than {self.budget.iterations} iterations (the render budget)"
+            )
+        self.tick()
+
+
+_BUDGET: ContextVar[RenderBudget] = ContextVar("nurture_render_budget", default=SEND_BUDGET)
+_METER: ContextVar[_Meter | None] = ContextVar("nurture_render_meter", default=None)
+
+
+@contextmanager
+def render_budget(budget: RenderBudget) -> Iterator[None]:
+    """Render under ``budget`` inside the block (e.g. :data:`PREVIEW_BUDGET`)."""
+    token = _BUDGET.set(budget)
+    try:
+        yield
+    finally:
+        _BUDGET.reset(token)
+
+
+@contextmanager
+def metered() -> Iterator[_Meter]:
+    """One meter for every template rendered inside the block (one message)."""
+    current = _METER.get()
+    if current is not None:
+        yield current
+        return
+    meter = _Meter(_BUDGET.get())
+    token = _METER.set(meter)
+    try:
+        yield meter
+    finally:
+        _METER.reset(token)
+
+
+def _meter(context: Any) -> _Meter:
+    """The active meter, else one per Jinja render context (templates rendered directly)."""
+    meter = _METER.get()
+    if meter is not None:
+        return meter
+    found = getattr(context, "_nurture_meter", None)
+    if found is None:
+        found = _Meter(_BUDGET.get())
+        context._nurture_meter = found
+    return found
+
+
+class _CountedLoop:
+    """A loop's sequence, charged to the meter before the loop starts, checking the clock
+    at every item."""
+
+    __slots__ = ("items", "meter")
+
+    def __init__(self, meter: _Meter, items: Sequence[Any]) -> None:
+        self.meter = meter
+        self.items = items
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[Any]:
+        tick = self.meter.tick
+        for item in self.items:
+            tick()
+            yield item
+
+
+def _tick() -> None:
+    meter = _METER.get()
+    if meter is not None:
+        meter.tick()
 
 
 # --------------------------------------------------------------------------- record proxies
@@ -255,6 +386,7 @@ def _default(value: Any, default_value: Any = "", boolean: bool = False) -> Any:
 def _bounded(value: Any) -> Any:
     if isinstance(value, str | list | tuple) and len(value) > MAX_SEQUENCE_PRODUCT * 10:
         raise SecurityError("value too large")
+    _tick()
     return value
 
 
@@ -267,16 +399,36 @@ def _replace(eval_ctx: EvalContext, value: Any, old: Any, new: Any, count: int |
         occurrences = min(occurrences, int(count))
     if len(text) + occurrences * (len(new_s) - len(old_s)) > MAX_SEQUENCE_PRODUCT * 10:
         raise SecurityError("replace result too large")
+    _tick()
     return jinja_filters.do_replace(eval_ctx, value, old, new, count)
 
 
 class _BoundedCodeGenerator(CodeGenerator):
-    """Wraps every ``~`` concatenation in a size check (the sandbox cannot intercept it)."""
+    """Wraps every ``~`` concatenation in a size check (the sandbox cannot intercept it)
+    and every loop's sequence in the render budget's meter."""
+
+    _nurture_iters: set[int]
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.nurture_bounded(")
         super().visit_Concat(node, frame)
         self.write(")")
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        if not hasattr(self, "_nurture_iters"):
+            self._nurture_iters = set()
+        self._nurture_iters.add(id(node.iter))
+        super().visit_For(node, frame)
+
+    def visit(self, node: nodes.Node, *args: Any, **kwargs: Any) -> Any:
+        iters = getattr(self, "_nurture_iters", None)
+        if iters is not None and id(node) in iters:
+            iters.discard(id(node))
+            self.write("environment.nurture_loop(context, ")
+            result = super().visit(node, *args, **kwargs)
+            self.write(")")
+            return result
+        return super().visit(node, *args, **kwargs)
 
 
 def _date(value: Any, fmt: str = "%Y-%m-%d") -> Any:
@@ -374,8 +526,20 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
     def nurture_bounded(value: Any) -> Any:
         return _bounded(value)
 
+    @staticmethod
+    def nurture_loop(context: Any, iterable: Any) -> Any:
+        """A loop's sequence, charged to the render budget before the loop starts."""
+        meter = _meter(context)
+        if isinstance(iterable, Undefined):
+            return iterable
+        if not isinstance(iterable, Sequence | RecordListProxy):
+            iterable = list(_limited(iterable, meter.budget.iterations + 1))
+        meter.charge(len(iterable))
+        return _CountedLoop(meter, iterable)
+
     def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
         """Arithmetic with bounded results: no huge strings, lists or integers."""
+        _meter(context).tick()
         both_int = isinstance(left, int) and isinstance(right, int)
         if operator == "**":
             if isinstance(right, int | float) and abs(right) > MAX_EXPONENT:
@@ -398,6 +562,13 @@ class EmailSandbox(ImmutableSandboxedEnvironment):
         if operator == "+":
             return _bounded(left + right)
         return super().call_binop(context, operator, left, right)
+
+
+def _limited(items: Iterable[Any], limit: int) -> Iterator[Any]:
+    for count, item in enumerate(items):
+        if count >= limit:
+            return
+        yield item
 
 
 _HTML_ENV = EmailSandbox(autoescape=True)
@@ -478,6 +649,10 @@ class _Checker:
         self.field_name = field_name
         self.locator = _Locator(source)
         self.problems: list[TemplateProblem] = []
+        # Loop items a message costs at least (literal lists counted, relations as one).
+        self.multiplier = 1
+        self.iterations = 0
+        self.over_budget = False
 
     def error(self, node: nodes.Node, message: str, pattern: str | None = None) -> None:
         line = getattr(node, "lineno", 1) or 1
@@ -531,7 +706,20 @@ class _Checker:
             inner["loop"] = _Binding("loop")
             if node.test is not None:
                 self.expr(node.test, inner)
+            size = len(node.iter.items) if isinstance(node.iter, nodes.List | nodes.Tuple) else 1
+            outer = self.multiplier
+            self.multiplier = outer * size
+            self.iterations += self.multiplier
+            if self.iterations > SEND_BUDGET.iterations and not self.over_budget:
+                self.over_budget = True
+                self.error(
+                    node,
+                    f"these loops run at least {self.iterations} times per message, more than "
+                    f"the render budget of {SEND_BUDGET.iterations} iterations",
+                    r"\{%-?\s*for\b",
+                )
             self.body(node.body, inner)
+            self.multiplier = outer
             self.body(node.else_, dict(scope))
         elif isinstance(node, nodes.If):
             self.expr(node.test, scope)
@@ -861,15 +1049,26 @@ class CompiledTemplate:
     names: frozenset[str] = field(default=CONTEXT_NAMES)
     text: Template | None = None  # the plain-text part as a template (see text_template_source)
 
+    timed_out: str | None = None  # the reason, once a render ran out of time
+
     def _run(self, template: Template, context: Mapping[str, Any], what: str) -> str:
         size = 0
         parts: list[str] = []
+        meter = _METER.get() or _Meter(_BUDGET.get())
+        meter.iterations = 0  # loops are budgeted per part (as checked at save), time per message
+        limit = min(MAX_OUTPUT_CHARS, meter.budget.output_chars)
         try:
             for chunk in template.generate(context):
                 size += len(chunk)
-                if size > MAX_OUTPUT_CHARS:
-                    raise TemplateRenderError(f"{what}: output larger than {MAX_OUTPUT_CHARS} characters")
+                if size > limit:
+                    raise RenderBudgetExceeded(f"{what}: output larger than {limit} characters")
+                meter.tick()
                 parts.append(chunk)
+        except RenderBudgetExceeded as exc:
+            message = exc.message if exc.message.startswith(f"{what}:") else f"{what}: {exc.message}"
+            if exc.timed_out:
+                self.timed_out = message
+            raise RenderBudgetExceeded(message, timed_out=exc.timed_out) from None
         except TemplateRenderError:
             raise
         except SecurityError as exc:
@@ -894,6 +1093,18 @@ class CompiledTemplate:
         ``link_rewriter``; returns the tracked URL, or None to keep it); otherwise it is
         derived from the final HTML, so its links are the tracked ones either way.
         """
+        if self.timed_out is not None:
+            raise RenderBudgetExceeded(f"{self.timed_out} on an earlier message; not tried again")
+        with metered():
+            return self._render(record, context, link_rewriter, text_links)
+
+    def _render(
+        self,
+        record: Any,
+        context: Mapping[str, Any] | None,
+        link_rewriter: Callable[[str], str] | None,
+        text_links: Callable[[str], str | None] | None,
+    ) -> RenderedEmail:
         extra = dict(context or {})
         unknown = set(extra) - self.names
         if unknown:
@@ -989,6 +1200,8 @@ def render_preview(
     context: Mapping[str, Any] | None = None,
     registry: Registry | None = None,
 ) -> RenderedEmail:
-    """Preview with any record (or none: every field empty, so defaults show)."""
+    """Preview with any record (or none: every field empty, so defaults show), under the
+    preview budget."""
     compiled = compile_template(model, template, registry=registry)
-    return compiled.render(record, context=context)
+    with render_budget(PREVIEW_BUDGET):
+        return compiled.render(record, context=context)

@@ -9,6 +9,7 @@ user's role for the operation. Errors have one shape, ``{"error": {"code", "mess
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
 from nurture.web.api import (
@@ -29,6 +30,12 @@ from nurture.web.api import (
     users,
 )
 from nurture.web.api.errors import install_api_errors
+from nurture.web.api.strict import (
+    BAD_JSON_RESPONSE,
+    make_strict,
+    reject_bad_body,
+    strict_types,
+)
 from nurture.web.security import csrf_protect, current_user
 
 API_PREFIX = "/api/v1"
@@ -44,7 +51,12 @@ bearer = HTTPBearer(
 def api_router() -> APIRouter:
     router = APIRouter(
         prefix=API_PREFIX,
-        dependencies=[Depends(bearer), Depends(current_user), Depends(csrf_protect)],
+        dependencies=[
+            Depends(bearer),
+            Depends(current_user),
+            Depends(csrf_protect),
+            Depends(reject_bad_body),
+        ],
     )
     for module_router in (
         records.router,
@@ -67,6 +79,12 @@ def api_router() -> APIRouter:
         users.me_router,
         users.audit_router,
     ):
+        for route in module_router.routes:
+            if isinstance(route, APIRoute):
+                make_strict(route)  # strict JSON bodies and types (see .strict)
+                if route.body_field is not None:
+                    route.responses = {**BAD_JSON_RESPONSE, **route.responses}
+                    strict_types(route.body_field.field_info.annotation)
         router.include_router(module_router)
     return router
 

@@ -156,7 +156,7 @@ def remove_email(
     return Removed(removed=removed)
 
 
-@router.delete("/email/{entry_id}", summary="Lift the block of an entry")
+@router.delete("/email/{entry_id:int}", summary="Lift the block of an entry")
 def delete_email(
     entry_id: Id, user: Writer, session: WriteSession, now: Now, request: Request
 ) -> EmailEntry:
@@ -220,7 +220,7 @@ def remove_phone(
     return Removed(removed=removed)
 
 
-@router.delete("/phone/{entry_id}", summary="Lift the block of an entry")
+@router.delete("/phone/{entry_id:int}", summary="Lift the block of an entry")
 def delete_phone(
     entry_id: Id, user: Writer, session: WriteSession, now: Now, request: Request
 ) -> PhoneEntry:

@@ -24,6 +24,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nurture.errors import NurtureError
+from nurture.web.api.strict import RefusedBody, body_problem
 from nurture.web.security import error_status
 
 log = logging.getLogger(__name__)
@@ -102,9 +103,31 @@ def _wrap(original: Handler | None, fallback_status: int) -> AsyncHandler:
                 response = await result
         else:
             response = _default(exc, fallback_status)
+        if response.status_code == 405:
+            response.headers["Allow"] = allowed_methods(request)
         return _nest(response) if is_api(request) else response
 
     return handler
+
+
+def allowed_methods(request: Request) -> str:
+    """Every method some route of the app answers at this path (the ``Allow`` of a 405)."""
+    methods: set[str] = set()
+    path = request.scope.get("path", "")
+    pending: list[Any] = list(request.app.router.routes)
+    while pending:
+        route = pending.pop()
+        candidates = getattr(route, "effective_candidates", None)
+        if callable(candidates):  # a router included in another (FastAPI ≥ 0.16x)
+            pending.extend(candidates())
+            continue
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            original = getattr(route, "original_route", route)
+            methods.update(getattr(original, "methods", None) or ())
+    if "GET" in methods:
+        methods.add("HEAD")
+    return ", ".join(sorted(methods))
 
 
 def _default(exc: Exception, status: int) -> Response:
@@ -133,6 +156,10 @@ async def _validation_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     if not is_api(request):
         return await request_validation_exception_handler(request, exc)
+    problem = body_problem(request)
+    if problem is not None:
+        code = "bad_request" if problem.status == 400 else "invalid"
+        return error_response(problem.status, code, problem.message, problem.field)
     errors = exc.errors()
     if not errors:
         return error_response(422, "invalid", "invalid request")
@@ -224,6 +251,13 @@ def install_api_errors(app: FastAPI) -> None:
         log.info("integrity error on %s: %s", request.url.path, exc)
         return error_response(409, "conflict", "the change conflicts with existing data")
 
+    async def refused_body(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RefusedBody)
+        problem = exc.problem
+        code = "bad_request" if problem.status == 400 else "invalid"
+        return error_response(problem.status, code, problem.message, problem.field)
+
+    app.add_exception_handler(RefusedBody, refused_body)
     app.add_exception_handler(DataError, data_error)
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(Exception, wrapped_server)

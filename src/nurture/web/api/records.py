@@ -238,6 +238,11 @@ class ImportReport(BaseModel):
     error_count: int
     errors: list[RowErrorOut] = Field(description="The first 1000 row errors.")
     ignored_columns: list[str]
+    unknown_columns: list[str] = Field(
+        default_factory=list,
+        description="Columns that match no field: the rest of the file was imported without "
+        "them (map them to a field to import them).",
+    )
 
 
 class RecordIds(BaseModel):
@@ -368,6 +373,7 @@ def import_route(
         error_count=result.error_count,
         errors=[RowErrorOut(line=e.line, field=e.field, message=e.message) for e in result.errors],
         ignored_columns=list(result.ignored_columns),
+        unknown_columns=list(result.unknown_columns),
     )
 
 
@@ -419,6 +425,13 @@ def export_route(
     db: Db,
     now: Now,
     filter_: FilterParam = None,
+    raw: Annotated[
+        bool,
+        Query(
+            description="Write cells verbatim: no leading ' on cells a spreadsheet would "
+            "run as formulas (= + - @ tab CR)."
+        ),
+    ] = False,
 ) -> StreamingResponse:
     domain = _empty_filter(filter_)
     audience.validate_domain(mdef.name, domain)  # a bad filter is a 422, before streaming
@@ -429,7 +442,9 @@ def export_route(
         writer = _QueueWriter(chunks, stop)
         try:
             with db.read() as session:
-                csv_io.export_csv(session=session, model=mdef.name, out=writer, now=now, domain=domain)
+                csv_io.export_csv(
+                    session=session, model=mdef.name, out=writer, now=now, domain=domain, raw=raw
+                )
             writer.flush()
             writer.send(None)
         except BrokenPipeError:

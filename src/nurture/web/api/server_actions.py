@@ -1,4 +1,9 @@
-"""Server actions: ``/api/v1/server-actions`` (reusable actions on a target model, SPEC §8)."""
+"""Server actions: ``/api/v1/server-actions`` (reusable actions on a target model, SPEC §8).
+
+Secrets of an action (a webhook's signing secret) are shown once, in the answer to the
+creation or to ``POST /server-actions/{id}/rotate-secret``; every other answer leaves them
+out of ``payload`` and gives only ``secret_hint`` (the last four characters).
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from nurture import actions
+from nurture.actions.base import masked_payload
 from nurture.campaigns import service as campaigns
 from nurture.campaigns.models import ServerAction
 from nurture.errors import ValidationError
@@ -53,6 +59,14 @@ class ServerActionOut(BaseModel):
     action_type: str
     payload: dict[str, Any] = Field(
         description='{"set": {field: value}, "add_tags": [names], "remove_tags": [names]}'
+        " (secrets left out)"
+    )
+    secret_hint: str | None = Field(
+        default=None, description="The last characters of the action's secret, if it has one."
+    )
+    secret: str | None = Field(
+        default=None,
+        description="The secret itself: only in the answer to the creation or a rotation.",
     )
     created_at: Timestamp
 
@@ -95,14 +109,21 @@ class ServerActionPatch(BaseModel):
     remove_tags: TagNames | None = Field(default=None, max_length=100)
 
 
-def action_out(action: ServerAction) -> ServerActionOut:
+def action_out(action: ServerAction, *, show_secret: bool = False) -> ServerActionOut:
     payload = json.loads(action.payload or "{}")
+    stored = payload if isinstance(payload, dict) else {}
+    shown, hint = masked_payload(action.action_type, stored)
+    secret = None
+    if show_secret:
+        secret = next((stored[k] for k in stored if k not in shown), None)
     return ServerActionOut(
         id=action.id,
         name=action.name,
         model=action.model,
         action_type=action.action_type,
-        payload=payload if isinstance(payload, dict) else {},
+        payload=shown,
+        secret_hint=hint,
+        secret=secret,
         created_at=action.created_at,
     )
 
@@ -137,7 +158,7 @@ def create_action(_user: Writer, session: WriteSession, now: Now, body: ServerAc
             action_type=body.action_type,
             payload=body.payload,
         )
-        return action_out(action)
+        return action_out(action, show_secret=True)
     values, add_tags, remove_tags = body.values, body.add_tags, body.remove_tags
     if body.payload is not None:
         if body.action_type != "update_record":
@@ -188,6 +209,17 @@ def patch_action(
         session=session, now=now, action_id=action_id, **changes
     )
     return action_out(action)
+
+
+@router.post(
+    "/{action_id}/rotate-secret",
+    summary="Replace the action's secret with a new generated one (shown once)",
+)
+def rotate_secret(action_id: Id, _user: Writer, session: WriteSession, now: Now) -> ServerActionOut:
+    action, _secret = campaigns.rotate_server_action_secret(
+        session=session, now=now, action_id=action_id
+    )
+    return action_out(action, show_secret=True)
 
 
 @router.delete(

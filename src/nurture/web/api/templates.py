@@ -202,9 +202,10 @@ def preview_sms(_user: Reader, session: ReadSession, body: SmsPreviewIn) -> SmsP
     if body.record_id is not None:
         record = records.get_record(session=session, model=model, record_id=body.record_id)
     try:
-        rendered = sms_render.compile_sms(model, body.body).render(
-            record, opt_out_text=body.opt_out_text
-        )
+        with email_templates.render_budget(email_templates.PREVIEW_BUDGET):
+            rendered = sms_render.compile_sms(model, body.body).render(
+                record, opt_out_text=body.opt_out_text
+            )
     except email_templates.TemplateRenderError as exc:
         raise ValidationError(exc.message, field=exc.field or "body") from None
     return SmsPreviewOut(body=rendered.body, segments=segments_out(rendered.segments))

@@ -16,9 +16,10 @@ from sqlalchemy.orm import Session
 from nurture import audience
 from nurture.campaigns import service as campaigns
 from nurture.campaigns.models import Activity, Campaign
-from nurture.engine.models import Participant, Trace
+from nurture.engine.models import Trace
 from nurture.errors import NotFound
 from nurture.records.catalog import REGISTRY
+from nurture.reporting import campaign_stats
 from nurture.web.api.common import (
     AUTH_ERRORS,
     CONFLICT,
@@ -401,17 +402,11 @@ def campaign_count(campaign_id: Id, _user: Reader, session: ReadSession, now: No
 @router.get("/{campaign_id}/metrics", summary="Participants and per-activity figures")
 def campaign_metrics(campaign_id: Id, _user: Reader, session: ReadSession) -> CampaignMetrics:
     campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
-    participants = ParticipantCounts()
-    tests = 0
-    for state, is_test, n in session.execute(
-        select(Participant.state, Participant.is_test, func.count())
-        .where(Participant.campaign_id == campaign.id)
-        .group_by(Participant.state, Participant.is_test)
-    ):
-        if is_test:
-            tests += int(n)
-        elif state in ParticipantCounts.model_fields:
-            setattr(participants, state, int(n))
+    counts = campaign_stats.participant_counts(session, campaign_id=campaign.id)
+    participants = ParticipantCounts(
+        running=counts.running, completed=counts.completed, removed=counts.removed
+    )
+    tests = counts.tests
     by_activity: dict[int, TraceCounts] = {}
     for activity_id, state, n in session.execute(
         select(Trace.activity_id, Trace.state, func.count())

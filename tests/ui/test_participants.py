@@ -23,7 +23,8 @@ def test_list_filters_and_pages(ui: UiServer, page: Page) -> None:
     expect(page.get_by_text("60 participants")).to_be_visible()
     rows = page.locator("table.participants tbody tr")
     expect(rows).to_have_count(50)
-    expect(rows.first).to_contain_text("Person 0059")
+    expect(rows.first).to_contain_text(re.compile(r"Person \d{4}\s*person\d+@example.com"))
+    first_page = set(rows.locator("td:first-child a").all_inner_texts())
     expect(rows.first).to_contain_text("Tag as hot")
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 900})
@@ -32,7 +33,8 @@ def test_list_filters_and_pages(ui: UiServer, page: Page) -> None:
     assert axe(page) == []
     page.get_by_role("button", name="Next page").click()
     expect(rows).to_have_count(10)
-    expect(rows.last).to_contain_text("Person 0000")
+    second_page = set(rows.locator("td:first-child a").all_inner_texts())
+    assert len(first_page | second_page) == 60  # keyset pages: no repeat, nobody missed
     page.get_by_role("button", name="First page").click()
     expect(rows).to_have_count(50)
     page.get_by_label("Activity").select_option(label="Follow-up tag")
@@ -42,7 +44,7 @@ def test_list_filters_and_pages(ui: UiServer, page: Page) -> None:
     tick(ui.db, now=past(1))
     page.reload()
     expect(page.get_by_text("60 participants")).to_be_visible()
-    page.get_by_label("Participant").select_option("running")
+    page.get_by_label("Participant", exact=True).select_option("running")
     page.get_by_role("button", name="Apply").click()
     expect(page.get_by_text("0 participants")).to_be_visible()
     page.goto(ui.url(f"/campaigns/{cid}/participants?test=only"))

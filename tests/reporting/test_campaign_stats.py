@@ -3,7 +3,7 @@ engine itself (enrolment and execution under simulated time), tests excluded eve
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select

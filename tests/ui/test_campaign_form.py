@@ -32,6 +32,10 @@ def test_new_campaign_validation_keeps_input_then_creates(ui: UiServer, page: Pa
     page.get_by_role("button", name="Create campaign").click()
     expect(page.locator("#fb-filter-error")).to_contain_text("no_such_field")
     expect(page.get_by_label("Campaign name")).to_have_value("Lead follow-up")
+    page.locator("textarea[name=filter]").fill("[[oops")
+    page.get_by_role("button", name="Create campaign").click()
+    expect(page.locator("#fb-filter-error")).to_contain_text("neither JSON nor a Python literal")
+    expect(page.locator("textarea[name=filter]")).to_have_value("[[oops")  # kept as typed
     page.locator("textarea[name=filter]").fill('[["email", "!=", false]]')
     page.get_by_role("button", name="Create campaign").click()
     page.wait_for_url(re.compile(r".*/campaigns/\d+$"))

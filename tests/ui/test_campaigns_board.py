@@ -9,7 +9,13 @@ from playwright.sync_api import Page, expect
 
 from nurture.clock import utcnow
 from tests.ui.conftest import UiServer, axe, count_sql, shot
-from tests.ui.helpers_campaigns import bulk_campaigns, bulk_contacts, csrf_of, past, running_campaign
+from tests.ui.helpers_campaigns import (
+    bulk_campaigns,
+    bulk_contacts,
+    csrf_of,
+    past,
+    running_campaign,
+)
 
 
 def test_no_campaign_shows_the_six_templates_and_a_card_creates_one(ui: UiServer, page: Page) -> None:

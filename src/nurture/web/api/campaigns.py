@@ -402,11 +402,11 @@ def campaign_count(campaign_id: Id, _user: Reader, session: ReadSession, now: No
 @router.get("/{campaign_id}/metrics", summary="Participants and per-activity figures")
 def campaign_metrics(campaign_id: Id, _user: Reader, session: ReadSession) -> CampaignMetrics:
     campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
-    counts = campaign_stats.participant_counts(session, campaign_id=campaign.id)
+    by_state = campaign_stats.participant_counts(session, campaign_id=campaign.id)
     participants = ParticipantCounts(
-        running=counts.running, completed=counts.completed, removed=counts.removed
+        running=by_state.running, completed=by_state.completed, removed=by_state.removed
     )
-    tests = counts.tests
+    tests = by_state.tests
     by_activity: dict[int, TraceCounts] = {}
     for activity_id, state, n in session.execute(
         select(Trace.activity_id, Trace.state, func.count())

@@ -15,7 +15,6 @@ The workflow tree is not rendered here: the form loads ``GET /campaigns/{id}/wor
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
@@ -214,14 +213,9 @@ def _submitted(
             values["responsible_id"] = int(responsible_id)
         except ValueError:
             error = ValidationError("choose a user from the list", field="responsible_id")
-    try:
-        values["parsed_domain"] = json.loads(values["domain"])
-    except ValueError as exc:
-        values["parsed_domain"] = None
-        error = error or ValidationError(
-            f"filter: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})",
-            field="filter",
-        )
+    # the domain text goes to the service as it is: it reads JSON (and Odoo literals) and
+    # names the problem
+    values["parsed_domain"] = values["domain"]
     return values, error
 
 

@@ -23,6 +23,7 @@ from nurture.channels.email.links import remove_open_pixel
 from nurture.channels.email.mime import html_body
 from nurture.channels.email.models import MailMessage
 from nurture.engine import participants as engine_participants
+from nurture.engine.models import PARTICIPANT_STATES, TRACE_STATES
 from nurture.errors import NotFound, NurtureError
 from nurture.web.api.common import Now
 from nurture.web.api.users import audit
@@ -102,8 +103,8 @@ def participant_list(
             "page": page,
             "next_url": next_url,
             "first_url": f"?{urlencode(query)}" if after else None,
-            "states": engine_participants.PARTICIPANT_STATES,
-            "trace_states": engine_participants.TRACE_STATES,
+            "states": PARTICIPANT_STATES,
+            "trace_states": TRACE_STATES,
             "events": engine_participants.EVENTS,
             "title": title,
             "breadcrumbs": [
@@ -115,6 +116,11 @@ def participant_list(
     )
 
 
+def _record_label(session: Any, model: str, res_id: int) -> tuple[str, str | None]:
+    labels = engine_participants.record_labels(session, model=model, ids=[res_id])
+    return labels.get(res_id, (f"{model} {res_id} (deleted)", None))
+
+
 @router.get("/campaigns/{campaign_id}/participants/{participant_id}")
 def participant_page(
     request: Request, user: UiUser, session: UiReadSession, campaign_id: int, participant_id: int
@@ -123,10 +129,7 @@ def participant_page(
     participant = engine_participants.get_participant(
         session, campaign_id=campaign_id, participant_id=participant_id
     )
-    labels = engine_participants.record_labels(
-        session, model=campaign.model, ids=[participant.res_id]
-    )
-    name, email = labels.get(participant.res_id, (f"{campaign.model} {participant.res_id} (deleted)", None))
+    name, email = _record_label(session, campaign.model, participant.res_id)
     steps = engine_participants.timeline(session, participant_id=participant_id)
     return render(
         request,
@@ -208,6 +211,10 @@ def message_page(
 ) -> Response:
     campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
     message = _message(session, campaign_id, participant_id, trace_id)
+    participant = engine_participants.get_participant(
+        session, campaign_id=campaign_id, participant_id=participant_id
+    )
+    name = _record_label(session, campaign.model, participant.res_id)[0]
     is_email = isinstance(message, MailMessage)
     source = bytes(message.raw).decode("utf-8", "replace") if is_email and message.raw else None
     base = f"/campaigns/{campaign_id}/participants/{participant_id}"
@@ -225,7 +232,7 @@ def message_page(
                 ("Campaigns", "/campaigns"),
                 (campaign.name, f"/campaigns/{campaign.id}"),
                 ("Participants", f"/campaigns/{campaign.id}/participants"),
-                (f"Participant #{participant_id}", base),
+                (name, base),
                 ("Message", None),
             ],
         },

@@ -100,11 +100,17 @@ def test_message_as_sent_is_linked_from_the_timeline(ui: UiServer, page: Page) -
     assert axe(page) == []
 
 
-def test_viewer_sees_no_edit_controls_and_forged_writes_are_refused(ui: UiServer, page: Page) -> None:
+def _one_participant(ui: UiServer) -> tuple[int, int]:
     bulk_contacts(ui.db, 1, now=past(3))
     cid, _, _ = running_campaign(ui.db, now=past(2))
     with ui.db.read() as s:
         pid = s.scalar(select(Participant.id).where(Participant.campaign_id == cid))
+    assert pid is not None
+    return cid, pid
+
+
+def test_viewer_sees_no_edit_controls_and_forged_writes_are_refused(ui: UiServer, page: Page) -> None:
+    cid, pid = _one_participant(ui)
     ui.login(page, "viewer", next_path=f"/campaigns/{cid}/participants/{pid}")
     expect(page.get_by_role("list", name="Steps").locator("li.step")).to_have_count(2)
     expect(page.get_by_role("button", name="Remove participant")).to_have_count(0)
@@ -115,10 +121,7 @@ def test_viewer_sees_no_edit_controls_and_forged_writes_are_refused(ui: UiServer
 
 
 def test_forged_csrf_token_is_refused(ui: UiServer, page: Page) -> None:
-    bulk_contacts(ui.db, 1, now=past(3))
-    cid, _, _ = running_campaign(ui.db, now=past(2))
-    with ui.db.read() as s:
-        pid = s.scalar(select(Participant.id).where(Participant.campaign_id == cid))
+    cid, pid = _one_participant(ui)
     ui.login(page, "admin", next_path=f"/campaigns/{cid}/participants/{pid}")
     page.locator("form[action$='/remove'] input[name=csrf_token]").evaluate("el => el.value = 'forged'")
     page.on("dialog", lambda d: d.accept())

@@ -242,29 +242,18 @@ def timeline(session: Session, *, participant_id: int) -> list[TimelineStep]:
         .where(Trace.participant_id == participant_id)
         .order_by(Trace.id)
     )
+    copied = [f for f in TimelineStep.__dataclass_fields__ if hasattr(Trace, f) and f != "id"]
     steps = []
     for t, name, activity_type, trigger, mail_id, sms_id in session.execute(stmt):
         steps.append(
             TimelineStep(
                 trace_id=t.id,
-                parent_id=t.parent_id,
-                activity_id=t.activity_id,
                 activity_name=name,
                 activity_type=activity_type,
                 trigger_type=trigger,
-                state=t.state,
-                schedule_date=t.schedule_date,
-                executed_at=t.executed_at,
-                state_message=t.state_message,
-                sent_at=t.sent_at,
-                opened_at=t.opened_at,
-                clicked_at=t.clicked_at,
-                replied_at=t.replied_at,
-                bounced_at=t.bounced_at,
-                failure_reason=t.failure_reason,
-                created_at=t.created_at,
                 email_message_id=mail_id,
                 sms_message_id=sms_id,
+                **{f: getattr(t, f) for f in copied},
             )
         )
     return steps

@@ -391,30 +391,22 @@ def recent_clicks(session: Session, *, campaign_id: int, limit: int = 50) -> lis
 
 def campaign_templates(session: Session, *, campaign_id: int) -> list[TemplateRow]:
     """The email and SMS templates of a campaign's activities, in activity order (one query)."""
-    emails = (
-        select(
-            literal("email").label("kind"),
-            EmailTemplate.id,
-            EmailTemplate.subject.label("title"),
-            Activity.id.label("activity_id"),
-            Activity.name.label("activity_name"),
-            EmailTemplate.updated_at,
+    def of(kind: str, table: Any, title: Any) -> Any:
+        return (
+            select(
+                literal(kind).label("kind"),
+                table.id,
+                title.label("title"),
+                Activity.id.label("activity_id"),
+                Activity.name.label("activity_name"),
+                table.updated_at,
+            )
+            .join(Activity, Activity.id == table.activity_id)
+            .where(Activity.campaign_id == campaign_id)
         )
-        .join(Activity, Activity.id == EmailTemplate.activity_id)
-        .where(Activity.campaign_id == campaign_id)
-    )
-    sms = (
-        select(
-            literal("sms").label("kind"),
-            SmsTemplate.id,
-            SmsTemplate.body.label("title"),
-            Activity.id.label("activity_id"),
-            Activity.name.label("activity_name"),
-            SmsTemplate.updated_at,
-        )
-        .join(Activity, Activity.id == SmsTemplate.activity_id)
-        .where(Activity.campaign_id == campaign_id)
-    )
+
+    emails = of("email", EmailTemplate, EmailTemplate.subject)
+    sms = of("sms", SmsTemplate, SmsTemplate.body)
     both = union_all(emails, sms).subquery()
     rows = session.execute(select(both).order_by(both.c.activity_id, both.c.kind)).all()
     return [

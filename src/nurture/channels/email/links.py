@@ -194,6 +194,15 @@ def open_pixel(url: str) -> str:
     )
 
 
+_OPEN_PIXEL = re.compile(r'<img src="[^"]*/t/o/[^"]*\.gif" alt="" width="1" height="1"[^>]*>')
+
+
+def remove_open_pixel(html: str) -> str:
+    """``html`` without the open pixel :func:`add_open_pixel` put in (to show a message as
+    sent without recording an open)."""
+    return _OPEN_PIXEL.sub("", html)
+
+
 def add_open_pixel(html: str, pixel_url: str) -> str:
     """Append the open pixel just before the last ``</body>`` (or at the end)."""
     pixel = open_pixel(pixel_url)

@@ -322,3 +322,14 @@ def recipients_of(message: EmailMessage, headers: Sequence[str] = ("To", "Cc", "
     """Bare addresses of a message's recipient headers."""
     values = [str(v) for h in headers for v in message.get_all(h, [])]
     return [addr for _name, addr in getaddresses(values) if addr]
+
+
+def html_body(raw: bytes) -> str | None:
+    """The HTML part of a message's wire source as text (``None`` without one)."""
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(parsed, EmailMessage)
+    part = parsed.get_body(preferencelist=("html",))
+    if part is None:
+        return None
+    content = part.get_content()
+    return content if isinstance(content, str) else None

@@ -17,9 +17,10 @@ from nurture import audience
 from nurture.campaigns import service as campaigns
 from nurture.campaigns.models import Activity, Campaign
 from nurture.channels.sms import service as sms_service
-from nurture.engine.models import Participant, Trace
+from nurture.engine.models import Trace
 from nurture.errors import NotFound
 from nurture.records.catalog import REGISTRY
+from nurture.reporting import campaign_stats
 from nurture.web.api.common import (
     AUTH_ERRORS,
     CONFLICT,
@@ -417,17 +418,11 @@ def campaign_count(campaign_id: Id, _user: Reader, session: ReadSession, now: No
 @router.get("/{campaign_id}/metrics", summary="Participants and per-activity figures")
 def campaign_metrics(campaign_id: Id, _user: Reader, session: ReadSession) -> CampaignMetrics:
     campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
-    participants = ParticipantCounts()
-    tests = 0
-    for state, is_test, n in session.execute(
-        select(Participant.state, Participant.is_test, func.count())
-        .where(Participant.campaign_id == campaign.id)
-        .group_by(Participant.state, Participant.is_test)
-    ):
-        if is_test:
-            tests += int(n)
-        elif state in ParticipantCounts.model_fields:
-            setattr(participants, state, int(n))
+    by_state = campaign_stats.participant_counts(session, campaign_id=campaign.id)
+    participants = ParticipantCounts(
+        running=by_state.running, completed=by_state.completed, removed=by_state.removed
+    )
+    tests = by_state.tests
     by_activity: dict[int, TraceCounts] = {}
     for activity_id, state, n in session.execute(
         select(Trace.activity_id, Trace.state, func.count())

@@ -16,12 +16,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import Integer, Select, case, distinct, func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import defer
 
-from nurture.channels.email.models import MESSAGE_STATES, LinkClick, MailMessage, TrackedLink
+from nurture.channels.email.models import MESSAGE_STATES, MailMessage
 from nurture.channels.sms.models import SMS_STATES, SmsMessage
 from nurture.errors import NotFound, ValidationError
+from nurture.reporting import campaign_stats
 from nurture.web.api.common import (
     AUTH_ERRORS,
     MAX_ID,
@@ -262,45 +263,14 @@ def link_tracker(
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> Page[LinkStats]:
-    human = LinkClick.machine.is_(False)
-    stmt = (
-        select(
-            TrackedLink.id,
-            TrackedLink.campaign_id,
-            TrackedLink.url,
-            TrackedLink.code,
-            func.coalesce(func.sum(case((human, 1), else_=0)), 0).cast(Integer).label("clicks"),
-            func.count(distinct(case((human, LinkClick.trace_id), else_=None))).label(
-                "unique_clicks"
-            ),
-            func.coalesce(func.sum(case((LinkClick.machine.is_(True), 1), else_=0)), 0)
-            .cast(Integer)
-            .label("machine_clicks"),
-            func.max(case((human, LinkClick.at), else_=None)).label("last_click_at"),
-        )
-        .outerjoin(LinkClick, LinkClick.link_id == TrackedLink.id)
-        .group_by(TrackedLink.id, TrackedLink.campaign_id, TrackedLink.url, TrackedLink.code)
-        .order_by(TrackedLink.id)
+    rows = campaign_stats.link_stats(
+        session,
+        campaign_id=campaign_id,
+        after_id=decode_cursor(cursor) if cursor is not None else None,
+        limit=limit + 1,
     )
-    if campaign_id is not None:
-        stmt = stmt.where(TrackedLink.campaign_id == campaign_id)
-    if cursor is not None:
-        stmt = stmt.where(TrackedLink.id > decode_cursor(cursor))
-    rows = session.execute(stmt.limit(limit + 1)).all()
     has_more = len(rows) > limit
     rows = rows[:limit]
-    items = [
-        LinkStats(
-            id=r.id,
-            campaign_id=r.campaign_id,
-            url=r.url,
-            code=r.code,
-            clicks=int(r.clicks or 0),
-            unique_clicks=int(r.unique_clicks or 0),
-            machine_clicks=int(r.machine_clicks or 0),
-            last_click_at=r.last_click_at,
-        )
-        for r in rows
-    ]
+    items = [LinkStats(**vars(r)) for r in rows]
     next_cursor = encode_cursor(int(rows[-1].id)) if has_more and rows else None
     return Page[LinkStats](items=items, next_cursor=next_cursor)

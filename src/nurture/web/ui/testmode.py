@@ -4,7 +4,8 @@
 the record, the start time and the workflow with each step's state and date, *Run* on
 scheduled steps, simulated recipient events on sent messages, the message as sent, *Stop*.
 The steps are an htmx fragment that polls while the test runs, so a step the worker changes
-shows up without a reload.
+shows up without a reload; a sent step links to the message as sent (the participant
+screens' message page: test participants are participants).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from sqlalchemy.orm import Session
 from nurture.audience.search import search_records
 from nurture.campaigns import service as campaigns
 from nurture.campaigns.describe import trigger_words, with_depth
-from nurture.channels.messages import email_view, messages_for_traces
 from nurture.engine import testmode
+from nurture.engine.participants import TimelineStep, timeline
 from nurture.errors import NurtureError
 from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
@@ -145,8 +146,9 @@ def launch_on_new_record(
 def _test_context(session: Session, participant_id: int) -> dict[str, Any]:
     participant = testmode.get_test(session, participant_id=participant_id)
     campaign = campaigns.get_campaign(session=session, campaign_id=participant.campaign_id)
-    traces = testmode.test_traces(session, participant_id=participant.id)
-    messages = messages_for_traces(session, [t.id for ts in traces.values() for t in ts])
+    traces: dict[int, list[TimelineStep]] = {}
+    for step in timeline(session, participant_id=participant.id):
+        traces.setdefault(step.activity_id, []).append(step)
     steps = [
         {
             "activity": activity,
@@ -162,7 +164,7 @@ def _test_context(session: Session, participant_id: int) -> dict[str, Any]:
         "record": _record_label(session, participant.model, participant.res_id),
         "model_label": REGISTRY.get(participant.model).label,
         "steps": steps,
-        "messages": messages,
+        "messages_url": f"/campaigns/{campaign.id}/participants/{participant.id}/messages",
         "events": EVENTS,
         "breadcrumbs": [
             ("Campaigns", "/campaigns"),
@@ -235,49 +237,3 @@ def stop(request: Request, user: Writer, now: Now, participant_id: int) -> Respo
     with database(request).transaction() as s:
         testmode.stop_test(s, participant_id=participant_id, now=now)
     return _after_change(request, participant_id, "Test stopped.")
-
-
-@router.get("/tests/steps/{trace_id}/message")
-def message_page(request: Request, user: UiUser, session: UiReadSession, trace_id: int) -> Response:
-    participant_id = testmode.test_participant_of(session, trace_id=trace_id)
-    view = email_view(session, trace_id=trace_id)
-    participant = testmode.get_test(session, participant_id=participant_id)
-    campaign = campaigns.get_campaign(session=session, campaign_id=participant.campaign_id)
-    return render(
-        request,
-        "ui/testmode/message.html",
-        {
-            "view": view,
-            "trace_id": trace_id,
-            "participant": participant,
-            "breadcrumbs": [
-                ("Campaigns", "/campaigns"),
-                (campaign.name, f"/campaigns/{campaign.id}"),
-                (f"Test #{participant.id}", f"/tests/{participant.id}"),
-                ("Message as sent", None),
-            ],
-        },
-    )
-
-
-#: the policy of a message's HTML shown in the UI: its inline styles apply, nothing runs,
-#: nothing loads (so showing a message never fetches its tracking pixel = never an "open")
-MESSAGE_CSP = (
-    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; font-src data:; "
-    "form-action 'none'; base-uri 'none'; frame-ancestors 'self'"
-)
-
-
-@router.get("/tests/steps/{trace_id}/message/html")
-def message_html(request: Request, user: UiUser, session: UiReadSession, trace_id: int) -> Response:
-    testmode.test_participant_of(session, trace_id=trace_id)
-    view = email_view(session, trace_id=trace_id)
-    return Response(
-        view.html or "",
-        media_type="text/html",
-        headers={
-            "Content-Security-Policy": MESSAGE_CSP,
-            "X-Frame-Options": "SAMEORIGIN",
-            "Cache-Control": "no-store",
-        },
-    )

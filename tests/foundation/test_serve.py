@@ -13,6 +13,9 @@ from pathlib import Path
 
 import httpx
 
+from nurture.accounts.setup import make_setup_token
+from nurture.clock import utcnow
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -53,6 +56,11 @@ def test_serve_migrates_loads_demo_and_stops_gracefully(tmp_path: Path) -> None:
         assert body["records"]["event_registration"] > 0
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
         assert (tmp_path / "nurture.db").is_file()
+        # first start: nobody can administer yet, so the one-time setup link works
+        secret = (tmp_path / "secret_key").read_text().strip()
+        token = make_setup_token(secret, now=utcnow())
+        setup = httpx.get(f"http://127.0.0.1:{port}/setup?token={token}", timeout=5)
+        assert setup.status_code == 200 and "Create the administrator" in setup.text
         # the demo campaigns' history is made by the engine thread while the server answers
         states: list[str] = []
         while time.monotonic() < deadline + 120 and len(states) < 3:
@@ -72,3 +80,4 @@ def test_serve_migrates_loads_demo_and_stops_gracefully(tmp_path: Path) -> None:
     assert code == 0, output
     assert "demo data loaded" in output
     assert "Nurture stopped" in output
+    assert f"Create the administrator account (link valid for one hour): http://127.0.0.1:{port}/setup?token=" in output

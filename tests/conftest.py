@@ -41,8 +41,19 @@ _open_writes = threading.local()
 network_violations: list[str] = []
 
 
+class _Depth:
+    value = 0
+
+
+def _depth() -> _Depth:
+    depth = getattr(_open_writes, "depth", None)
+    if depth is None:
+        depth = _open_writes.depth = _Depth()
+    return depth
+
+
 def write_transactions_open() -> int:
-    return int(getattr(_open_writes, "depth", 0))
+    return _depth().value
 
 
 def _install_network_guard() -> None:
@@ -50,18 +61,22 @@ def _install_network_guard() -> None:
 
     @contextmanager
     def transaction(self: Database) -> Iterator[Session]:
-        _open_writes.depth = write_transactions_open() + 1
+        # The counter of the thread that opened the transaction: a generator dependency
+        # (FastAPI's WriteSession) may be closed on another thread of the pool.
+        depth = _depth()
+        depth.value += 1
         try:
             with original_transaction(self) as session:
                 yield session
         finally:
-            _open_writes.depth -= 1
+            depth.value -= 1
 
     Database.transaction = transaction  # type: ignore[method-assign]
 
     def guard(what: str, call: Callable[..., Any], *, method: bool) -> Callable[..., Any]:
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            if write_transactions_open():
+            local = method and args and getattr(args[0], "family", None) == socket.AF_UNIX
+            if write_transactions_open() and not local:  # (an event loop's self-pipe is local)
                 target = args[1] if method and len(args) > 1 else (args[0] if args else "")
                 message = f"{what}({target!r}) while a database write transaction is open"
                 network_violations.append(message)

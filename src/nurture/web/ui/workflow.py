@@ -138,13 +138,13 @@ def trigger_words(activity: Activity, parent_name: str | None = None) -> str:
     trigger, n, unit = activity.trigger_type, activity.interval_number, activity.interval_unit
     if trigger in NOT_TRIGGERS:
         return f"{TRIGGER_MENU[trigger]} within {_unit(n, unit)}"
-    if trigger == "begin":
-        head = "At start"
-    elif trigger == "activity":
-        head = f"After {parent_name}" if parent_name else "After the parent activity"
-    else:
-        head = TRIGGER_MENU[trigger]
-    return f"{head} after {_unit(n, unit)}" if n else (head if trigger not in EVENT_TRIGGERS else f"{head}, at once")
+    if trigger == "activity":
+        after = parent_name or "the parent activity"
+        return f"{_unit(n, unit)} after {after}" if n else f"Right after {after}"
+    head = "At start" if trigger == "begin" else TRIGGER_MENU[trigger]
+    if n:
+        return f"{head} after {_unit(n, unit)}"
+    return head if trigger == "begin" else f"{head}, at once"
 
 
 def _back(request: Request, campaign_id: int) -> str:
@@ -193,9 +193,10 @@ def _tree(session: Session, campaign: Campaign) -> list[Node]:
             subtitles[int(aid)] = body if len(body) <= 90 else body[:89] + "…"
         action_ids = {a.server_action_id for a in activities if a.server_action_id}
         if action_ids:
-            names = dict(
-                session.execute(select(ServerAction.id, ServerAction.name).where(ServerAction.id.in_(action_ids))).tuples()
+            found = session.execute(
+                select(ServerAction.id, ServerAction.name).where(ServerAction.id.in_(action_ids))
             )
+            names = {int(i): str(n) for i, n in found}
             for a in activities:
                 if a.server_action_id:
                     subtitles[a.id] = names.get(a.server_action_id, "")
@@ -326,6 +327,12 @@ def _values_of(session: Session, activity: Activity) -> dict[str, str]:
     return values
 
 
+#: every field the dialog shows (a missing one is shown empty)
+DIALOG_FIELDS = (
+    "name", "activity_type", "trigger_type", "parent_id", "interval_number", "interval_unit",
+    "expiry_number", "expiry_unit", "filter", "server_action_id", "subject", "preview",
+    "from_addr", "reply_to", "body_html", "sms_body", "sms_opt_out",
+)
 DEFAULT_EMAIL = (
     "<h1>Hello {{ record.name | default('there') }}</h1>\n"
     "<p>Write your message here.</p>\n"
@@ -370,6 +377,7 @@ def _dialog(
     status_code: int = 200,
 ) -> HTMLResponse:
     mdef = REGISTRY.target(campaign.model)
+    values = {**dict.fromkeys(DIALOG_FIELDS, ""), **values}
     others = [a for a in campaign.activities if activity is None or a.id != activity.id]
     if activity is not None:
         excluded = set(campaigns.descendant_ids(session, activity_id=activity.id))

@@ -66,6 +66,9 @@ def test_email_editor_previews_for_a_record_at_both_widths(ui: UiServer, page: P
     shot(page, "activity-email")
     assert axe(page) == []
     page.set_viewport_size({"width": 390, "height": 900})
+    page.get_by_role("button", name="Refresh preview").click()
+    expect(preview.locator("h1")).to_have_text("Hello Grace Hopper")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     shot(page, "activity-email")
     assert axe(page) == []
     page.set_viewport_size({"width": 1280, "height": 900})
@@ -165,6 +168,7 @@ def test_sms_editor_counts_segments_and_previews(ui: UiServer, page: Page) -> No
     shot(page, "activity-sms")
     assert axe(page) == []
     page.set_viewport_size({"width": 390, "height": 900})
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390
     shot(page, "activity-sms")
     page.set_viewport_size({"width": 1280, "height": 900})
     page.get_by_label("Name", exact=True).fill("Reminder SMS")

@@ -67,6 +67,7 @@ def test_tree_shows_figures_of_a_campaign_with_history(ui: UiServer, page: Page)
     expect(paris.locator(".wf-rejected strong")).to_have_text("1")
     for width in (1280, 390):
         page.set_viewport_size({"width": width, "height": 900})
+        assert page.evaluate("() => document.documentElement.scrollWidth") <= width
         shot(page, "workflow-tree")
         assert axe(page) == []
     # loaded as a fragment (the campaign form does this with htmx): no page around it

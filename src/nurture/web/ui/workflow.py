@@ -49,6 +49,7 @@ from nurture.campaigns.models import (
 from nurture.campaigns.timing import hours_equivalent
 from nurture.channels.email import service as email
 from nurture.channels.email.models import EmailTemplate
+from nurture.channels.email import templates as email_templates
 from nurture.channels.email.templates import TemplateRenderError, TemplateValidationError
 from nurture.channels.sms import render as sms_render
 from nurture.channels.sms import service as sms
@@ -279,7 +280,7 @@ def _placeholders(mdef: ModelDef) -> list[tuple[str, str]]:
     """(expression, label) of the fields a template may use: scalars and to-one names."""
     out: list[tuple[str, str]] = []
     for f in mdef.fields.values():
-        if f.is_to_many:
+        if f.is_to_many or f.name == "id":
             continue
         if f.type == "many2one" and f.relation:
             target = REGISTRY.get(f.relation)
@@ -667,8 +668,6 @@ async def preview_email(
 ) -> Response:
     values = _form_values(await request.form())
     campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
-    from nurture.channels.email import templates as email_templates
-
     try:
         record = _record(session, campaign.model, values.get("record_id"))
         rendered = email_templates.render_preview(

@@ -48,8 +48,8 @@ from nurture.campaigns.models import (
 )
 from nurture.campaigns.timing import hours_equivalent
 from nurture.channels.email import service as email
-from nurture.channels.email.models import EmailTemplate
 from nurture.channels.email import templates as email_templates
+from nurture.channels.email.models import EmailTemplate
 from nurture.channels.email.templates import TemplateRenderError, TemplateValidationError
 from nurture.channels.sms import render as sms_render
 from nurture.channels.sms import service as sms

@@ -365,6 +365,21 @@ def _new_values(params: Mapping[str, str], parent: Activity | None) -> dict[str,
     }
 
 
+def _sample(session: Session, campaign: Campaign, domain: list[Any], now: Any) -> list[tuple[int, str]]:
+    """(id, name) of the first 20 records of the campaign's model matching ``domain``."""
+    mdef = REGISTRY.target(campaign.model)
+    rows = session.scalars(
+        select(mdef.orm)
+        .where(
+            audience.compile_domain(campaign.model, domain, now=now),
+            audience.active_condition(campaign.model, include_archived=campaign.include_archived),
+        )
+        .order_by(mdef.orm.id)
+        .limit(20)
+    ).all()
+    return [(int(r.id), str(getattr(r, mdef.rec_name, "") or f"#{r.id}")) for r in rows]
+
+
 def _dialog(
     request: Request,
     session: Session,
@@ -397,14 +412,7 @@ def _dialog(
     server_actions = list(
         session.scalars(select(ServerAction).where(ServerAction.model == campaign.model).order_by(ServerAction.name))
     )
-    sample = list(
-        session.scalars(
-            select(mdef.orm)
-            .where(audience.compile_domain(campaign.model, campaigns.campaign_domain(campaign), now=now))
-            .order_by(mdef.orm.id)
-            .limit(20)
-        )
-    )
+    sample = _sample(session, campaign, campaigns.campaign_domain(campaign), now)
     title = f"Edit “{activity.name}”" if activity else "New activity"
     context = {
         "campaign": campaign,
@@ -423,7 +431,7 @@ def _dialog(
         "campaign_domain": campaign.domain or "[]",
         "server_actions": server_actions,
         "placeholders": _placeholders(mdef),
-        "sample": [(r.id, str(getattr(r, mdef.rec_name, r.id) or f"#{r.id}")) for r in sample],
+        "sample": sample,
         "rec_name": mdef.rec_name,
         "back": back,
         "title": title,
@@ -467,10 +475,7 @@ def record_options(
         if mdef.email_field:
             search = ["|", *search, [mdef.email_field, "ilike", q.strip()]]
         domain = campaigns.and_domains(domain, search)
-    rows = session.scalars(
-        select(mdef.orm).where(audience.compile_domain(campaign.model, domain, now=now)).order_by(mdef.orm.id).limit(20)
-    ).all()
-    options = [(r.id, str(getattr(r, mdef.rec_name, "") or f"#{r.id}")) for r in rows]
+    options = _sample(session, campaign, domain, now)
     return render(request, "ui/workflow/_record_options.html", {"sample": options})
 
 

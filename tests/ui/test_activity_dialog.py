@@ -106,13 +106,14 @@ def test_unknown_placeholder_is_refused_with_line_and_column(ui: UiServer, page:
     expect(preview.locator("li")).to_contain_text("nickname")
     page.get_by_role("button", name="Save & close").click()
     error = page.locator("#body_html-error")
-    expect(error).to_contain_text(re.compile(r"line 2, column \d+"))
+    expect(error).to_contain_text(re.compile(r"^Line 2, column \d+: unknown field 'nickname'"))
     expect(error).to_contain_text("nickname")
     expect(page.get_by_label("HTML body")).to_have_attribute("aria-invalid", "true")
     # nothing written, the input kept
     expect(page.get_by_label("HTML body")).to_have_value(source)
     expect(page.get_by_label("Name", exact=True)).to_have_value("Broken")
     assert _activities(ui, cid) == []
+    expect(preview.locator("li")).to_contain_text("line 2")
     shot(page, "activity-email-error")
     assert axe(page) == []
 

@@ -297,7 +297,13 @@ def _form_values(form: Mapping[str, Any]) -> dict[str, str]:
 def _error_for(exc: NurtureError) -> FieldError:
     """The service's error, on the dialog's field (the message names the problem)."""
     name = exc.field
-    return FieldError(field=FORM_FIELDS.get(name, name) if name else None, message=exc.message)
+    message = exc.message
+    if isinstance(exc, TemplateValidationError):
+        first = exc.problems[0]
+        message = f"Line {first.line}, column {first.column}: {first.message}"
+        if len(exc.problems) > 1:
+            message += f" (and {len(exc.problems) - 1} more problem(s))"
+    return FieldError(field=FORM_FIELDS.get(name, name) if name else None, message=message)
 
 
 def _values_of(session: Session, activity: Activity) -> dict[str, str]:

@@ -273,6 +273,41 @@ def update_template(
     return template
 
 
+def set_activity_template(
+    *,
+    session: Session,
+    now: datetime,
+    activity_id: int,
+    subject: str,
+    body_html: str,
+    name: str | None = None,
+    preview: str = "",
+    from_addr: str | None = None,
+    reply_to: str | None = None,
+    mailing_list_id: int | None = None,
+) -> EmailTemplate:
+    """Create or replace the template of the email activity ``activity_id`` (API PUT, UI).
+
+    Validated before anything is written (:func:`create_template`, :func:`update_template`).
+    """
+    existing = template_for_activity(session=session, activity_id=activity_id)
+    content: dict[str, Any] = {
+        "subject": subject,
+        "body_html": body_html,
+        "preview": preview,
+        "from_addr": from_addr,
+        "reply_to": reply_to,
+        "mailing_list_id": mailing_list_id,
+    }
+    if existing is None:
+        return create_template(session=session, now=now, activity_id=activity_id, name=name, **content)
+    activity = session.get(Activity, activity_id)
+    assert activity is not None
+    return update_template(
+        session=session, now=now, template_id=existing.id, name=(name or activity.name)[:200], **content
+    )
+
+
 def _copy_template(session: Session, original: Activity, copy: Activity, now: datetime) -> None:
     """Campaign duplication: the copied email activity gets a copy of its template."""
     template = template_for_activity(session=session, activity_id=original.id)

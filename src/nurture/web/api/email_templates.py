@@ -121,34 +121,19 @@ def put_email_template(
     now: Now,
     body: EmailTemplatePut,
 ) -> EmailTemplateOut:
-    activity = _campaign_activity(session, campaign_id, activity_id)
-    existing = email.template_for_activity(session=session, activity_id=activity_id)
-    if existing is None:
-        template = email.create_template(
-            session=session,
-            now=now,
-            activity_id=activity_id,
-            subject=body.subject,
-            body_html=body.body_html,
-            name=body.name,
-            preview=body.preview,
-            from_addr=body.from_addr,
-            reply_to=body.reply_to,
-            mailing_list_id=body.mailing_list_id,
-        )
-    else:
-        template = email.update_template(
-            session=session,
-            now=now,
-            template_id=existing.id,
-            name=(body.name or activity.name)[:200],
-            subject=body.subject,
-            body_html=body.body_html,
-            preview=body.preview,
-            from_addr=body.from_addr,
-            reply_to=body.reply_to,
-            mailing_list_id=body.mailing_list_id,
-        )
+    _campaign_activity(session, campaign_id, activity_id)
+    template = email.set_activity_template(
+        session=session,
+        now=now,
+        activity_id=activity_id,
+        subject=body.subject,
+        body_html=body.body_html,
+        name=body.name,
+        preview=body.preview,
+        from_addr=body.from_addr,
+        reply_to=body.reply_to,
+        mailing_list_id=body.mailing_list_id,
+    )
     return template_out(template)
 
 

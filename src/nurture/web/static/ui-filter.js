@@ -468,19 +468,21 @@
     const info = this.fieldInfo(rule.field);
     const row = el("fieldset", { class: "fb-rule", "data-field": rule.field, "data-group": key.replace(/-\d+$/, ""),
       "aria-label": "Rule " + number });
+    const body = el("div", { class: "fb-rule-body" });
     if (rule.negate) {
-      row.append(el("button", { type: "button", class: "fb-not secondary", "aria-pressed": "true",
+      body.append(el("button", { type: "button", class: "fb-not secondary", "aria-pressed": "true",
         title: "This rule is negated: click to remove the negation", disabled: this.readonly,
         onclick: function () { rule.negate = false; self.changed(true); } }, [document.createTextNode("not")]));
     }
-    row.append(this.renderFieldPicker(rule, key, number));
+    body.append(this.renderFieldPicker(rule, key, number));
     if (!info) {
-      row.append(el("span", { class: "muted", text: rule.operator + " " + JSON.stringify(rule.value) }));
+      body.append(el("span", { class: "muted", text: rule.operator + " " + JSON.stringify(rule.value) }));
     } else {
-      row.append(this.renderOperator(rule, info, key, number));
+      body.append(this.renderOperator(rule, info, key, number));
       const value = this.renderValue(rule, info, key, number);
-      if (value) row.append(value);
+      if (value) body.append(value);
     }
+    row.append(body);
     if (!this.readonly) {
       row.append(el("button", { type: "button", class: "fb-icon fb-delete secondary outline", "data-key": key + "-del",
         "aria-label": "Delete rule " + number, title: "Delete this rule",

@@ -389,3 +389,27 @@ def test_layout_at_390_and_1280_is_usable_and_accessible(people: UiServer, page:
     page.get_by_role("button", name="+ Add rule").last.focus()
     page.keyboard.press("Enter")
     expect(rule(page, "3")).to_be_visible()
+
+
+def test_macro_contract_one_field_error_base_domain_and_read_only() -> None:
+    """The macro other screens call: one field named ``name`` holding the domain, the error
+    shown when its field is ``name``, the optional parameters passed to the script."""
+    from nurture.web.ui.render import FieldError, environment
+
+    template = environment().from_string(
+        '{% from "ui/filters/_builder.html" import filter_builder %}'
+        "{{ filter_builder(name='activity_filter', model='lead', domain=domain, error=error,"
+        " base_domain=base, label='Activity filter', include_archived=True, readonly=True) }}"
+    )
+    html = template.render(
+        domain='[["stage", "=", "Won"]]',
+        error=FieldError(field="activity_filter", message="stage: 'Wonn' is not a value of Stage"),
+        base=json.dumps([["email", "!=", False]]),
+    )
+    assert html.count(' name="activity_filter"') == 1
+    assert "[[&#34;stage&#34;, &#34;=&#34;, &#34;Won&#34;]]" in html
+    assert 'data-base-domain="[[&#34;email&#34;, &#34;!=&#34;, false]]"' in html
+    assert 'data-include-archived="true"' in html and 'data-readonly="true"' in html
+    assert "stage: &#39;Wonn&#39; is not a value of Stage" in html and 'role="alert"' in html
+    other = template.render(domain="[]", error=FieldError(field="name", message="x"), base=None)
+    assert 'role="alert">x' not in other and 'data-base-domain=""' in other

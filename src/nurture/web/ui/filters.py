@@ -17,6 +17,7 @@ shapes the answer. Errors are JSON ``{"error": {"message", "field"}}`` with stat
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request, Response
@@ -59,11 +60,11 @@ def _json(payload: Any) -> JSONResponse:
     return JSONResponse(payload, headers={"Cache-Control": "no-store"})
 
 
-def _combined(mdef: ModelDef, domain: str, base_domain: str) -> list[Any]:
-    """The builder's domain (checked first, so its error names its own rule) AND the
+def _combined(mdef: ModelDef, asked: Selection) -> list[Any]:
+    """The builder's domain (checked first, so that its error names its own rule) AND the
     caller's base domain."""
-    checked = audience.validate_domain(mdef.name, domain)
-    return audience.and_domains(base_domain or None, checked)
+    checked = audience.validate_domain(mdef.name, asked.domain)
+    return audience.and_domains(asked.base_domain or None, checked)
 
 
 # --- the Filter explorer page --------------------------------------------------------------
@@ -127,21 +128,36 @@ def tree(user: UiUser, model: str, domain: DomainText = "[]") -> Response:
     return _json({"domain": checked, "tree": audience.domain_to_tree(checked)})
 
 
-@router.post("/ui/filters/{model}/count")
-def count(
-    user: UiUser,
-    session: UiReadSession,
-    now: Now,
-    model: str,
+@dataclass(frozen=True)
+class Selection:
+    """What #records and the records dialog are asked about: the builder's domain, the
+    caller's base domain (ANDed) and whether archived records count."""
+
+    domain: str
+    base_domain: str
+    include_archived: bool
+
+
+def _selection(
     domain: DomainText = "[]",
     base_domain: BaseDomainText = "",
     include_archived: Annotated[bool, Form()] = False,
+) -> Selection:
+    return Selection(domain, base_domain, include_archived)
+
+
+SelectionForm = Annotated[Selection, Depends(_selection)]
+
+
+@router.post("/ui/filters/{model}/count")
+def count(
+    user: UiUser, session: UiReadSession, now: Now, model: str, asked: SelectionForm
 ) -> Response:
     mdef = _target(model)
     try:
-        combined = _combined(mdef, domain, base_domain)
+        combined = _combined(mdef, asked)
         matched = audience.count_matching(
-            session, mdef.name, combined, now=now, include_archived=include_archived
+            session, mdef.name, combined, now=now, include_archived=asked.include_archived
         )
     except FilterError as exc:
         return _error(exc)
@@ -155,23 +171,21 @@ def records(
     session: UiReadSession,
     now: Now,
     model: str,
-    domain: DomainText = "[]",
-    base_domain: BaseDomainText = "",
-    include_archived: Annotated[bool, Form()] = False,
+    asked: SelectionForm,
 ) -> Response:
     mdef = _target(model)
     try:
-        combined = _combined(mdef, domain, base_domain)
+        combined = _combined(mdef, asked)
         rows = audience.first_matching(
             session,
             model=mdef.name,
             domain=combined,
             now=now,
             limit=RECORDS_SHOWN,
-            include_archived=include_archived,
+            include_archived=asked.include_archived,
         )
         total = audience.count_matching(
-            session, mdef.name, combined, now=now, include_archived=include_archived
+            session, mdef.name, combined, now=now, include_archived=asked.include_archived
         )
     except FilterError as exc:
         return _error(exc)

@@ -345,6 +345,12 @@ def test_base_domain_is_anded_and_writes_need_the_csrf_token(
     r = page.request.get(ui.url("/ui/filters/lead/fields?path=contact.tags"))
     assert r.json()["model"] == "tag"
     assert [f["name"] for f in r.json()["fields"]] == ["id", "name", "color"]
+    r = page.request.get(ui.url("/ui/filters/contact/related?path=tags&q=vi"))
+    assert [c["label"] for c in r.json()] == ["VIP"]
+    r = page.request.get(ui.url("/ui/filters/lead/related?path=contact&q=e"))
+    assert [c["label"] for c in r.json()] == ["Ben", "Dee", "Eve"]  # by name, archived too
+    r = page.request.get(ui.url("/ui/filters/contact/related?path=salesperson&q="))
+    assert r.status == 403 and "may not list user records" in r.json()["error"]["message"]
 
 
 def test_records_dialog_statements_do_not_grow_with_rows(people: UiServer, page: Page) -> None:

@@ -757,7 +757,11 @@
         "&q=" + encodeURIComponent(search.value);
       fetch(url, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (rows) {
         results.replaceChildren();
-        if (!Array.isArray(rows)) return;
+        if (!Array.isArray(rows)) {
+          results.append(el("li", { class: "muted fb-none", text: rows && rows.error ? rows.error.message : "No match" }));
+          results.hidden = false;
+          return;
+        }
         rows.forEach(function (row) {
           self.labels.set(rule.field + "|" + row.id, row.label);
           const chosen = ids.indexOf(row.id) >= 0;

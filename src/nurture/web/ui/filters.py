@@ -28,7 +28,8 @@ from nurture.audience import FilterError
 from nurture.records.catalog import REGISTRY
 from nurture.records.registry import ModelDef, RegistryError
 from nurture.web.api.common import Now
-from nurture.web.security import csrf_protect
+from nurture.web.api.records import EXCLUDED_MODELS, RESOURCE_OF_MODEL
+from nurture.web.security import CurrentUser, csrf_protect
 from nurture.web.ui.render import FieldError, UiReadSession, UiUser, render
 
 router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)
@@ -207,6 +208,15 @@ def _columns(mdef: ModelDef) -> list[tuple[str, str]]:
     return seen
 
 
+def _may_list(user: CurrentUser, target: ModelDef) -> bool:
+    """Picking related records lists them: the role must be allowed to read that model
+    (users are administrators' business, like ``/api/v1/users``)."""
+    resource = RESOURCE_OF_MODEL.get(target.name, "records")
+    if target.name in EXCLUDED_MODELS:
+        resource = "users"
+    return user.can(f"{resource}.read")
+
+
 @router.get("/ui/filters/{model}/related")
 def related(
     user: UiUser,
@@ -222,6 +232,10 @@ def related(
     except ValueError:
         return _error(FilterError("ids must be whole numbers separated by commas", field="ids"))
     try:
+        target = audience.relation_model(mdef.name, path)
+        if not _may_list(user, target):
+            message = f"your role ({user.role}) may not list {target.label.lower()} records"
+            return JSONResponse({"error": {"message": message, "field": path}}, status_code=403)
         choices = audience.related_choices(session, model=mdef.name, path=path, query=q, ids=wanted)
     except FilterError as exc:
         return _error(exc)

@@ -121,7 +121,7 @@ def analyse(db: Database) -> None:
 def clear_engine_rows(db: Database) -> None:
     with db.engine.begin() as conn:
         if db.dialect == "postgresql":
-            conn.execute(text("TRUNCATE trace, participant RESTART IDENTITY"))
+            conn.execute(text("TRUNCATE trace, participant RESTART IDENTITY CASCADE"))
         else:
             conn.execute(text("DELETE FROM trace"))
             conn.execute(text("DELETE FROM participant"))

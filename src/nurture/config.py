@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -85,8 +85,8 @@ def _base_url(name: str, value: str) -> str:
     return value.rstrip("/")
 
 
-def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
-    """Build settings from ``environ`` (default: ``os.environ``); may create the data dir."""
+def _merged(environ: Mapping[str, str] | None) -> tuple[Path, dict[str, str]]:
+    """The data dir and the ``NURTURE_*`` values: the config file, overridden by ``environ``."""
     env: dict[str, str] = dict(os.environ if environ is None else environ)
     data_dir = Path(env.get("NURTURE_DATA_DIR", "data")).expanduser().resolve()
     config_file = env.get("NURTURE_CONFIG_FILE")
@@ -98,7 +98,22 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         file_values = _read_env_file(path)
     elif (data_dir / "nurture.env").is_file():
         file_values = _read_env_file(data_dir / "nurture.env")
-    merged = {**file_values, **{k: v for k, v in env.items() if k.startswith("NURTURE_")}}
+    return data_dir, {**file_values, **{k: v for k, v in env.items() if k.startswith("NURTURE_")}}
+
+
+def unset_variables(names: Iterable[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    """Those of ``names`` set neither in the environment nor in the config file (nor empty).
+
+    For commands that must not fall back to defaults (``nurture inbound``: a generated key or
+    a fresh SQLite file would silently match nothing). Reads only; creates nothing.
+    """
+    _data_dir, merged = _merged(environ)
+    return [name for name in names if not merged.get(name, "").strip()]
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Build settings from ``environ`` (default: ``os.environ``); may create the data dir."""
+    data_dir, merged = _merged(environ)
 
     raw_url = merged.get("NURTURE_DATABASE_URL") or f"sqlite:///{data_dir / 'nurture.db'}"
     database_url = _database_url("NURTURE_DATABASE_URL", raw_url)

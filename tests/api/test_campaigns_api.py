@@ -77,7 +77,16 @@ def test_campaign_created_started_and_traced(api: Api) -> None:
         f"{V1}/campaigns/{cid}/activities",
         json={"name": "x", "activity_type": "action", "domain": [["nope", "=", 1]]},
     )
-    assert r.status_code == 422 and r.json()["error"]["field"] == "domain"
+    error = r.json()["error"]
+    assert r.status_code == 422 and (error["code"], error["field"]) == ("invalid_filter", "nope")
+    assert error["message"].startswith("domain: nope: unknown field 'nope' on contact")
+    bad_campaign = client.post(
+        f"{V1}/campaigns",
+        json={"name": "Bad filter", "model": "contact", "domain": [["tags.nme", "=", "x"]]},
+    )
+    assert bad_campaign.status_code == 422, bad_campaign.text
+    assert bad_campaign.json()["error"]["code"] == "invalid_filter"
+    assert bad_campaign.json()["error"]["field"] == "tags.nme"
     child = client.post(
         f"{V1}/campaigns/{cid}/activities",
         json={
@@ -101,8 +110,11 @@ def test_campaign_created_started_and_traced(api: Api) -> None:
     assert len(r.json()["activities"]) == 2
     assert client.post(f"{V1}/campaigns/{cid}/start").status_code == 409
 
+    # enrolled in the start request itself, before any worker pass
+    parts = client.get(f"{V1}/participants", params={"campaign_id": cid}).json()["items"]
+    assert len(parts) == 2
     result = tick(api.db, now=utcnow() + timedelta(minutes=1))
-    assert result.enrolled == 2
+    assert result.enrolled == 0
 
     parts = client.get(f"{V1}/participants", params={"campaign_id": cid}).json()["items"]
     assert len(parts) == 2 and {p["state"] for p in parts} == {"running"}
@@ -156,7 +168,8 @@ def test_campaign_created_started_and_traced(api: Api) -> None:
     r = client.patch(f"{V1}/campaigns/{copy_id}", json={"name": "Copy", "responsible_id": None})
     assert r.status_code == 200 and r.json()["name"] == "Copy"
     r = client.patch(f"{V1}/campaigns/{copy_id}", json={"domain": [["bad", "=", 1]]})
-    assert r.status_code == 422 and r.json()["error"]["field"] == "domain"
+    assert r.status_code == 422 and r.json()["error"]["field"] == "bad"
+    assert r.json()["error"]["code"] == "invalid_filter"
     copy_root = copy.json()["activities"][0]["id"]
     r = client.delete(f"{V1}/campaigns/{copy_id}/activities/{copy_root}")
     assert r.status_code == 204

@@ -35,7 +35,7 @@ def test_campaign_defaults_and_validation(db: Database) -> None:
         ({"name": " "}, "name"),
         ({"unicity_field": "tags"}, "unicity_field"),
         ({"unicity_field": "missing"}, "unicity_field"),
-        ({"domain": [["missing", "=", 1]]}, "domain"),
+        ({"domain": [["missing", "=", 1]]}, "missing"),  # invalid_filter names the path
         ({"responsible_id": 999}, "responsible_id"),
     ]
     for changes, field in cases:
@@ -66,7 +66,7 @@ def test_activity_tree_rules(db: Database) -> None:
         ({"interval_unit": "years"}, "interval_unit"),
         ({"expiry_number": -2}, "expiry_number"),
         ({"activity_type": "fax"}, "activity_type"),
-        ({"domain": [["nope", "=", 1]]}, "domain"),
+        ({"domain": [["nope", "=", 1]]}, "nope"),
     ]
     for changes, field in bad:
         with db.transaction() as s, pytest.raises(ValidationError) as info:

@@ -212,7 +212,8 @@ def test_tick_command_drives_a_campaign(
     runner = CliRunner()
     out = runner.invoke(cli, ["tick", "--now", T0.isoformat()])
     assert out.exit_code == 0, out.output
-    assert "enrolled 1" in out.output
+    assert "enrolled 0" in out.output  # enrolled when it started
+    assert states(db, act) == ["scheduled"]
     out = runner.invoke(cli, ["tick", "--now", (T0 + timedelta(weeks=2)).isoformat() + "+00:00"])
     assert out.exit_code == 0, out.output
     assert "processed 1" in out.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -52,6 +53,14 @@ def test_serve_migrates_loads_demo_and_stops_gracefully(tmp_path: Path) -> None:
         assert body["records"]["event_registration"] > 0
         assert httpx.get(f"http://127.0.0.1:{port}/healthz").json()["status"] == "ok"
         assert (tmp_path / "nurture.db").is_file()
+        # the demo campaigns' history is made by the engine thread while the server answers
+        states: list[str] = []
+        while time.monotonic() < deadline + 120 and len(states) < 3:
+            with sqlite3.connect(tmp_path / "nurture.db") as conn:
+                states = sorted(row[0] for row in conn.execute("SELECT state FROM campaign"))
+            if len(states) < 3:
+                time.sleep(0.5)
+        assert states == ["draft", "running", "stopped"]
     finally:
         proc.send_signal(signal.SIGTERM)
         try:

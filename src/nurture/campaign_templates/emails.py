@@ -124,3 +124,32 @@ HOT_LEAD = EmailSpec(
         + _LEAD_SIGNATURE
     ),
 )
+
+# the demo welcome flow's follow-ups (nurture.demo.history)
+GETTING_STARTED = EmailSpec(
+    subject="Three things to try this week, {{ record.name | default('friend') }}",
+    preview="Our readers' favourite guides.",
+    body_html=_page(
+        "<p>Hello {{ record.name | default('there') }},</p>"
+        "<p>Thanks for reading our welcome email! Here are the three guides our readers "
+        "like most: planning a campaign, writing subject lines that get opened, and "
+        "measuring what works.</p>"
+        + _button(f"{WEBSITE}/guides", "Open the guides")
+        + "<p>Reply to this email if you have a question: a person reads every answer.</p>"
+        "<p>The team</p>"
+    ),
+    mailing_list="Newsletter",
+)
+
+STILL_INTERESTED = EmailSpec(
+    subject="Did you see our welcome, {{ record.name | default('new reader') }}?",
+    preview="Your subscriber offer is waiting.",
+    body_html=_page(
+        "<p>Hello {{ record.name | default('there') }},</p>"
+        "<p>You subscribed to our newsletter a few days ago; in case our welcome email got "
+        "lost, here is the offer we keep for new subscribers.</p>"
+        + _button(f"{WEBSITE}/offer", "See the offer")
+        + "<p>The team</p>"
+    ),
+    mailing_list="Newsletter",
+)

@@ -62,18 +62,19 @@ def create_from_template(
     *,
     session: Session,
     now: datetime,
-    key: str,
+    key: str | CampaignTemplate,
     name: str | None = None,
     responsible_id: int | None = None,
     website: str = DEFAULT_WEBSITE,
 ) -> Campaign:
-    """Create the campaign of template ``key`` (key or title) in ``draft``.
+    """Create the campaign of template ``key`` (key or title, or a template given as data)
+    in ``draft``.
 
     Creates its lists and tags when missing (reused when present), its server actions, its
     activity tree and the email template of each email activity; ``website`` is where the
     emails' call-to-action buttons lead. Returns the campaign.
     """
-    template = get_template(key)
+    template = key if isinstance(key, CampaignTemplate) else get_template(key)
     site = _check_website(website)
     list_ids = {
         list_name: records.get_or_create_mailing_list(session=session, name=list_name, now=now)

@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from nurture import audience
+from nurture.campaigns.describe import with_depth
 from nurture.campaigns.models import (
     ACTIVITY_TYPES,
     INTERVAL_UNITS,
@@ -41,6 +42,18 @@ def on_activity_duplicated(hook: DuplicateHook) -> DuplicateHook:
     """Register ``hook(session, original, copy, now)``, called for each duplicated activity."""
     if hook not in _duplicate_hooks:
         _duplicate_hooks.append(hook)
+    return hook
+
+
+#: hooks run in the transaction that starts a campaign (the engine enrols here)
+StartHook = Callable[[Session, Campaign, datetime], None]
+_start_hooks: list[StartHook] = []
+
+
+def on_campaign_started(hook: StartHook) -> StartHook:
+    """Register ``hook(session, campaign, now)``, called when a campaign starts running."""
+    if hook not in _start_hooks:
+        _start_hooks.append(hook)
     return hook
 
 
@@ -79,6 +92,10 @@ def _clean_domain(model: str, domain: Any, field: str) -> str:
     try:
         parsed = audience.parse_domain(domain)
         validated = audience.validate_domain(model, parsed)
+    except audience.FilterError as exc:
+        # One error shape for filters everywhere (as /records?filter=): invalid_filter,
+        # field = the path at fault; the message says which filter it is.
+        raise audience.FilterError(f"{field}: {exc.message}", field=exc.field or field) from exc
     except ValidationError as exc:
         raise ValidationError(f"{field}: {exc.message}", field=field) from exc
     return json.dumps(validated)
@@ -353,20 +370,12 @@ def duplicate_campaign(*, session: Session, now: datetime, campaign_id: int) -> 
 
 def _tree_order(activities: list[Activity]) -> list[Activity]:
     """Parents before children."""
-    by_parent: dict[int | None, list[Activity]] = {}
-    for activity in activities:
-        by_parent.setdefault(activity.parent_id, []).append(activity)
-    ordered: list[Activity] = []
-    stack = list(reversed(by_parent.get(None, [])))
-    while stack:
-        activity = stack.pop()
-        ordered.append(activity)
-        stack.extend(reversed(by_parent.get(activity.id, [])))
-    return ordered
+    return [activity for activity, _depth in with_depth(activities)]
 
 
 def start_campaign(*, session: Session, now: datetime, campaign_id: int) -> Campaign:
-    """draft/stopped → running. Enrolment follows at the runners' next pass (within seconds)."""
+    """draft/stopped → running, and the matching records are enrolled at once, in the same
+    transaction (the :func:`on_campaign_started` hooks: the engine's enrolment)."""
     campaign = get_campaign(session=session, campaign_id=campaign_id, for_update=True)
     if campaign.state == "running":
         raise Conflict("the campaign is already running", field="state")
@@ -378,6 +387,8 @@ def start_campaign(*, session: Session, now: datetime, campaign_id: int) -> Camp
     campaign.last_sync_at = None
     campaign.updated_at = now
     session.flush()
+    for hook in _start_hooks:
+        hook(session, campaign, now)
     return campaign
 
 

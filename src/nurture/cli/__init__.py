@@ -15,6 +15,7 @@ from nurture.cli import records as _records  # noqa: E402,F401
 
 # Importing the modules registers their commands on ``cli``.
 from nurture.cli import server as _server  # noqa: E402,F401
+from nurture.cli import sms as _sms  # noqa: E402,F401
 from nurture.cli.base import cli
 from nurture.config import ConfigError
 

@@ -22,8 +22,10 @@ def _fail(exc: NurtureError) -> click.ClickException:
 @cli.command()
 @click.option("--force", is_flag=True, help="Load the demo data even though records exist.")
 def demo(force: bool) -> None:
-    """Load the demo dataset (users, contacts, leads, a newsletter, an event)."""
-    from nurture.records.demo import database_is_empty, load_demo
+    """Load the demo dataset (users, contacts, leads, a newsletter, an event) and three
+    campaigns with three weeks of history (running, stopped, draft)."""
+    from nurture.demo import load_demo_data
+    from nurture.records.demo import database_is_empty
 
     rt = runtime()
     if rt.settings.is_sqlite:
@@ -32,9 +34,14 @@ def demo(force: bool) -> None:
         raise click.ClickException(
             "the database already holds records; use --force to add the demo data anyway"
         )
-    counts = load_demo(rt.db, utcnow())
+    counts, history = load_demo_data(rt.db, utcnow())
     summary = ", ".join(f"{n} {name}" for name, n in counts.items())
     click.echo(f"demo data loaded: {summary}")
+    if history is None:
+        click.echo("demo campaigns not added: the database already holds campaigns")
+    else:
+        for state, campaign_id in history.campaigns.items():
+            click.echo(f"demo campaign {campaign_id}: {history.names[state]} ({state})")
 
 
 def _parse_mapping(items: tuple[str, ...]) -> dict[str, str]:

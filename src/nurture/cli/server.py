@@ -39,12 +39,21 @@ def serve(host: str, port: int, no_demo: bool) -> None:
         rt.db.migrate()
     elif not rt.db.is_up_to_date():
         raise click.ClickException("database schema is out of date: run `nurture migrate`")
+    demo_history = None
     if not no_demo:
+        from nurture.demo import history_loader
         from nurture.records.demo import load_demo_if_empty
 
         if load_demo_if_empty(rt.db):
             click.echo("demo data loaded")
-    runner = InProcessRunner(rt) if rt.settings.embedded_worker else None
+            # the demo campaigns' three weeks of history are made by the engine thread
+            # before its loop starts: the server answers meanwhile
+            demo_history = history_loader(rt.db)
+    runner = (
+        InProcessRunner(rt, prepare=demo_history) if rt.settings.embedded_worker else None
+    )
+    if demo_history is not None and runner is None:
+        demo_history(lambda: False)
     app = create_app(rt, runner=runner)
     click.echo(f"Nurture listening on http://{host}:{port} ({rt.db.dialect})")
     _announce_setup_link(rt, host, port)

@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from nurture import audience
 from nurture.campaigns.models import Activity, Campaign
-from nurture.campaigns.service import campaign_domain
+from nurture.campaigns.service import campaign_domain, on_campaign_started
 from nurture.campaigns.timing import add_interval
 from nurture.engine.models import Participant, Trace
 from nurture.engine.schedule import MSG_RECORD_DELETED, cancel_scheduled, chunks
@@ -305,3 +305,9 @@ def on_records_deleted(session: Session, model: str, ids: Sequence[int], now: da
     """Records about to be deleted: their participants are removed, scheduled traces canceled."""
     for part in chunks(list(ids), LISTENER_CHUNK):
         mark_removed(session, now=now, model=model, res_ids=part)
+
+
+@on_campaign_started
+def on_started(session: Session, campaign: Campaign, now: datetime) -> None:
+    """``POST /campaigns/{id}/start`` (and the CLI) enrol at once, in the starting transaction."""
+    enrol_campaign(session, campaign_id=campaign.id, now=now)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from nurture.channels.email import delivery as email_delivery  # email executor + delivery hook
+from nurture.channels.email.transports import Transport
 from nurture.channels.sms import delivery as sms_delivery  # sms executor + delivery hook
 from nurture.clock import utcnow
 from nurture.db import Database
@@ -30,14 +31,24 @@ from nurture.engine.schedule import expire_waiting
 # (Importing ``nurture.channels.email.delivery`` above registers the ``email`` executor.)
 
 
-def deliver_messages(db: Database, *, now: datetime, worker_id: str, email: bool = True) -> int:
+def deliver_messages(
+    db: Database,
+    *,
+    now: datetime,
+    worker_id: str,
+    email: bool = True,
+    email_transport: Transport | None = None,
+) -> int:
     """Send the messages queued by committed batches (returns how many were claimed).
 
-    ``email=False``: email is sent by the worker's sender thread, only SMS here."""
+    ``email=False``: email is sent by the worker's sender thread, only SMS here.
+    ``email_transport``: instead of the process transport (SMTP or the outbox)."""
     claimed = 0
     try:
         if email:
-            claimed += email_delivery.deliver_due(db, now=now, worker_id=worker_id).claimed
+            claimed += email_delivery.deliver_due(
+                db, now=now, worker_id=worker_id, transport=email_transport
+            ).claimed
     except Exception:
         log.exception("email delivery failed; retrying at the next cycle")
     # --- SMS channel delivery hook (same contract as email) ---
@@ -109,16 +120,25 @@ def drain(
 
 
 def tick(
-    db: Database, *, now: datetime, batch_size: int = DEFAULT_BATCH, worker_id: str | None = None
+    db: Database,
+    *,
+    now: datetime,
+    batch_size: int = DEFAULT_BATCH,
+    worker_id: str | None = None,
+    email_transport: Transport | None = None,
 ) -> CycleResult:
-    """Process everything due as of ``now``: full enrolment, expiries, all due traces."""
+    """Process everything due as of ``now``: full enrolment, expiries, all due traces.
+
+    ``email_transport`` sends the email instead of the process transport (the demo history
+    uses an outbox that never touches the network)."""
     worker_id = worker_id or new_worker_id("tick")
     result = CycleResult()
     result.enrolled = sync_campaigns(db, now=now, full=True)
     with db.transaction() as session:
         result.expired_waits = expire_waiting(session, now=now)
     result.traces = drain(db, now=now, worker_id=worker_id, batch_size=batch_size)
-    if deliver_messages(db, now=now, worker_id=worker_id):  # send-time bounces may date children
+    if deliver_messages(db, now=now, worker_id=worker_id, email_transport=email_transport):
+        # send-time bounces may date children
         result.traces.add(drain(db, now=now, worker_id=worker_id, batch_size=batch_size))
     with db.transaction() as session:
         result.expired_waits += expire_waiting(session, now=now)

@@ -118,3 +118,29 @@ def stop_test(session: Session, *, participant_id: int, now: datetime) -> Partic
         participant.updated_at = now
     session.flush()
     return participant
+
+
+def get_test(session: Session, *, participant_id: int) -> Participant:
+    """A test participant, or NotFound."""
+    participant = session.get(Participant, participant_id)
+    if participant is None or not participant.is_test:
+        raise NotFound(f"test {participant_id} does not exist", field="participant_id")
+    return participant
+
+
+def test_traces(session: Session, *, participant_id: int) -> dict[int, list[Trace]]:
+    """The steps of a test so far, by activity, in creation order (one query)."""
+    by_activity: dict[int, list[Trace]] = {}
+    for trace in session.scalars(
+        select(Trace).where(Trace.participant_id == participant_id).order_by(Trace.id)
+    ):
+        by_activity.setdefault(trace.activity_id, []).append(trace)
+    return by_activity
+
+
+def test_participant_of(session: Session, *, trace_id: int) -> int:
+    """The test participant a test step belongs to; NotFound for any other trace."""
+    trace = session.get(Trace, trace_id)
+    if trace is None or not trace.is_test:
+        raise NotFound(f"test step {trace_id} does not exist", field="trace_id")
+    return trace.participant_id

@@ -383,6 +383,55 @@ def load_demo(db: Database, now: datetime) -> dict[str, int]:
     }
 
 
+def add_subscribers(
+    session: Session, *, rng: random.Random, times: Sequence[datetime], now: datetime
+) -> list[int]:
+    """New people signing up to the "Newsletter" list, one at each of ``times`` (their
+    creation and subscription time); the record services' change notification (continuous
+    enrolment) follows at ``now``. Returns the new mailing contacts' ids."""
+    if not times:
+        return []
+    conn = session.connection()
+    newsletter = get_or_create_mailing_list(session=session, name="Newsletter", now=now)
+    ids = allocate_ids(conn, _table(m.MailingContact), len(times))
+    rows: list[dict[str, Any]] = []
+    for record_id, when in zip(ids, times, strict=True):
+        country = rng.choice(COUNTRIES)
+        first, last = rng.choice(country.first), rng.choice(country.last)
+        domain = rng.choice((country.domain, "example.com", "example.net"))
+        rows.append(
+            {
+                "id": record_id,
+                "name": f"{first} {last}",
+                "email": f"{_ascii(first).lower()}.{_ascii(last).lower()}.{record_id}@{domain}",
+                "phone": None,
+                "phone_valid": None,
+                "company_name": rng.choice(COMPANIES) if rng.random() < 0.4 else None,
+                "country_code": country.code,
+                "active": True,
+                "created_at": when,
+                "updated_at": when,
+            }
+        )
+    conn.execute(insert(_table(m.MailingContact)), rows)
+    _insert(
+        conn,
+        m.MailingSubscription,
+        [
+            {
+                "contact_id": contact_id,
+                "list_id": newsletter,
+                "opted_out": False,
+                "subscribed_at": row["created_at"],
+                "unsubscribed_at": None,
+            }
+            for contact_id, row in zip(ids, rows, strict=True)
+        ],
+    )
+    records_changed(session, model="mailing_contact", ids=ids, now=now)
+    return ids
+
+
 def database_is_empty(db: Database) -> bool:
     with db.read() as session:
         return not has_records(session=session)

@@ -127,6 +127,10 @@ def classify_hit(hit: Hit, policy: HitPolicy | None = None) -> HitVerdict:
     klass, apple = _ip_facts(hit.ip) if hit.ip else (None, False)
     proxy, bot = _ua_facts(ua) if ua else (None, False)
     elapsed = (hit.at - hit.sent_at).total_seconds() if hit.sent_at is not None else None
+    if elapsed is not None and elapsed < 0:
+        # A hit before the recorded send time (clock skew between machines, simulated time):
+        # its timing says nothing, so it is not judged "too soon after sending".
+        elapsed = None
 
     def verdict(reason: str) -> HitVerdict:
         return HitVerdict(klass, bool(reason), reason, proxy)

@@ -93,6 +93,14 @@ def test_transactional_variant_and_extra_headers() -> None:
     assert msg["X-Campaign"] == "7"
 
 
+def test_naive_date_is_utc_written_plus_0000() -> None:
+    """The engine's times are naive UTC: the header says +0000 (-0000 means "zone unknown")."""
+    msg = reparse(build_message(spec(date=datetime(2026, 11, 29, 10, 0))).as_bytes())
+    assert msg["Date"] == "Sun, 29 Nov 2026 10:00:00 +0000"
+    default = reparse(build_message(spec(date=None)).as_bytes())
+    assert str(default["Date"]).endswith("+0000")
+
+
 def test_subject_whitespace_collapsed_and_date_defaults_to_now() -> None:
     out = build_message(spec(subject="  Hello\n  there\t!  ", date=None))
     msg = reparse(out.as_bytes())

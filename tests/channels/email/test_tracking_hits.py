@@ -40,6 +40,15 @@ def test_gmail_proxy_open_is_human() -> None:
     assert not verdict.machine and verdict.proxy == "google"
 
 
+@pytest.mark.parametrize("kind", ["open", "click"])
+def test_hit_before_recorded_send_time_is_not_too_soon(kind: str) -> None:
+    """Clock skew or simulated time: a hit "before" sending says nothing about its timing."""
+    for after in (-1.0, -3600.0):
+        verdict = classify_hit(hit(kind, CHROME, after=after))
+        assert not verdict.machine and verdict.reason == ""
+        assert fires_trigger(kind, verdict)  # type: ignore[arg-type]
+
+
 @pytest.mark.parametrize(
     ("ua", "ip", "after"),
     [("Mozilla/5.0", "104.28.1.2", 3600), (CHROME, "17.58.1.1", 3600), ("", "203.0.113.1", 3600),

@@ -270,6 +270,9 @@ def _boundary() -> str:
 
 @lru_cache(maxsize=64)  # a mailing composes every message of a batch with the same date
 def _date_header(date: datetime) -> str:
+    """RFC 5322 date; a naive ``date`` is UTC (written ``+0000``: ``-0000`` means "zone unknown")."""
+    if date.tzinfo is None:
+        date = date.replace(tzinfo=UTC)
     return format_datetime(date)
 
 

@@ -33,6 +33,7 @@ from nurture.channels.email.models import MailMessage
 from nurture.engine.events import record_event
 from nurture.engine.models import Trace
 from nurture.records import service as records
+from nurture.tracking.tokens import KIND_MESSAGE, TokenSigner
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,31 @@ def apply_auto_blacklist(session: Any, *, email: str, now: datetime) -> bool:
         session=session, email=email, now=now, reason=AUTO_BLACKLIST_REASON, source="bounce"
     )
     return True
+
+
+def key_problem(session: Any, signer: TokenSigner) -> str | None:
+    """Why ``signer`` cannot be the server's key, or None.
+
+    The newest message with a Message-ID (``<msg token@domain>``, the same token as its VERP
+    return path) must verify and name its own trace: a process holding another key would
+    match no bounce and no reply. With no message sent yet there is nothing to check.
+    """
+    row = session.execute(
+        select(MailMessage.id, MailMessage.trace_id, MailMessage.message_id)
+        .where(MailMessage.message_id != "")
+        .order_by(MailMessage.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    token = str(row.message_id).strip().strip("<>").partition("@")[0]
+    data = signer.verify(token, KIND_MESSAGE)
+    if data is None or data.ids[:1] != (row.trace_id,):
+        return (
+            f"NURTURE_SECRET_KEY cannot verify the tokens of the messages the server sent "
+            f"(message {row.id}): it is not the server's key"
+        )
+    return None
 
 
 def handle_inbound(db: Any, raw: bytes, *, now: datetime) -> InboundResult:

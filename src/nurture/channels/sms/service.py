@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Activity, Campaign
@@ -222,6 +222,45 @@ def update_template(*, session: Session, now: datetime, template_id: int, **chan
     return template
 
 
+def set_activity_template(
+    *,
+    session: Session,
+    now: datetime,
+    activity_id: int,
+    body: str,
+    name: str | None = None,
+    opt_out: bool = False,
+    campaign_id: int | None = None,
+) -> SmsTemplate:
+    """Create or replace the template of the SMS activity ``activity_id`` (API PUT, CLI).
+
+    With ``campaign_id``, the activity must belong to that campaign (:class:`NotFound`).
+    Validated before anything is written (:func:`create_template`, :func:`update_template`).
+    """
+    if campaign_id is not None:
+        activity = session.get(Activity, activity_id)
+        if activity is None or activity.campaign_id != campaign_id:
+            raise NotFound(
+                f"activity {activity_id} does not exist in campaign {campaign_id}",
+                field="activity_id",
+            )
+    existing = template_for_activity(session=session, activity_id=activity_id)
+    if existing is None:
+        return create_template(
+            session=session, now=now, activity_id=activity_id, body=body, name=name, opt_out=opt_out
+        )
+    activity = session.get(Activity, activity_id)
+    assert activity is not None
+    return update_template(
+        session=session,
+        now=now,
+        template_id=existing.id,
+        name=(name or activity.name)[:200],
+        body=body,
+        opt_out=opt_out,
+    )
+
+
 def delete_template(*, session: Session, template_id: int) -> None:
     session.delete(get_template(session=session, template_id=template_id))
     session.flush()
@@ -277,6 +316,20 @@ def _compiled(template: SmsTemplate) -> CompiledSms:
             _compiled_cache.clear()
         _compiled_cache[key] = compiled
     return compiled
+
+
+def delivered_counts(*, session: Session, campaign_id: int) -> dict[int, int]:
+    """Per SMS activity of the campaign: real (not test) messages reported delivered."""
+    rows = session.execute(
+        select(SmsMessage.activity_id, func.count())
+        .where(
+            SmsMessage.campaign_id == campaign_id,
+            SmsMessage.is_test.is_(False),
+            SmsMessage.delivered_at.is_not(None),
+        )
+        .group_by(SmsMessage.activity_id)
+    )
+    return {int(activity_id): int(n) for activity_id, n in rows}
 
 
 # --------------------------------------------------------------------------- checks

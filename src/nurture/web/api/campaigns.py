@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from nurture import audience
 from nurture.campaigns import service as campaigns
 from nurture.campaigns.models import Activity, Campaign
+from nurture.channels.sms import service as sms_service
 from nurture.engine.models import Participant, Trace
 from nurture.errors import NotFound
 from nurture.records.catalog import REGISTRY
@@ -184,6 +185,20 @@ class ActivityMetrics(BaseModel):
     clicked: int
     replied: int
     bounced: int
+    delivered: int | None = Field(
+        default=None,
+        description="SMS activities: messages the provider reported delivered (status "
+        "callbacks); null for other activity types.",
+    )
+
+
+class SmsFigures(BaseModel):
+    """The campaign's SMS activities together (tests excluded)."""
+
+    sent: int = 0
+    delivered: int = 0
+    clicked: int = 0
+    bounced: int = 0
 
 
 class ParticipantCounts(BaseModel):
@@ -197,6 +212,7 @@ class CampaignMetrics(BaseModel):
     participants: ParticipantCounts = Field(description="Real participants (tests excluded).")
     tests: int = Field(description="Test participants.")
     activities: list[ActivityMetrics]
+    sms: SmsFigures = Field(description="Sent, delivered, clicked and bounced SMS messages.")
 
 
 # --------------------------------------------------------------------------- conversions
@@ -377,7 +393,7 @@ def _transition(
     return route
 
 
-_transition("start", "Start (or restart) a campaign")
+_transition("start", "Start (or restart) a campaign; matching records are enrolled at once")
 _transition("stop", "Stop a running campaign")
 _transition("update", "Apply workflow changes to existing participants (*Update*)")
 
@@ -438,26 +454,37 @@ def campaign_metrics(campaign_id: Id, _user: Reader, session: ReadSession) -> Ca
     activities = session.scalars(
         select(Activity).where(Activity.campaign_id == campaign.id).order_by(Activity.id)
     ).all()
+    delivered = sms_service.delivered_counts(session=session, campaign_id=campaign.id)
+    figures = [
+        ActivityMetrics(
+            activity_id=a.id,
+            name=a.name,
+            activity_type=a.activity_type,
+            traces=by_activity.get(a.id, TraceCounts()),
+            delivered=delivered.get(a.id, 0) if a.activity_type == "sms" else None,
+            **dict(
+                zip(
+                    ("sent", "opened", "clicked", "replied", "bounced"),
+                    stats.get(a.id, (0, 0, 0, 0, 0)),
+                    strict=True,
+                )
+            ),
+        )
+        for a in activities
+    ]
+    sms = SmsFigures()
+    for m in figures:
+        if m.activity_type == "sms":
+            sms.sent += m.sent
+            sms.delivered += m.delivered or 0
+            sms.clicked += m.clicked
+            sms.bounced += m.bounced
     return CampaignMetrics(
         campaign_id=campaign.id,
         participants=participants,
         tests=tests,
-        activities=[
-            ActivityMetrics(
-                activity_id=a.id,
-                name=a.name,
-                activity_type=a.activity_type,
-                traces=by_activity.get(a.id, TraceCounts()),
-                **dict(
-                    zip(
-                        ("sent", "opened", "clicked", "replied", "bounced"),
-                        stats.get(a.id, (0, 0, 0, 0, 0)),
-                        strict=True,
-                    )
-                ),
-            )
-            for a in activities
-        ],
+        activities=figures,
+        sms=sms,
     )
 
 

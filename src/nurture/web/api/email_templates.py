@@ -10,14 +10,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from nurture.channels.email import service as email
 from nurture.channels.email.models import EmailTemplate
-from nurture.channels.email.templates import TemplateRenderError
-from nurture.errors import NotFound, ValidationError
 from nurture.web.api.campaigns import _campaign_activity
 from nurture.web.api.common import (
     AUTH_ERRORS,
@@ -30,6 +28,7 @@ from nurture.web.api.common import (
     Timestamp,
     WriteSession,
 )
+from nurture.web.api.templates import PreviewRecord, activity_template, rendered
 from nurture.web.security import CurrentUser, require
 
 router = APIRouter(
@@ -97,11 +96,9 @@ def template_out(t: EmailTemplate) -> EmailTemplateOut:
 
 
 def _template(session: Session, campaign_id: int, activity_id: int) -> EmailTemplate:
-    _campaign_activity(session, campaign_id, activity_id)
-    template = email.template_for_activity(session=session, activity_id=activity_id)
-    if template is None:
-        raise NotFound(f"activity {activity_id} has no email template", field="activity_id")
-    return template
+    return activity_template(
+        session, campaign_id, activity_id, lookup=email.template_for_activity, channel="email"
+    )
 
 
 @router.get("", summary="Get the email template of an email activity")
@@ -170,18 +167,13 @@ def preview_email_template(
     activity_id: Id,
     _user: Reader,
     session: ReadSession,
-    record_id: Annotated[
-        int | None,
-        Query(ge=1, le=MAX_ID, description="A record of the campaign's model (default: none)."),
-    ] = None,
+    record_id: PreviewRecord = None,
 ) -> RenderedOut:
     template = _template(session, campaign_id, activity_id)
-    try:
-        rendered = email.preview_template(
-            session=session, template_id=template.id, record_id=record_id
-        )
-    except TemplateRenderError as exc:
-        raise ValidationError(exc.message, field=exc.field or "body_html") from None
+    out = rendered(
+        lambda: email.preview_template(session=session, template_id=template.id, record_id=record_id),
+        "body_html",
+    )
     return RenderedOut(
-        subject=rendered.subject, preview=rendered.preview, html=rendered.html, text=rendered.text
+        subject=out.subject, preview=out.preview, html=out.html, text=out.text
     )

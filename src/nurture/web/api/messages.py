@@ -3,20 +3,24 @@
 * ``/api/v1/messages`` — the email messages composed for traces (one per trace), with
   their delivery state; ``/api/v1/messages/{id}/source`` downloads the wire source
   (``message/rfc822``), which with the ``outbox`` transport is the outbox itself.
+* ``/api/v1/sms-messages`` — the SMS messages (one per trace): text as sent, E.164 number,
+  state, provider and provider id, delivery receipt.
 * ``/api/v1/link-tracker`` — clicks per tracked URL and campaign, aggregated over the
   tracked links and their click hits (machine hits counted apart).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import Integer, case, distinct, func, select
+from sqlalchemy import Integer, Select, case, distinct, func, select
 from sqlalchemy.orm import defer
 
 from nurture.channels.email.models import MESSAGE_STATES, LinkClick, MailMessage, TrackedLink
+from nurture.channels.sms.models import SMS_STATES, SmsMessage
 from nurture.errors import NotFound, ValidationError
 from nurture.web.api.common import (
     AUTH_ERRORS,
@@ -39,6 +43,9 @@ from nurture.web.security import CurrentUser, require
 
 messages_router = APIRouter(
     prefix="/messages", tags=["messages"], responses={**AUTH_ERRORS, **NOT_FOUND}
+)
+sms_router = APIRouter(
+    prefix="/sms-messages", tags=["messages"], responses={**AUTH_ERRORS, **NOT_FOUND}
 )
 links_router = APIRouter(prefix="/link-tracker", tags=["link tracker"], responses=AUTH_ERRORS)
 Reader = Annotated[CurrentUser, Depends(require("campaigns.read"))]
@@ -78,33 +85,61 @@ def _fields(m: MailMessage) -> dict[str, Any]:
     return {name: getattr(m, name) for name in MessageOut.model_fields}
 
 
+StateFilter = Annotated[
+    str | None, Query(max_length=16, json_schema_extra=enum_of(MESSAGE_STATES))
+]
+
+
+@dataclass(frozen=True)
+class OutboxFilters:
+    """The query filters both outboxes (email and SMS) take."""
+
+    campaign_id: int | None
+    activity_id: int | None
+    state: str | None
+    is_test: bool | None
+
+    def apply(self, stmt: Select[Any], orm: type[MailMessage] | type[SmsMessage]) -> Select[Any]:
+        if self.campaign_id is not None:
+            stmt = stmt.where(orm.campaign_id == self.campaign_id)
+        if self.activity_id is not None:
+            stmt = stmt.where(orm.activity_id == self.activity_id)
+        if self.state is not None:
+            if self.state not in MESSAGE_STATES:
+                raise ValidationError(
+                    f"unknown state {self.state!r} (known: {', '.join(MESSAGE_STATES)})",
+                    field="state",
+                )
+            stmt = stmt.where(orm.state == self.state)
+        if self.is_test is not None:
+            stmt = stmt.where(orm.is_test.is_(self.is_test))
+        return stmt
+
+
+def outbox_filters(
+    campaign_id: FilterId = None,
+    activity_id: FilterId = None,
+    state: StateFilter = None,
+    is_test: bool | None = None,
+) -> OutboxFilters:
+    return OutboxFilters(campaign_id, activity_id, state, is_test)
+
+
+Filters = Annotated[OutboxFilters, Depends(outbox_filters)]
+
+
 @messages_router.get("", summary="List email messages (the outbox)")
 def list_messages(
     _user: Reader,
     session: ReadSession,
-    campaign_id: FilterId = None,
-    activity_id: FilterId = None,
-    state: Annotated[
-        str | None, Query(max_length=16, json_schema_extra=enum_of(MESSAGE_STATES))
-    ] = None,
-    is_test: bool | None = None,
+    filters: Filters,
     limit: Limit = 50,
     cursor: Cursor = None,
     offset: Offset = None,
 ) -> Page[MessageOut]:
-    stmt = select(MailMessage).options(defer(MailMessage.raw, raiseload=True))
-    if campaign_id is not None:
-        stmt = stmt.where(MailMessage.campaign_id == campaign_id)
-    if activity_id is not None:
-        stmt = stmt.where(MailMessage.activity_id == activity_id)
-    if state is not None:
-        if state not in MESSAGE_STATES:
-            raise ValidationError(
-                f"unknown state {state!r} (known: {', '.join(MESSAGE_STATES)})", field="state"
-            )
-        stmt = stmt.where(MailMessage.state == state)
-    if is_test is not None:
-        stmt = stmt.where(MailMessage.is_test.is_(is_test))
+    stmt = filters.apply(
+        select(MailMessage).options(defer(MailMessage.raw, raiseload=True)), MailMessage
+    )
     rows, next_cursor = paginate(
         session, stmt, MailMessage.id, limit=limit, cursor=cursor, offset=offset
     )
@@ -152,6 +187,57 @@ def message_source(message_id: Id, _user: Reader, session: ReadSession) -> Respo
         media_type="message/rfc822",
         headers={"Content-Disposition": f'attachment; filename="message-{message_id}.eml"'},
     )
+
+
+# --------------------------------------------------------------------------- SMS outbox
+
+
+class SmsMessageOut(BaseModel):
+    id: int
+    trace_id: int
+    campaign_id: int
+    activity_id: int
+    is_test: bool
+    transactional: bool = Field(description="Sent by a server action, not a marketing step.")
+    to_number: str = Field(description="The recipient, E.164.")
+    body: str = Field(description="The text as sent (links shortened, opt-out text appended).")
+    segments: int
+    encoding: str = Field(description="gsm7 or ucs2.")
+    state: str = Field(json_schema_extra=enum_of(SMS_STATES))
+    provider: str | None = Field(description="outbox or http.")
+    provider_id: str | None = Field(description="The provider's message id (Twilio: SM…).")
+    attempts: int
+    next_attempt_at: Timestamp | None
+    failure_reason: str | None
+    created_at: Timestamp
+    sent_at: Timestamp | None
+    delivered_at: Timestamp | None = Field(description="The provider reported it delivered.")
+    updated_at: Timestamp
+
+
+def _sms_out(m: SmsMessage) -> SmsMessageOut:
+    return SmsMessageOut(**{name: getattr(m, name) for name in SmsMessageOut.model_fields})
+
+
+@sms_router.get("", summary="List SMS messages (the SMS outbox)")
+def list_sms_messages(
+    _user: Reader,
+    session: ReadSession,
+    filters: Filters,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    offset: Offset = None,
+) -> Page[SmsMessageOut]:
+    stmt = filters.apply(select(SmsMessage), SmsMessage)
+    rows, next_cursor = paginate(
+        session, stmt, SmsMessage.id, limit=limit, cursor=cursor, offset=offset
+    )
+    return Page[SmsMessageOut](items=[_sms_out(m) for m in rows], next_cursor=next_cursor)
+
+
+@sms_router.get("/{message_id}", summary="Get an SMS message")
+def get_sms_message(message_id: Id, _user: Reader, session: ReadSession) -> SmsMessageOut:
+    return _sms_out(one_or_404(session.get(SmsMessage, message_id), "SMS message", message_id))
 
 
 # --------------------------------------------------------------------------- link tracker

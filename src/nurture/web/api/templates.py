@@ -1,23 +1,61 @@
 """Template checks and previews: ``/api/v1/templates/email/…``, ``/api/v1/templates/sms/…``.
 
-Stateless: templates are not stored by the API yet (no template tables exist).
+Stateless: nothing is stored here. An activity's template is stored by
+``/api/v1/campaigns/{id}/activities/{id}/email-template`` and ``…/sms-template``.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, TypeVar
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
 
 from nurture.channels.email import templates as email_templates
 from nurture.channels.sms import render as sms_render
 from nurture.channels.sms import segments as sms_segments
-from nurture.errors import ValidationError
+from nurture.errors import NotFound, ValidationError
 from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
+from nurture.web.api.campaigns import _campaign_activity
 from nurture.web.api.common import AUTH_ERRORS, MAX_ID, NOT_FOUND, ReadSession, enum_of
 from nurture.web.security import CurrentUser, require
+
+T = TypeVar("T")
+
+#: the ``record_id`` query parameter of the activity template previews
+PreviewRecord = Annotated[
+    int | None,
+    Query(ge=1, le=MAX_ID, description="A record of the campaign's model (default: none)."),
+]
+
+
+def activity_template(
+    session: Session,
+    campaign_id: int,
+    activity_id: int,
+    *,
+    lookup: Callable[..., T | None],
+    channel: str,
+) -> T:
+    """The stored template of an activity of the campaign (``lookup``: the channel's
+    ``template_for_activity``), or 404 naming what is missing."""
+    _campaign_activity(session, campaign_id, activity_id)
+    template = lookup(session=session, activity_id=activity_id)
+    if template is None:
+        raise NotFound(f"activity {activity_id} has no {channel} template", field="activity_id")
+    return template
+
+
+def rendered(render: Callable[[], T], field: str) -> T:
+    """``render()``, a rendering error becoming a 422 on ``field`` (or the error's own)."""
+    try:
+        return render()
+    except email_templates.TemplateRenderError as exc:
+        raise ValidationError(exc.message, field=exc.field or field) from None
+
 
 router = APIRouter(prefix="/templates", tags=["templates"], responses={**AUTH_ERRORS, **NOT_FOUND})
 Reader = Annotated[CurrentUser, Depends(require("templates.read"))]
@@ -132,7 +170,7 @@ class SmsPreviewOut(BaseModel):
     segments: Segments
 
 
-def _segments(info: sms_segments.SegmentInfo) -> Segments:
+def segments_out(info: sms_segments.SegmentInfo) -> Segments:
     return Segments(
         encoding=info.encoding,
         length=info.length,
@@ -145,7 +183,7 @@ def _segments(info: sms_segments.SegmentInfo) -> Segments:
 @router.post("/sms/check", summary="Check an SMS template and count its segments")
 def check_sms(_user: Reader, body: SmsTemplateIn) -> SmsCheckOut:
     model = _target(body.model)
-    segments = _segments(sms_segments.count_segments(body.body))
+    segments = segments_out(sms_segments.count_segments(body.body))
     try:
         sms_render.validate_sms_template(model, body.body)
     except email_templates.TemplateValidationError as exc:
@@ -169,4 +207,4 @@ def preview_sms(_user: Reader, session: ReadSession, body: SmsPreviewIn) -> SmsP
         )
     except email_templates.TemplateRenderError as exc:
         raise ValidationError(exc.message, field=exc.field or "body") from None
-    return SmsPreviewOut(body=rendered.body, segments=_segments(rendered.segments))
+    return SmsPreviewOut(body=rendered.body, segments=segments_out(rendered.segments))

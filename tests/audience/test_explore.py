@@ -6,6 +6,7 @@ import pytest
 
 from nurture import audience
 from nurture.audience import FilterError
+from nurture.records.listing import list_page
 
 from .conftest import NOW, People
 
@@ -37,16 +38,20 @@ def test_fields_at_names_what_is_wrong(model: str, path: str, message: str) -> N
 
 def test_related_choices_by_name_and_by_id(people: People) -> None:
     with people.db.read() as s:
-        found = audience.related_choices(s, model="contact", path="tags", query="vi")
-        assert [label for _i, label in found] == ["VIP", "vip"]  # both cases, by name
-        assert audience.related_choices(s, model="contact", path="tags", query="") != []
-        ids = [i for i, _l in found]
-        assert audience.related_choices(s, model="contact", path="tags", ids=ids[:1]) == found[:1]
-        people_found = audience.related_choices(s, model="contact", path="salesperson", query="car")
-        assert [label for _i, label in people_found] == ["Carol"]
-        assert audience.related_choices(s, model="contact", path="tags", query="%") == []
+        found = audience.related_choices(s, model="contact", path="tags", query="vi", now=NOW)
+        assert [c.label for c in found] == ["vip", "VIP"]  # both cases, newest first
+        assert audience.related_choices(s, model="contact", path="tags", now=NOW) != []
+        first = audience.related_choices(s, model="contact", path="tags", ids=[found[1].id], now=NOW)
+        assert first == [found[1]]
+        sales = audience.related_choices(s, model="contact", path="salesperson", query="car", now=NOW)
+        assert [c.label for c in sales] == ["Carol"]
+        assert audience.related_choices(s, model="contact", path="tags", query="%", now=NOW) == []
+        on_lead = audience.related_choices(s, model="lead", path="contact", query="gmail", now=NOW)
+        assert [(c.label, c.detail) for c in on_lead] == [
+            ("Fay", "FAY@GMAIL.COM"), ("Ann", "ann@Gmail.com"),
+        ]  # fmt: skip
         with pytest.raises(FilterError, match="not a relation"):
-            audience.related_choices(s, model="contact", path="email", query="x")
+            audience.related_choices(s, model="contact", path="email", query="x", now=NOW)
 
 
 def test_and_domains_reads_json_and_odoo_text() -> None:
@@ -57,16 +62,10 @@ def test_and_domains_reads_json_and_odoo_text() -> None:
     ) == ["&", "|", ["a", "=", 1], ["b", "=", 2], ["c", "=", 3]]
 
 
-def test_first_matching_lists_records_by_id_without_archived(people: People) -> None:
+def test_list_page_of_a_filter_with_or_without_archived_records(people: People) -> None:
     domain = [["country_code", "=", "FR"]]
     with people.db.read() as s:
-        rows = audience.first_matching(s, model="contact", domain=domain, now=NOW)
-        assert [r.name for r in rows] == ["Ann", "Cid", "Fay"]
-        limited = audience.first_matching(s, model="contact", domain=domain, now=NOW, limit=2)
-        assert [r.name for r in limited] == ["Ann", "Cid"]
-        every = audience.first_matching(
-            s, model="contact", domain=[], now=NOW, include_archived=True, limit=10
-        )
-        assert len(every) == 6
-        with pytest.raises(FilterError, match="unknown field 'emial'"):
-            audience.first_matching(s, model="contact", domain=[["emial", "=", "x"]], now=NOW)
+        page = list_page(s, model="contact", domain=domain, now=NOW, limit=2)
+        assert [r["name"] for r in page.rows] == ["Fay", "Cid"] and page.total == 3
+        every = list_page(s, model="contact", domain=[], now=NOW, include_archived=True)
+        assert page.columns[0].name == "name" and every.total == len(every.rows) == 6

@@ -7,7 +7,7 @@ model registry (:func:`validate_domain`), compiled to a SQLAlchemy condition
 (:func:`compile_domain`) and evaluated on one loaded record (:func:`evaluate`); the two
 evaluations agree on every record. :func:`domain_to_tree` / :func:`tree_to_domain` convert
 to and from the editor's tree; :mod:`.explore` answers the editor's other questions (fields
-along a relation path, related records to pick, the AND of two filters, the first matches).
+along a relation path, related records to pick, the AND of two filters).
 
 Semantics (chosen to match Odoo where Odoo is defined, and identical in SQL and Python):
 
@@ -64,7 +64,6 @@ from nurture.audience.evaluate import evaluate
 from nurture.audience.explore import (
     and_domains,
     fields_at,
-    first_matching,
     related_choices,
     relation_model,
 )
@@ -89,7 +88,6 @@ __all__ = [
     "evaluate",
     "fields_at",
     "fields_for_ui",
-    "first_matching",
     "parse_domain",
     "related_choices",
     "relation_model",

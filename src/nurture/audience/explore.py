@@ -1,25 +1,22 @@
 """What a filter editor asks besides the count: the fields at the end of a relation path,
-records of a related model to pick by name, the AND of two filters and the first records a
-filter matches. Shared by the web UI's filter builder and any other client."""
+records of a related model to pick by name and the AND of two filters. (The records a
+filter matches are listed by :func:`nurture.records.listing.list_page`.)"""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.audience.compile import active_condition, compile_domain, without_jit
 from nurture.audience.domain import FilterError, make_and, parse_domain, serialise, to_tree
 from nurture.audience.fields import fields_for_ui
+from nurture.audience.search import RecordRef, search_records
 from nurture.records.catalog import REGISTRY
 from nurture.records.registry import ModelDef, RegistryError
 
 Domain = str | list[Any] | tuple[Any, ...] | None
 MAX_CHOICES = 50
-MAX_RECORDS = 200
-_NO_DATES = datetime(2000, 1, 1)  # the pick-list domains hold no relative date
 
 
 def relation_model(model: str, path: str) -> ModelDef:
@@ -58,45 +55,23 @@ def related_choices(
     path: str,
     query: str = "",
     ids: list[int] | None = None,
+    now: datetime,
     limit: int = 20,
-) -> list[tuple[int, str]]:
-    """Records of the model that relation ``path`` points to, as ``(id, name)`` by name.
-
-    With ``ids``: those records (to show the names of ids already in a filter); else the
-    ones whose name contains ``query`` (ASCII case folded, like ``ilike``), at most
-    ``limit``. Archived records are included: a filter may name them.
-    """
-    target = relation_model(model, path)
+) -> list[RecordRef]:
+    """Records of the model that relation ``path`` points to, for a filter's value:
+    with ``ids`` those records (to name the ids a filter holds), else the ones whose name
+    or email contains ``query`` (:func:`nurture.audience.search.search_records`)."""
     if not path:
         raise FilterError("a relation path is needed to pick related records", field="path")
-    limit = max(1, min(limit, MAX_CHOICES))
-    name_field = target.fields.get(target.rec_name)
-    rec_name = target.rec_name if name_field is not None else "id"
+    target = relation_model(model, path)
+    domain: list[Any] | None = None
     if ids is not None:
-        domain: list[Any] = [["id", "in", [int(i) for i in ids][:MAX_CHOICES]]]
-    elif not query.strip():
-        domain = []
-    elif name_field is not None and name_field.type in ("char", "text"):
-        domain = [[rec_name, "ilike", query.strip()]]
-    elif query.strip().isdigit():
-        domain = [["id", "=", int(query.strip())]]
-    else:
-        return []
-    orm = target.orm
-    order = getattr(orm, rec_name) if name_field is not None else orm.id
-    statement = (
-        select(orm.id, getattr(orm, rec_name))
-        .where(compile_domain(target.name, domain, now=_NO_DATES))
-        .order_by(order, orm.id)
-        .limit(limit)
-    )
-    return [(int(i), _label(target, rec_name, name)) for i, name in session.execute(statement)]
-
-
-def _label(target: ModelDef, rec_name: str, value: Any) -> str:
-    if rec_name == "id" or value is None or value == "":
-        return f"{target.label} #{value}" if rec_name == "id" else f"{target.label} (no name)"
-    return str(value)
+        domain = [["id", "in", [int(i) for i in ids][:MAX_CHOICES]]]
+        query = ""
+    return search_records(
+        session, model=target.name, text=query, now=now, domain=domain,
+        limit=max(1, min(limit, MAX_CHOICES)),
+    )  # fmt: skip
 
 
 def and_domains(*domains: Domain) -> list[Any]:
@@ -106,26 +81,3 @@ def and_domains(*domains: Domain) -> list[Any]:
     if not nodes:
         return []
     return serialise(make_and(nodes))
-
-
-def first_matching(
-    session: Session,
-    *,
-    model: str,
-    domain: Domain,
-    now: datetime,
-    limit: int = 20,
-    include_archived: bool = False,
-) -> list[Any]:
-    """The first ``limit`` records of ``model`` (ORM objects, by id) that ``domain``
-    matches, archived ones only with ``include_archived`` — the records behind #records."""
-    condition = compile_domain(model, domain, now=now)  # FilterError for a bad model too
-    mdef = REGISTRY.get(model)
-    statement = (
-        select(mdef.orm)
-        .where(condition, active_condition(model, include_archived=include_archived))
-        .order_by(mdef.orm.id)
-        .limit(max(1, min(limit, MAX_RECORDS)))
-    )
-    with without_jit(session):
-        return list(session.scalars(statement))

@@ -8,7 +8,7 @@ these routes (all under ``/ui/filters/{model}``, POST ones with the CSRF header)
 * ``POST tree`` (``domain``) — the checked, canonical domain of code-view text (JSON or
   Odoo literal) and its editor tree, or the validator's error naming the problem;
 * ``POST count`` (``domain``, ``base_domain``, ``include_archived``) — #records;
-* ``POST records`` (same) — an HTML fragment listing the first matching records;
+* ``POST records`` (same) — an HTML fragment listing the newest matching records;
 * ``GET  related?path=tags&q=vi`` (or ``&ids=1,2``) — records of a related model to pick.
 
 Everything is answered by :mod:`nurture.audience`; this module only reads the request and
@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse
 from nurture import audience
 from nurture.audience import FilterError
 from nurture.records.catalog import REGISTRY
+from nurture.records.listing import list_page
 from nurture.records.registry import ModelDef, RegistryError
 from nurture.web.api.common import Now
 from nurture.web.api.records import EXCLUDED_MODELS, RESOURCE_OF_MODEL
@@ -35,7 +36,7 @@ from nurture.web.ui.render import FieldError, UiReadSession, UiUser, render
 router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)
 
 MAX_DOMAIN = 20_000
-RECORDS_SHOWN = 20
+RECORDS_SHOWN = 20  # in the selected-records dialog
 EXPLORER_FIELD = "filter"
 
 DomainText = Annotated[str, Form(max_length=MAX_DOMAIN)]
@@ -177,35 +178,17 @@ def records(
     mdef = _target(model)
     try:
         combined = _combined(mdef, asked)
-        rows = audience.first_matching(
+        page = list_page(
             session,
             model=mdef.name,
-            domain=combined,
             now=now,
+            domain=combined,
             limit=RECORDS_SHOWN,
             include_archived=asked.include_archived,
         )
-        total = audience.count_matching(
-            session, mdef.name, combined, now=now, include_archived=asked.include_archived
-        )
     except FilterError as exc:
         return _error(exc)
-    return render(
-        request,
-        "ui/filters/_records.html",
-        {"mdef": mdef, "rows": rows, "columns": _columns(mdef), "total": total},
-    )
-
-
-def _columns(mdef: ModelDef) -> list[tuple[str, str]]:
-    """(field, label) shown for each record: its name, email, first phone and country."""
-    names = [mdef.rec_name, mdef.email_field, *mdef.phone_fields[:1], "country_code", "stage"]
-    seen: list[tuple[str, str]] = []
-    for name in names:
-        fdef = mdef.fields.get(name or "")
-        if fdef is not None and not fdef.is_relation and name not in [n for n, _ in seen]:
-            seen.append((fdef.name, fdef.label))
-    return seen
+    return render(request, "ui/filters/_records.html", {"mdef": mdef, "page": page})
 
 
 def _may_list(user: CurrentUser, target: ModelDef) -> bool:
@@ -221,6 +204,7 @@ def _may_list(user: CurrentUser, target: ModelDef) -> bool:
 def related(
     user: UiUser,
     session: UiReadSession,
+    now: Now,
     model: str,
     path: Annotated[str, Query(max_length=500)],
     q: Annotated[str, Query(max_length=200)] = "",
@@ -236,7 +220,9 @@ def related(
         if not _may_list(user, target):
             message = f"your role ({user.role}) may not list {target.label.lower()} records"
             return JSONResponse({"error": {"message": message, "field": path}}, status_code=403)
-        choices = audience.related_choices(session, model=mdef.name, path=path, query=q, ids=wanted)
+        choices = audience.related_choices(
+            session, model=mdef.name, path=path, query=q, ids=wanted, now=now
+        )
     except FilterError as exc:
         return _error(exc)
-    return _json([{"id": i, "label": label} for i, label in choices])
+    return _json([{"id": c.id, "label": c.label, "detail": c.detail} for c in choices])

@@ -6,7 +6,8 @@ read from JSON or Odoo Python-literal text (:func:`parse_domain`), checked again
 model registry (:func:`validate_domain`), compiled to a SQLAlchemy condition
 (:func:`compile_domain`) and evaluated on one loaded record (:func:`evaluate`); the two
 evaluations agree on every record. :func:`domain_to_tree` / :func:`tree_to_domain` convert
-to and from the editor's tree.
+to and from the editor's tree; :mod:`.explore` answers the editor's other questions (fields
+along a relation path, related records to pick, the AND of two filters).
 
 Semantics (chosen to match Odoo where Odoo is defined, and identical in SQL and Python):
 
@@ -60,6 +61,12 @@ from nurture.audience.compile import (
 )
 from nurture.audience.domain import FilterError, parse_domain
 from nurture.audience.evaluate import evaluate
+from nurture.audience.explore import (
+    and_domains,
+    fields_at,
+    related_choices,
+    relation_model,
+)
 from nurture.audience.fields import fields_for_ui
 from nurture.audience.tree import domain_to_tree, tree_to_domain
 from nurture.audience.validate import (
@@ -74,12 +81,16 @@ __all__ = [
     "OPERATORS_BY_TYPE",
     "FilterError",
     "active_condition",
+    "and_domains",
     "compile_domain",
     "count_matching",
     "domain_to_tree",
     "evaluate",
+    "fields_at",
     "fields_for_ui",
     "parse_domain",
+    "related_choices",
+    "relation_model",
     "resolve_relative",
     "tree_to_domain",
     "validate_domain",

@@ -40,9 +40,11 @@ def list_page(
     domain: list[Any] | None = None,
     offset: int = 0,
     limit: int = PAGE_SIZE,
+    include_archived: bool = False,
 ) -> RecordPage:
-    """Active records of ``model`` matching ``domain`` and ``text`` (name or email), newest
-    first; many2one columns show the related record's name (joined, not one query a row)."""
+    """Active records of ``model`` (archived ones too with ``include_archived``) matching
+    ``domain`` and ``text`` (name or email), newest first; many2one columns show the related
+    record's name (joined, not one query a row)."""
     mdef = REGISTRY.get(model)
     names = [mdef.rec_name] + [f for f in PREFERRED if f in mdef.fields and f != mdef.rec_name]
     fields = [mdef.fields[n] for n in names if mdef.fields[n].computed is None][:MAX_COLUMNS]
@@ -54,7 +56,7 @@ def list_page(
         if "email" in mdef.fields and not mdef.fields["email"].is_relation:
             leaves = ["|", *leaves, ["email", "ilike", text]]
     condition = compile_domain(model, [*(domain or []), *leaves], now=now)
-    where = (condition, active_condition(model, include_archived=False))
+    where = (condition, active_condition(model, include_archived=include_archived))
     total = int(session.scalar(select(func.count()).select_from(mdef.orm).where(*where)) or 0)
     columns: list[Any] = [mdef.orm.id]
     joins: list[Any] = []

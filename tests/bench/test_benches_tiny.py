@@ -26,6 +26,11 @@ BENCHES: dict[str, tuple[list[str], set[int], str]] = {
     "event_latency": (["--events", "3", "--mode", "thread"], set(), "p99"),
     "email_send": (["--rows", "100"], set(), "ratio"),
     "tracking": (["--rows", "100", "--rounds", "1", "--duration", "1", "--warmup", "1"], set(), "ratio"),
+    "ui_pages": (["--contacts", "300", "--campaigns", "3", "--traces", "600", "--requests", "3"], set(), "ratio"),
+}
+#: PostgreSQL only (the Celery engine runs on PostgreSQL): bench → (arguments, text printed)
+PG_ONLY: dict[str, tuple[list[str], str]] = {
+    "scale_out": (["--rows", "300", "--emails", "50"], "cpu ratio"),
 }
 #: benches whose back end is chosen with --db rather than --backend
 DB_FLAG = {"filter_count", "import_"}
@@ -46,4 +51,20 @@ def test_bench_runs_at_tiny_size(bench: str, backend: str) -> None:
     out = proc.stdout + proc.stderr
     assert "Traceback" not in out, out[-3000:]
     assert proc.returncode in {0, *missed_codes}, out[-3000:]
+    assert needle in out.lower(), out[-3000:]
+
+
+@pytest.mark.parametrize("bench", sorted(PG_ONLY))
+def test_postgresql_bench_runs_at_tiny_size(bench: str) -> None:
+    args, needle = PG_ONLY[bench]
+    proc = subprocess.run(
+        [sys.executable, "-m", f"bench.{bench}", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    out = proc.stdout + proc.stderr
+    assert "Traceback" not in out, out[-3000:]
+    assert proc.returncode == 0, out[-3000:]
     assert needle in out.lower(), out[-3000:]

@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from bench.run_all import BENCHES, PG_ONLY
 
 ROOT = Path(__file__).resolve().parents[2]

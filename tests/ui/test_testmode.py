@@ -36,6 +36,7 @@ def test_run_a_test_from_search_to_completion(ui: UiServer, page: Page) -> None:
     page.get_by_role("button", name="Test on Grace Hopper").click()
     page.wait_for_url("**/tests/*")
     expect(page.get_by_text("Grace Hopper")).to_be_visible()
+    expect(page.locator("#test-audience-warning")).to_have_count(0)
     steps = page.locator("#test-steps")
     expect(steps.get_by_text("Welcome")).to_be_visible()
     # the email step is scheduled (1 hour after start); Run ignores the delay
@@ -105,6 +106,8 @@ def test_viewer_sees_no_test_controls_and_forged_run_is_refused(ui: UiServer, pa
         trace_id = s.scalars(select(Trace.id)).one()
     ui.login(page, "viewer", next_path=f"/tests/{pid}")
     expect(page.locator("#test-steps")).to_be_visible()
+    # no email address: the campaign's filter does not select the record, and the page says so
+    expect(page.locator("#test-audience-warning")).to_contain_text("does not match the campaign's filter")
     expect(page.get_by_role("button", name="Run")).to_have_count(0)
     expect(page.get_by_role("button", name="Stop the test")).to_have_count(0)
     token = page.evaluate("() => JSON.parse(document.body.getAttribute('hx-headers'))['X-CSRF-Token']")

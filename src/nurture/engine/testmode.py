@@ -12,8 +12,9 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture.audience import count_matching
 from nurture.campaigns.models import Activity
-from nurture.campaigns.service import get_campaign
+from nurture.campaigns.service import campaign_domain, get_campaign
 from nurture.engine.enrol import begin_traces
 from nurture.engine.events import record_event
 from nurture.engine.execute import BatchResult, new_token, process_group
@@ -134,3 +135,14 @@ def test_participant_of(session: Session, *, trace_id: int) -> int:
     if trace is None or not trace.is_test:
         raise NotFound(f"test step {trace_id} does not exist", field="trace_id")
     return trace.participant_id
+
+
+def matches_campaign_filter(session: Session, *, participant: Participant, now: datetime) -> bool:
+    """Whether the test's record is in the campaign's audience now (if not, its steps will
+    be rejected, as they would be for a real participant)."""
+    campaign = get_campaign(session=session, campaign_id=participant.campaign_id)
+    domain = [["id", "=", participant.res_id], *campaign_domain(campaign)]
+    count = count_matching(
+        session, campaign.model, domain, now=now, include_archived=campaign.include_archived
+    )
+    return count > 0

@@ -143,7 +143,7 @@ def launch_on_new_record(
 # --- the test page -------------------------------------------------------------------------
 
 
-def _test_context(session: Session, participant_id: int) -> dict[str, Any]:
+def _test_context(session: Session, participant_id: int, now: Any) -> dict[str, Any]:
     participant = testmode.get_test(session, participant_id=participant_id)
     campaign = campaigns.get_campaign(session=session, campaign_id=participant.campaign_id)
     traces: dict[int, list[TimelineStep]] = {}
@@ -162,6 +162,7 @@ def _test_context(session: Session, participant_id: int) -> dict[str, Any]:
         "participant": participant,
         "campaign": campaign,
         "record": _record_label(session, participant.model, participant.res_id),
+        "in_audience": testmode.matches_campaign_filter(session, participant=participant, now=now),
         "model_label": REGISTRY.get(participant.model).label,
         "steps": steps,
         "messages_url": f"/campaigns/{campaign.id}/participants/{participant.id}/messages",
@@ -175,21 +176,23 @@ def _test_context(session: Session, participant_id: int) -> dict[str, Any]:
 
 
 @router.get("/tests/{participant_id}")
-def test_page(request: Request, user: UiUser, session: UiReadSession, participant_id: int) -> Response:
-    return render(request, "ui/testmode/test.html", _test_context(session, participant_id))
+def test_page(
+    request: Request, user: UiUser, session: UiReadSession, now: Now, participant_id: int
+) -> Response:
+    return render(request, "ui/testmode/test.html", _test_context(session, participant_id, now))
 
 
 @router.get("/tests/{participant_id}/steps")
 def test_steps(
-    request: Request, user: UiUser, session: UiReadSession, participant_id: int
+    request: Request, user: UiUser, session: UiReadSession, now: Now, participant_id: int
 ) -> Response:
-    return render(request, "ui/testmode/_steps.html", _test_context(session, participant_id))
+    return render(request, "ui/testmode/_steps.html", _test_context(session, participant_id, now))
 
 
 def _after_change(request: Request, participant_id: int, message: str | None) -> Response:
     if is_htmx(request):
         with database(request).read() as s:
-            context = _test_context(s, participant_id)
+            context = _test_context(s, participant_id, request.app.state.security.clock())
             context["notice"] = message
             return render(request, "ui/testmode/_steps.html", context)
     return redirect(request, f"/tests/{participant_id}", message)

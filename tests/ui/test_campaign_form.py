@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Page, expect
+from playwright.sync_api import Locator, Page, expect
 
 from nurture.campaigns import service as cs
 from nurture.clock import utcnow
 from tests.ui.conftest import UiServer, axe, count_sql, shot
 from tests.ui.helpers_campaigns import bulk_contacts, csrf_of, past, running_campaign
+
+
+def _code_view(page: Page) -> Locator:
+    """The filter builder's code view (the domain as text), opened if it is closed."""
+    details = page.locator("details.fb-code")
+    expect(details.locator("summary")).to_be_visible()
+    if details.get_attribute("open") is None:
+        details.locator("summary").click()
+    code = details.locator("textarea")
+    expect(code).to_be_visible()
+    return code
 
 
 def test_new_campaign_validation_keeps_input_then_creates(ui: UiServer, page: Page) -> None:
@@ -19,7 +30,7 @@ def test_new_campaign_validation_keeps_input_then_creates(ui: UiServer, page: Pa
     page.get_by_label("Target").select_option("lead")
     expect(page.get_by_label("Unicity field")).to_contain_text("Email")  # the lead's fields
     page.get_by_label("Responsible").select_option(label="Viewer User")
-    page.locator("textarea[name=filter]").fill('[["email", "!=", false]]')
+    _code_view(page).fill('[["email", "!=", false]]')
     page.get_by_role("button", name="Create campaign").click()
     expect(page.locator("#name-error")).to_have_text("name is required")
     expect(page.get_by_label("Campaign name")).to_have_attribute("aria-invalid", "true")
@@ -27,16 +38,18 @@ def test_new_campaign_validation_keeps_input_then_creates(ui: UiServer, page: Pa
     expect(page.get_by_label("Responsible")).to_have_value(str(ui.user_ids["viewer"]))
     shot(page, "campaign-new-error")
     assert axe(page) == []
-    page.locator("textarea[name=filter]").fill('[["no_such_field", "=", 1]]')
+    _code_view(page).fill('[["no_such_field", "=", 1]]')
+    expect(page.locator("[data-fb-code-error]")).to_contain_text("no_such_field")  # checked as typed
     page.get_by_label("Campaign name").fill("Lead follow-up")
     page.get_by_role("button", name="Create campaign").click()
     expect(page.locator("#fb-filter-error")).to_contain_text("no_such_field")
     expect(page.get_by_label("Campaign name")).to_have_value("Lead follow-up")
-    page.locator("textarea[name=filter]").fill("[[oops")
+    _code_view(page).fill("[[oops")
+    expect(page.locator("[data-fb-code-error]")).to_be_visible()
     page.get_by_role("button", name="Create campaign").click()
     expect(page.locator("#fb-filter-error")).to_contain_text("neither JSON nor a Python literal")
-    expect(page.locator("textarea[name=filter]")).to_have_value("[[oops")  # kept as typed
-    page.locator("textarea[name=filter]").fill('[["email", "!=", false]]')
+    expect(_code_view(page)).to_have_value("[[oops")  # kept as typed
+    _code_view(page).fill('[["email", "!=", false]]')
     page.get_by_role("button", name="Create campaign").click()
     page.wait_for_url(re.compile(r".*/campaigns/\d+$"))
     expect(page.get_by_text("The campaign was created.")).to_be_visible()
@@ -85,7 +98,7 @@ def test_header_buttons_banner_and_counters(ui: UiServer, page: Page) -> None:
     expect(page.get_by_label("Campaign name")).to_have_value("Spring welcome (copy)")
     expect(page.locator(".statusbar [aria-current=step]")).to_have_text("New")
     page.on("dialog", lambda d: d.accept())
-    page.get_by_role("button", name="Delete").click()
+    page.get_by_role("button", name="Delete", exact=True).click()
     page.wait_for_url("**/campaigns")
     expect(page.get_by_text("“Spring welcome (copy)” was deleted.")).to_be_visible()
     expect(page.locator(".camp-card")).to_have_count(1)

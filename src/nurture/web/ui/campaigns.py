@@ -220,8 +220,9 @@ def _submitted(
 
 
 def _field_of(error: NurtureError) -> NurtureError:
-    """Service errors name ``domain``; the form's field is ``filter``."""
-    if error.field == "domain":
+    """Service errors name ``domain`` (a filter error: the path at fault); the form's field
+    is ``filter``."""
+    if error.field == "domain" or error.code == "invalid_filter":
         return NurtureError(error.message, field="filter")
     return error
 

@@ -296,7 +296,8 @@ def _form_values(form: Mapping[str, Any]) -> dict[str, str]:
 
 def _error_for(exc: NurtureError) -> FieldError:
     """The service's error, on the dialog's field (the message names the problem)."""
-    name = exc.field
+    # a filter error names the path at fault (``tags.nme``): it belongs next to the builder
+    name = "domain" if exc.code == "invalid_filter" else exc.field
     message = exc.message
     if isinstance(exc, TemplateValidationError):
         first = exc.problems[0]

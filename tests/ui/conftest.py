@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from sqlalchemy import event
 
 from nurture.accounts import service as accounts
@@ -199,6 +199,17 @@ def axe(page: Page) -> list[dict[str, Any]]:
         for v in result["violations"]
         if v["impact"] in ("serious", "critical")
     ]
+
+
+def filter_code_view(page: Page) -> Locator:
+    """The filter builder's code view (the domain as text), opened if it is closed."""
+    details = page.locator("details.fb-code")
+    expect(details.locator("summary")).to_be_visible()
+    if details.get_attribute("open") is None:
+        details.locator("summary").click()
+    code = details.locator("textarea")
+    expect(code).to_be_visible()
+    return code
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from nurture.campaigns import service as cs
@@ -15,7 +15,7 @@ from nurture.channels.email import service as email_service
 from nurture.channels.sms import service as sms_service
 from nurture.clock import utcnow
 from nurture.records.models import Contact
-from tests.ui.conftest import UiServer, axe, shot
+from tests.ui.conftest import UiServer, axe, filter_code_view, shot
 
 
 def _campaign(ui: UiServer, *, running: bool = False) -> int:
@@ -118,17 +118,6 @@ def test_unknown_placeholder_is_refused_with_line_and_column(ui: UiServer, page:
     assert axe(page) == []
 
 
-def _code_view(page: Page) -> Locator:
-    """The activity filter's code view (the domain as text), opened if it is closed."""
-    details = page.locator("details.fb-code")
-    expect(details.locator("summary")).to_be_visible()
-    if details.get_attribute("open") is None:
-        details.locator("summary").click()
-    code = details.locator("textarea")
-    expect(code).to_be_visible()
-    return code
-
-
 def test_validation_errors_are_shown_next_to_their_fields(ui: UiServer, page: Page) -> None:
     cid = _campaign(ui)
     ui.login(page, "marketer", next_path=f"/campaigns/{cid}/activities/new")
@@ -139,12 +128,12 @@ def test_validation_errors_are_shown_next_to_their_fields(ui: UiServer, page: Pa
     expect(page.get_by_label("Subject")).to_have_value("Kept subject")
     expect(page.get_by_label("Interval", exact=True)).to_have_value("2")
     page.get_by_label("Name", exact=True).fill("Filtered")
-    _code_view(page).fill('[["nope", "=", 1]]')
+    filter_code_view(page).fill('[["nope", "=", 1]]')
     expect(page.locator("[data-fb-code-error]")).to_contain_text("nope")  # checked as typed
     page.get_by_role("button", name="Save & close").click()
     expect(page.locator("#fb-filter-error")).to_contain_text("nope")
-    expect(_code_view(page)).to_have_value('[["nope", "=", 1]]')
-    _code_view(page).fill('[["city", "=", "London"]]')
+    expect(filter_code_view(page)).to_have_value('[["nope", "=", 1]]')
+    filter_code_view(page).fill('[["city", "=", "London"]]')
     page.get_by_label("From").fill("not an address")
     page.get_by_role("button", name="Save & close").click()
     expect(page.locator("#from_addr-error")).to_be_visible()

@@ -4,23 +4,12 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Locator, Page, expect
+from playwright.sync_api import Page, expect
 
 from nurture.campaigns import service as cs
 from nurture.clock import utcnow
-from tests.ui.conftest import UiServer, axe, count_sql, shot
+from tests.ui.conftest import UiServer, axe, count_sql, filter_code_view, shot
 from tests.ui.helpers_campaigns import bulk_contacts, csrf_of, past, running_campaign
-
-
-def _code_view(page: Page) -> Locator:
-    """The filter builder's code view (the domain as text), opened if it is closed."""
-    details = page.locator("details.fb-code")
-    expect(details.locator("summary")).to_be_visible()
-    if details.get_attribute("open") is None:
-        details.locator("summary").click()
-    code = details.locator("textarea")
-    expect(code).to_be_visible()
-    return code
 
 
 def test_new_campaign_validation_keeps_input_then_creates(ui: UiServer, page: Page) -> None:
@@ -30,7 +19,7 @@ def test_new_campaign_validation_keeps_input_then_creates(ui: UiServer, page: Pa
     page.get_by_label("Target").select_option("lead")
     expect(page.get_by_label("Unicity field")).to_contain_text("Email")  # the lead's fields
     page.get_by_label("Responsible").select_option(label="Viewer User")
-    _code_view(page).fill('[["email", "!=", false]]')
+    filter_code_view(page).fill('[["email", "!=", false]]')
     page.get_by_role("button", name="Create campaign").click()
     expect(page.locator("#name-error")).to_have_text("name is required")
     expect(page.get_by_label("Campaign name")).to_have_attribute("aria-invalid", "true")
@@ -38,18 +27,18 @@ def test_new_campaign_validation_keeps_input_then_creates(ui: UiServer, page: Pa
     expect(page.get_by_label("Responsible")).to_have_value(str(ui.user_ids["viewer"]))
     shot(page, "campaign-new-error")
     assert axe(page) == []
-    _code_view(page).fill('[["no_such_field", "=", 1]]')
+    filter_code_view(page).fill('[["no_such_field", "=", 1]]')
     expect(page.locator("[data-fb-code-error]")).to_contain_text("no_such_field")  # checked as typed
     page.get_by_label("Campaign name").fill("Lead follow-up")
     page.get_by_role("button", name="Create campaign").click()
     expect(page.locator("#fb-filter-error")).to_contain_text("no_such_field")
     expect(page.get_by_label("Campaign name")).to_have_value("Lead follow-up")
-    _code_view(page).fill("[[oops")
+    filter_code_view(page).fill("[[oops")
     expect(page.locator("[data-fb-code-error]")).to_be_visible()
     page.get_by_role("button", name="Create campaign").click()
     expect(page.locator("#fb-filter-error")).to_contain_text("neither JSON nor a Python literal")
-    expect(_code_view(page)).to_have_value("[[oops")  # kept as typed
-    _code_view(page).fill('[["email", "!=", false]]')
+    expect(filter_code_view(page)).to_have_value("[[oops")  # kept as typed
+    filter_code_view(page).fill('[["email", "!=", false]]')
     page.get_by_role("button", name="Create campaign").click()
     page.wait_for_url(re.compile(r".*/campaigns/\d+$"))
     expect(page.get_by_text("The campaign was created.")).to_be_visible()

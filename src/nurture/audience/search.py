@@ -21,6 +21,24 @@ class RecordRef:
     detail: str | None  # the email address when the model has one
 
 
+def has_email(model: str) -> bool:
+    """Whether ``model`` has a plain ``email`` field (searched beside the name)."""
+    fields = REGISTRY.get(model).fields
+    return "email" in fields and not fields["email"].is_relation
+
+
+def text_domain(model: str, text: str) -> list[Any]:
+    """The filter leaves of a typed search: the name (or the email) contains ``text``,
+    case-insensitive; ``[]`` for an empty search."""
+    text = text.strip()[:200]
+    if not text:
+        return []
+    leaves: list[Any] = [[REGISTRY.get(model).rec_name, "ilike", text]]
+    if has_email(model):
+        leaves = ["|", *leaves, ["email", "ilike", text]]
+    return leaves
+
+
 def search_records(
     session: Session,
     *,
@@ -34,15 +52,9 @@ def search_records(
     (case-insensitive), within ``domain`` when given; newest first."""
     mdef = REGISTRY.get(model)
     rec = getattr(mdef.orm, mdef.rec_name)
-    has_email = "email" in mdef.fields and not mdef.fields["email"].is_relation
-    text = text.strip()[:200]
-    leaves: list[Any] = []
-    if text:
-        leaves = [[mdef.rec_name, "ilike", text]]
-        if has_email:
-            leaves = ["|", *leaves, ["email", "ilike", text]]
-    condition = compile_domain(model, [*(domain or []), *leaves], now=now)
-    columns = [mdef.orm.id, rec] + ([mdef.orm.email] if has_email else [])
+    email = has_email(model)
+    condition = compile_domain(model, [*(domain or []), *text_domain(model, text)], now=now)
+    columns = [mdef.orm.id, rec] + ([mdef.orm.email] if email else [])
     rows = session.execute(
         select(*columns)
         .where(condition, active_condition(model, include_archived=False))
@@ -50,6 +62,6 @@ def search_records(
         .limit(max(1, min(limit, 100)))
     ).all()
     return [
-        RecordRef(id=int(r[0]), label=str(r[1] or f"#{r[0]}"), detail=r[2] if has_email else None)
+        RecordRef(id=int(r[0]), label=str(r[1] or f"#{r[0]}"), detail=r[2] if email else None)
         for r in rows
     ]

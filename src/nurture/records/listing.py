@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, aliased
 
 from nurture.audience.compile import active_condition, compile_domain
+from nurture.audience.search import text_domain
 from nurture.records.catalog import REGISTRY
 from nurture.records.registry import FieldDef
 
@@ -49,13 +50,7 @@ def list_page(
     names = [mdef.rec_name] + [f for f in PREFERRED if f in mdef.fields and f != mdef.rec_name]
     fields = [mdef.fields[n] for n in names if mdef.fields[n].computed is None][:MAX_COLUMNS]
     fields = [f for f in fields if not f.is_to_many]
-    leaves: list[Any] = []
-    text = text.strip()[:200]
-    if text:
-        leaves = [[mdef.rec_name, "ilike", text]]
-        if "email" in mdef.fields and not mdef.fields["email"].is_relation:
-            leaves = ["|", *leaves, ["email", "ilike", text]]
-    condition = compile_domain(model, [*(domain or []), *leaves], now=now)
+    condition = compile_domain(model, [*(domain or []), *text_domain(model, text)], now=now)
     where = (condition, active_condition(model, include_archived=include_archived))
     total = int(session.scalar(select(func.count()).select_from(mdef.orm).where(*where)) or 0)
     columns: list[Any] = [mdef.orm.id]

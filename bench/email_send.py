@@ -92,7 +92,7 @@ def worker(db_url: str, port: int, batch: int, serial: bool = False) -> None:
 
     from nurture.channels.email import delivery, service
     from nurture.config import load_settings
-    from nurture.engine.loop import Worker
+    from nurture.worker.loop import Worker
 
     service.configure(load_settings(environ(db_url, port)))
     delivery.reset_transport()

@@ -29,9 +29,9 @@ from nurture.db import Database
 from nurture.engine.enrol import enrol_campaign
 from nurture.engine.events import record_event
 from nurture.engine.models import Trace
-from nurture.engine.runner import InProcessRunner
 from nurture.engine.schedule import create_children
 from nurture.runtime import Runtime
+from nurture.worker.runner import InProcessRunner
 
 
 def prepare(db: Database, events: int) -> tuple[list[int], int]:

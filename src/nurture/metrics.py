@@ -32,7 +32,11 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import false, func, select
 
+from nurture.channels.email.models import MailMessage
+from nurture.channels.sms.models import SmsMessage
 from nurture.clock import utcnow
+from nurture.engine.execute import due_backlog
+from nurture.engine.models import Trace
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +88,6 @@ class DatabaseCollector(Collector):
         self.db = db
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        from nurture.channels.email.models import MailMessage
-        from nurture.channels.sms.models import SmsMessage
-        from nurture.engine.execute import due_backlog
-        from nurture.engine.models import Trace
-
         now: datetime = utcnow()
         backlog = GaugeMetricFamily(
             "nurture_due_backlog", "Traces due now and not yet executed, by campaign", labels=["campaign"]

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 from nurture.config import ConfigError, Settings, load_settings
 from nurture.db import Database
 from nurture.logs import setup_logging
 from nurture.records.validation import allow_special_use_domains
+
+#: entry-point group of functions called with every runtime opened (``open_runtime``): how
+#: the scale-out package attaches a process to the broker when one is configured
+#: (:func:`nurture.jobs.attach_if_configured`) without this module importing it
+RUNTIME_HOOKS = "nurture.runtime"
 
 
 @dataclass
@@ -27,8 +33,6 @@ def open_runtime(settings: Settings | None = None) -> Runtime:
         raise ConfigError(f"NURTURE_LOG_FORMAT: expected text or json, got {fmt!r}")
     setup_logging(settings.log_level, fmt)
     rt = Runtime(settings=settings, db=Database(settings.database_url))
-    if settings.extra.get("NURTURE_BROKER_URL"):  # scale-out: changes send follow-up tasks
-        from nurture.jobs import attach
-
-        attach(rt)
+    for point in entry_points(group=RUNTIME_HOOKS):
+        point.load()(rt)
     return rt

@@ -11,8 +11,9 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from nurture.actions import validate_action
+from nurture.actions.executor import run_server_action
 from nurture.campaigns.models import Activity, Campaign, ServerAction
-from nurture.engine.executors import ExecutionBatch, Outcome, run_server_action
+from nurture.engine.executors import ExecutionBatch, Outcome
 from nurture.engine.models import Participant, Trace
 from nurture.records import service as records
 

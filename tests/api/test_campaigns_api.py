@@ -7,7 +7,7 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 
 from nurture.clock import utcnow
-from nurture.engine.loop import tick
+from nurture.worker.loop import tick
 from tests.api.conftest import Api
 
 V1 = "/api/v1"

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from nurture.channels.email.models import LinkClick, MailMessage, TrackedLink
 from nurture.clock import utcnow
-from nurture.engine.loop import tick
+from nurture.worker.loop import tick
 from tests.api.conftest import Api
 
 V1 = "/api/v1"

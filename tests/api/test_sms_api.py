@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from nurture.channels.sms import service as sms_service
 from nurture.clock import utcnow
-from nurture.engine.loop import tick
+from nurture.worker.loop import tick
 from tests.api.conftest import Api
 
 V1 = "/api/v1"

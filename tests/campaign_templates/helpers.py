@@ -17,10 +17,10 @@ from nurture.campaigns import service as cs
 from nurture.channels.email.inbound import InboundKind
 from nurture.channels.email.receive import handle_inbound
 from nurture.db import Database
-from nurture.engine.loop import Worker
 from nurture.engine.models import Participant, Trace
 from nurture.records import service as records
 from nurture.tracking.tokens import TokenSigner, message_token
+from nurture.worker.loop import Worker
 from tests.channels.email.integration.conftest import HUMAN_UA, T0, Env, corpus, links_of, path_of
 
 WEBSITE = "https://shop.example.com"

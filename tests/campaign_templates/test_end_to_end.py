@@ -8,9 +8,9 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from nurture.engine.loop import tick
 from nurture.records import models as m
 from nurture.records import service as records
+from nurture.worker.loop import tick
 from tests.channels.email.integration.conftest import HOUR, T0, Env
 
 from .helpers import (

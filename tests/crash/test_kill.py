@@ -77,7 +77,7 @@ def environ(db: Database, tmp_path: Path) -> dict[str, str]:
 READY_WORKER = (
     "import sys\n"
     "from nurture.cli import main\n"
-    "import nurture.engine.loop\n"
+    "import nurture.worker.loop\n"
     "sys.stdin.readline()\n"
     "sys.argv = ['nurture', 'worker', '--poll', '1']\n"
     "main()\n"

@@ -23,9 +23,9 @@ from nurture.db import Database
 from nurture.db.base import Base
 from nurture.demo import load_history
 from nurture.demo.history import DRAFT, RUNNING, STOPPED
-from nurture.engine.loop import tick
 from nurture.engine.models import Participant, Trace
 from nurture.records import models as m
+from nurture.worker.loop import tick
 from tests.api.conftest import Api
 
 V1 = "/api/v1"

@@ -4,8 +4,8 @@ from datetime import timedelta
 
 from nurture.campaigns import service as cs
 from nurture.db import Database
-from nurture.engine.loop import tick
 from nurture.records.models import Contact
+from nurture.worker.loop import tick
 
 from .helpers import T0, add, add_contacts, make_campaign, participants, states, tag_action
 

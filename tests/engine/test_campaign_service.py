@@ -9,8 +9,8 @@ import pytest
 from nurture.campaigns import service as cs
 from nurture.campaigns.timing import add_interval
 from nurture.db import Database
-from nurture.engine.loop import tick
 from nurture.errors import Conflict, ValidationError
+from nurture.worker.loop import tick
 
 from .helpers import T0, add, add_contacts, make_campaign, participants, states, tag_action, traces
 

@@ -10,11 +10,11 @@ from sqlalchemy import delete, func, select, text, update
 from nurture.campaigns import service as cs
 from nurture.db import Database
 from nurture.engine.enrol import enrol_campaign
-from nurture.engine.loop import tick
 from nurture.engine.models import Participant, Trace
 from nurture.engine.testmode import launch_test
 from nurture.records import service as records
 from nurture.records.models import Contact
+from nurture.worker.loop import tick
 
 from .helpers import T0, add, add_contacts, make_campaign, participants, states, tag_action, traces
 

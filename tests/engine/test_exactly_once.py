@@ -9,7 +9,7 @@ from datetime import timedelta
 from nurture.campaigns import service as cs
 from nurture.db import Database
 from nurture.engine.execute import claim, new_token, process_group, run_due
-from nurture.engine.loop import tick
+from nurture.worker.loop import tick
 
 from .conftest import FakeChannel
 from .helpers import T0, add, add_contacts, make_campaign, states, traces

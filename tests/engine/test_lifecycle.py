@@ -11,8 +11,8 @@ from nurture.campaigns import service as cs
 from nurture.db import Database
 from nurture.engine import testmode
 from nurture.engine.events import record_event
-from nurture.engine.loop import tick
 from nurture.errors import Conflict, ValidationError
+from nurture.worker.loop import tick
 
 from .conftest import FakeChannel
 from .helpers import T0, add, add_contacts, make_campaign, participants, states, tag_action, traces

@@ -10,9 +10,10 @@ import pytest
 from nurture.campaigns import service as cs
 from nurture.db import Database
 from nurture.engine import participants as ep
-from nurture.engine.loop import tick
 from nurture.engine.models import Participant
 from nurture.errors import Conflict
+from nurture.reporting.timeline import timeline
+from nurture.worker.loop import tick
 
 from .helpers import T0, add, add_contacts, make_campaign, tag_action
 
@@ -38,7 +39,7 @@ def test_participant_list_timeline_cancel_and_remove(db: Database) -> None:
         by_activity = ep.list_participants(s, campaign_id=cid, activity_id=later, trace_state="scheduled")
         assert by_activity.total == 5
         pid = row.id
-        steps = ep.timeline(s, participant_id=pid)
+        steps = timeline(s, participant_id=pid)
         assert [(x.activity_name, x.state) for x in steps] == [("Tag", "processed"), ("Later", "scheduled")]
         scheduled = steps[1].trace_id
     with db.transaction() as s:
@@ -54,7 +55,7 @@ def test_participant_list_timeline_cancel_and_remove(db: Database) -> None:
         removed = ep.remove_participant(s, participant_id=other, now=T0 + timedelta(hours=2))
         assert removed.state == "removed"
     with db.read() as s:
-        steps = ep.timeline(s, participant_id=other)
+        steps = timeline(s, participant_id=other)
         assert steps[-1].state == "canceled" and steps[-1].state_message == ep.MSG_REMOVED_BY_HAND
         assert ep.list_participants(s, campaign_id=cid, state="removed").total == 1
         assert ep.list_participants(s, campaign_id=cid, event="opened").total == 0

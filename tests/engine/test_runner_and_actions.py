@@ -12,11 +12,11 @@ from nurture.clock import utcnow
 from nurture.config import load_settings
 from nurture.db import Database
 from nurture.engine.events import record_event
-from nurture.engine.loop import tick
-from nurture.engine.runner import InProcessRunner
 from nurture.records import service as records
 from nurture.records.models import Contact, Lead, Tag
 from nurture.runtime import Runtime
+from nurture.worker.loop import tick
+from nurture.worker.runner import InProcessRunner
 
 from .conftest import FakeChannel
 from .helpers import T0, add, make_campaign, states, traces

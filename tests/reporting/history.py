@@ -12,10 +12,10 @@ from nurture.campaigns import service as cs
 from nurture.channels.email import service as email_service
 from nurture.db import Database
 from nurture.engine.events import record_event
-from nurture.engine.loop import tick
 from nurture.engine.models import Trace
 from nurture.engine.testmode import launch_test, run_step
 from nurture.records.models import Contact
+from nurture.worker.loop import tick
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)

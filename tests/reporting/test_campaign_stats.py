@@ -11,10 +11,10 @@ from nurture.campaign_templates import create_from_template
 from nurture.campaigns import service as cs
 from nurture.channels.email.models import LinkClick, TrackedLink
 from nurture.db import Database
-from nurture.engine.loop import tick
 from nurture.engine.models import Trace
 from nurture.engine.testmode import launch_test
 from nurture.reporting import campaign_stats as stats
+from nurture.worker.loop import tick
 from tests.engine.helpers import T0, add, add_contacts, make_campaign, tag_action
 
 

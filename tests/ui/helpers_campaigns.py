@@ -10,8 +10,8 @@ from sqlalchemy import insert
 from nurture.campaigns import service as cs
 from nurture.campaigns.models import Campaign
 from nurture.db import Database
-from nurture.engine.loop import tick
 from nurture.records.models import Contact
+from nurture.worker.loop import tick
 
 
 def bulk_campaigns(db: Database, n: int, *, now: datetime, prefix: str = "Bulk") -> None:

@@ -75,7 +75,7 @@ def test_processed_series_reaches_the_sparkline(ui: UiServer, page: Page) -> Non
     title = page.locator(".camp-card svg.sparkline title").text_content() or ""
     values = [int(v) for v in title.split(":")[1].split(",")]
     assert len(values) == 15 and values[-3] == 3  # the first step, two days ago
-    from nurture.engine.loop import tick
+    from nurture.worker.loop import tick
 
     tick(ui.db, now=utcnow() - timedelta(days=1))
     page.reload()

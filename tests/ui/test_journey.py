@@ -22,10 +22,10 @@ from nurture.accounts.setup import make_setup_token
 from nurture.campaigns.models import Activity, Campaign
 from nurture.channels.email.transports import MemoryOutbox
 from nurture.clock import utcnow
-from nurture.engine.loop import tick
 from nurture.engine.models import Participant
 from nurture.records import service as records
 from nurture.records.models import MailingContact
+from nurture.worker.loop import tick
 from tests.ui.conftest import PASSWORD, UiServer, axe, shot
 
 #: mailing contacts: (name, email, country, subscribed to Newsletter, blacklisted)

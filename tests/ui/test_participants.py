@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from nurture.campaign_templates import create_from_template
 from nurture.campaigns import service as cs
-from nurture.engine.loop import tick
 from nurture.engine.models import Participant
+from nurture.worker.loop import tick
 from tests.ui.conftest import UiServer, axe, count_sql, shot
 from tests.ui.helpers_campaigns import bulk_contacts, csrf_of, past, running_campaign
 

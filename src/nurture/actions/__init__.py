@@ -1,12 +1,13 @@
 """Server actions (SPEC §8): the built-in kinds and plugins, registered with the engine.
 
-Importing this package registers every kind's handler with
-:func:`nurture.engine.executors.register_action_handler` and loads the installed plugins
-(entry-point group ``nurture.actions``, see :mod:`.plugins`).
+Importing this package registers every kind (:func:`.base.register_kind`) and loads the
+installed plugins (entry-point group ``nurture.actions``, see :mod:`.plugins`); the engine
+runs them through the ``action`` executor (:mod:`.executor`, an entry point of group
+``nurture.executors``).
 
 Built-in kinds (one module each; payload formats in their docstrings):
 
-* ``update_record`` — set fields, add/remove tags (the engine's handler);
+* ``update_record`` — set fields, add/remove tags, set-based: :mod:`.update_record`;
 * ``add_to_list`` / ``remove_from_list`` — :mod:`.mailing_list`;
 * ``crm_activity`` — a to-do, call or meeting for a user taken from a field: :mod:`.crm_activity`;
 * ``create_record`` — e.g. a lead from a contact, with a field mapping: :mod:`.create_record`;

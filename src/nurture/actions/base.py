@@ -5,8 +5,8 @@ A *kind* is a name (the ``ServerAction.action_type``), a ``validate_payload(mode
 that runs at save time against the model registry only (no database: it checks shapes,
 fields, paths and types, and returns the cleaned payload or raises
 :class:`~nurture.errors.ValidationError` naming the payload field at fault), and a handler
-``run(batch, action) -> {trace_id: Outcome}`` registered with the engine
-(:func:`nurture.engine.executors.register_action_handler`).
+``run(batch, action) -> {trace_id: Outcome}`` that the ``action`` activity type's executor
+(:func:`nurture.actions.executor.run_server_action`) calls.
 
 :func:`run_per_record` is how the built-in kinds run: each record in its own savepoint; an
 error rolls back that record's writes and marks its trace ``error`` with the reason
@@ -28,13 +28,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import ServerAction
-from nurture.engine.executors import (
-    ActionHandler,
-    DueTrace,
-    ExecutionBatch,
-    Outcome,
-    register_action_handler,
-)
+from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome
 from nurture.errors import NurtureError, ValidationError
 from nurture.records.catalog import REGISTRY
 from nurture.records.registry import FieldDef, ModelDef, RegistryError
@@ -42,6 +36,7 @@ from nurture.records.values import MAX_ID
 
 log = logging.getLogger(__name__)
 
+ActionHandler = Callable[[ExecutionBatch, ServerAction], Mapping[int, Outcome]]
 PayloadValidator = Callable[[str, Mapping[str, Any]], dict[str, Any]]
 #: action type names fit ``server_action.action_type`` (32 characters)
 KIND_NAME = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
@@ -81,21 +76,15 @@ def register_kind(
     validate: PayloadValidator,
     run: ActionHandler,
     plugin: bool = False,
-    engine_handler: bool = True,
     secrets: tuple[str, ...] = (),
 ) -> ActionKind:
-    """Make ``name`` a server action type: validated by ``validate``, run by ``run``.
-
-    ``engine_handler=False`` lists a kind whose handler the engine registers itself.
-    """
+    """Make ``name`` a server action type: validated by ``validate``, run by ``run``."""
     if not KIND_NAME.match(name):
         raise ValueError(f"invalid action type name {name!r}")
     kind = ActionKind(
         name=name, label=label, validate=validate, run=run, plugin=plugin, secrets=secrets
     )
     _kinds[name] = kind
-    if engine_handler:
-        register_action_handler(name, run)
     return kind
 
 

@@ -18,8 +18,9 @@ from contextvars import ContextVar
 from typing import Any
 
 from nurture.actions.base import get_kind, payload_of, register_kind
+from nurture.actions.update_record import update_record
 from nurture.campaigns.models import ServerAction
-from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome, update_record
+from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome
 from nurture.engine.models import Trace
 from nurture.errors import ValidationError
 from nurture.records.values import MAX_ID

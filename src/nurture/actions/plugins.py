@@ -38,9 +38,9 @@ from collections.abc import Callable, Iterable, Mapping
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, Protocol, runtime_checkable
 
-from nurture.actions.base import KIND_NAME, get_kind, register_kind
+from nurture.actions.base import KIND_NAME, ActionHandler, get_kind, register_kind
 from nurture.campaigns.models import ServerAction
-from nurture.engine.executors import ActionHandler, ExecutionBatch, Outcome
+from nurture.engine.executors import ExecutionBatch, Outcome
 
 log = logging.getLogger(__name__)
 

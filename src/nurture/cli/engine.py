@@ -52,7 +52,7 @@ def worker(
     With --engine celery, a Celery worker runs the tasks `nurture scheduler` and the web
     processes send; SIGTERM finishes the tasks in hand, then stops."""
     from nurture.channels.queue import default_lease
-    from nurture.engine.loop import Worker
+    from nurture.worker.loop import Worker
 
     rt = runtime()
     if engine == "celery":
@@ -81,7 +81,7 @@ def worker(
 @click.option("--batch-size", default=500, show_default=True, type=int)
 def tick(now_text: str | None, batch_size: int) -> None:
     """Process everything due as of --now (enrolment, expiries, due traces) and exit."""
-    from nurture.engine.loop import tick as run_tick
+    from nurture.worker.loop import tick as run_tick
 
     try:
         now = parse_iso(now_text) if now_text else utcnow()

@@ -16,7 +16,7 @@ from nurture.runtime import Runtime
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from nurture.engine.runner import InProcessRunner
+    from nurture.worker.runner import InProcessRunner
 
 
 @cli.command()
@@ -32,7 +32,7 @@ def _runner(
 ) -> InProcessRunner | None:
     """The in-process worker, unless NURTURE_EMBEDDED_WORKER is false, or a broker is set
     (the Celery engine runs the work) and NURTURE_EMBEDDED_WORKER was not asked for."""
-    from nurture.engine.runner import InProcessRunner
+    from nurture.worker.runner import InProcessRunner
 
     extra = rt.settings.extra
     if not rt.settings.embedded_worker:

@@ -46,10 +46,10 @@ from nurture.channels.email.delivery import DatabaseOutbox
 from nurture.channels.email.transports import SENT, Outcome, SendResult
 from nurture.db import Database
 from nurture.engine.events import apply_events, event_trace_query
-from nurture.engine.loop import tick
 from nurture.engine.models import Trace
 from nurture.records.demo import ADMIN_LOGIN, add_subscribers
 from nurture.records.models import User
+from nurture.worker.loop import tick
 
 log = logging.getLogger(__name__)
 

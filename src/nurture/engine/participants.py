@@ -17,8 +17,6 @@ from sqlalchemy import case, exists, func, select
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Activity, Campaign
-from nurture.channels.email.models import MailMessage
-from nurture.channels.sms.models import SmsMessage
 from nurture.engine.models import PARTICIPANT_STATES, TRACE_STATES, Participant, Trace
 from nurture.engine.schedule import cancel_scheduled, complete_participants
 from nurture.errors import Conflict, NotFound, ValidationError
@@ -56,33 +54,6 @@ class ParticipantPage:
     #: matching participants, counted up to :data:`COUNT_CAP` (``capped``: there are more)
     total: int
     capped: bool
-
-
-@dataclass(frozen=True)
-class TimelineStep:
-    trace_id: int
-    parent_id: int | None
-    activity_id: int
-    activity_name: str
-    activity_type: str
-    trigger_type: str
-    state: str
-    schedule_date: datetime | None
-    executed_at: datetime | None
-    state_message: str | None
-    sent_at: datetime | None
-    opened_at: datetime | None
-    clicked_at: datetime | None
-    replied_at: datetime | None
-    bounced_at: datetime | None
-    failure_reason: str | None
-    created_at: datetime
-    email_message_id: int | None
-    sms_message_id: int | None
-
-    @property
-    def has_message(self) -> bool:
-        return self.email_message_id is not None or self.sms_message_id is not None
 
 
 def record_labels(
@@ -224,41 +195,6 @@ def get_participant(session: Session, *, campaign_id: int, participant_id: int) 
     return participant
 
 
-def timeline(session: Session, *, participant_id: int) -> list[TimelineStep]:
-    """Every trace of a participant with its activity and message, in the order they were
-    created (parents before children), in one query."""
-    stmt = (
-        select(
-            Trace,
-            Activity.name,
-            Activity.activity_type,
-            Activity.trigger_type,
-            MailMessage.id,
-            SmsMessage.id,
-        )
-        .join(Activity, Activity.id == Trace.activity_id)
-        .outerjoin(MailMessage, MailMessage.trace_id == Trace.id)
-        .outerjoin(SmsMessage, SmsMessage.trace_id == Trace.id)
-        .where(Trace.participant_id == participant_id)
-        .order_by(Trace.id)
-    )
-    copied = [f for f in TimelineStep.__dataclass_fields__ if hasattr(Trace, f) and f != "id"]
-    steps = []
-    for t, name, activity_type, trigger, mail_id, sms_id in session.execute(stmt):
-        steps.append(
-            TimelineStep(
-                trace_id=t.id,
-                activity_name=name,
-                activity_type=activity_type,
-                trigger_type=trigger,
-                email_message_id=mail_id,
-                sms_message_id=sms_id,
-                **{f: getattr(t, f) for f in copied},
-            )
-        )
-    return steps
-
-
 def get_trace(session: Session, *, participant_id: int, trace_id: int) -> Trace:
     trace = session.get(Trace, trace_id)
     if trace is None or trace.participant_id != participant_id:
@@ -302,11 +238,3 @@ def remove_participant(
     participant.updated_at = now
     session.flush()
     return participant
-
-
-def message_of_trace(session: Session, *, trace_id: int) -> MailMessage | SmsMessage | None:
-    """The email or SMS composed for a trace (the message as sent), if any."""
-    mail = session.scalar(select(MailMessage).where(MailMessage.trace_id == trace_id))
-    if mail is not None:
-        return mail
-    return session.scalar(select(SmsMessage).where(SmsMessage.trace_id == trace_id))

@@ -18,11 +18,11 @@ from dataclasses import dataclass, field
 from celery import Celery
 
 from nurture.config import Settings, load_settings
-from nurture.engine.loop import new_worker_id
 from nurture.jobs.pending import PendingKeys
 from nurture.jobs.ratelimit import Limiter, RateLimits, rate_limits
 from nurture.jobs.settings import JobSettings, job_settings
 from nurture.runtime import Runtime, open_runtime
+from nurture.worker.loop import new_worker_id
 
 log = logging.getLogger(__name__)
 

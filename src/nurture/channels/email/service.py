@@ -73,7 +73,7 @@ from nurture.channels.email.templates import (
     validate_template,
 )
 from nurture.config import Settings, load_settings
-from nurture.engine.executors import ExecutionBatch, Outcome, register_executor
+from nurture.engine.executors import ExecutionBatch, Outcome
 from nurture.engine.models import Trace
 from nurture.errors import Conflict, NotFound, ValidationError
 from nurture.records import models as rm
@@ -633,8 +633,6 @@ def _message_id(raw: bytes) -> str:
             return line[11:].strip().decode("ascii", "replace")
     return ""
 
-
-register_executor("email", send_email)
 
 
 # --------------------------------------------------------------------------- unsubscribe

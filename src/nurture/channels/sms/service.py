@@ -49,7 +49,7 @@ from nurture.channels.sms.render import (
 )
 from nurture.channels.sms.segments import SegmentInfo
 from nurture.config import Settings, load_settings
-from nurture.engine.executors import ExecutionBatch, Outcome, register_executor
+from nurture.engine.executors import ExecutionBatch, Outcome
 from nurture.engine.models import Trace
 from nurture.errors import Conflict, NotFound, ValidationError
 from nurture.records import models as rm
@@ -470,5 +470,3 @@ def send_sms(batch: ExecutionBatch) -> dict[int, Outcome]:
             )
     return outcomes
 
-
-register_executor("sms", send_sms)

@@ -25,6 +25,7 @@ from nurture.channels.email.models import MailMessage
 from nurture.engine import participants as engine_participants
 from nurture.engine.models import PARTICIPANT_STATES, TRACE_STATES
 from nurture.errors import NotFound, NurtureError
+from nurture.reporting import timeline as reporting_timeline
 from nurture.web.api.common import Now
 from nurture.web.api.users import audit
 from nurture.web.security import CurrentUser, csrf_protect
@@ -130,7 +131,7 @@ def participant_page(
         session, campaign_id=campaign_id, participant_id=participant_id
     )
     name, email = _record_label(session, campaign.model, participant.res_id)
-    steps = engine_participants.timeline(session, participant_id=participant_id)
+    steps = reporting_timeline.timeline(session, participant_id=participant_id)
     return render(
         request,
         "ui/participants/timeline.html",
@@ -194,7 +195,7 @@ def cancel(
 def _message(session: Any, campaign_id: int, participant_id: int, trace_id: int) -> Any:
     engine_participants.get_participant(session, campaign_id=campaign_id, participant_id=participant_id)
     engine_participants.get_trace(session, participant_id=participant_id, trace_id=trace_id)
-    message = engine_participants.message_of_trace(session, trace_id=trace_id)
+    message = reporting_timeline.message_of_trace(session, trace_id=trace_id)
     if message is None:
         raise NotFound(f"no message was composed for trace {trace_id}", field="trace_id")
     return message

@@ -19,10 +19,10 @@ from nurture.audience.search import search_records
 from nurture.campaigns import service as campaigns
 from nurture.campaigns.describe import trigger_words, with_depth
 from nurture.engine import testmode
-from nurture.engine.participants import TimelineStep, timeline
 from nurture.errors import NurtureError
 from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
+from nurture.reporting.timeline import TimelineStep, timeline
 from nurture.web.api.common import Now
 from nurture.web.security import csrf_protect
 from nurture.web.ui.render import (

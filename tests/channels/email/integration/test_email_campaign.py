@@ -13,10 +13,10 @@ from nurture.channels.email.inbound_smtp import start_listener
 from nurture.channels.email.models import LinkClick, MailOpen, MailUnsubscribe, TrackedLink
 from nurture.channels.email.receive import handle_inbound
 from nurture.cli import cli
-from nurture.engine.loop import tick
 from nurture.engine.models import Trace
 from nurture.records import service as records
 from nurture.tracking.tokens import message_token
+from nurture.worker.loop import tick
 
 from ..smtp_sink import free_port
 from .conftest import (

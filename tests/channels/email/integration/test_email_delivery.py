@@ -16,13 +16,13 @@ from nurture.channels.email.receive import apply_auto_blacklist
 from nurture.channels.email.templates import TemplateValidationError
 from nurture.engine.enrol import sync_campaigns
 from nurture.engine.execute import run_due
-from nurture.engine.loop import tick
 from nurture.engine.models import Trace
 from nurture.errors import Conflict
 from nurture.records import service as records
 from nurture.records.models import MailingContact
 from nurture.tracking.tokens import TokenSigner
 from nurture.tracking.urls import view_url
+from nurture.worker.loop import tick
 
 from .conftest import HOUR, T0, Env, campaign_with_email
 
@@ -207,7 +207,7 @@ def test_template_errors_are_reported_at_save_time(env: Env) -> None:
 
 
 def test_the_worker_loop_delivers_after_its_batches(env: Env) -> None:
-    from nurture.engine.loop import Worker
+    from nurture.worker.loop import Worker
 
     _, mail, _, _ = campaign_with_email(env.db, [{"name": "Rae", "email": "rae@example.org"}])
     worker = Worker(env.db, worker_id="test-worker", clock=lambda: T0)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from nurture.engine.loop import tick
 from nurture.engine.models import Trace
 from nurture.tracking.tokens import TokenSigner, message_token
+from nurture.worker.loop import tick
 
 from .conftest import T0, Env, campaign_with_email, corpus
 

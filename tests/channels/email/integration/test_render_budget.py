@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from nurture.engine.loop import tick
 from nurture.engine.models import Trace
 from nurture.records.models import Contact, Tag
+from nurture.worker.loop import tick
 
 from .conftest import T0, Env, campaign_with_email
 

@@ -11,10 +11,10 @@ import pytest
 from sqlalchemy import func, select
 
 from nurture.channels.email.models import LinkClick, MailOpen, TrackedLink
-from nurture.engine.loop import tick
 from nurture.engine.models import Trace
 from nurture.tracking.hits import HitPolicy
 from nurture.tracking.recorder import HitRecorder, PendingHit
+from nurture.worker.loop import tick
 
 from .conftest import HOUR, HUMAN_UA, T0, Env, campaign_with_email
 

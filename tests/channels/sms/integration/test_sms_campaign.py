@@ -12,8 +12,8 @@ from nurture.channels.sms import delivery
 from nurture.channels.sms.models import SmsMessage
 from nurture.channels.sms.providers import twilio_signature
 from nurture.engine.enrol import sync_campaigns
-from nurture.engine.loop import drain
 from nurture.records import service as records
+from nurture.worker.loop import drain
 
 from .conftest import BASE_URL, HOUR, HUMAN_UA, T0, Env, campaign_with_sms, tags_of
 

@@ -7,8 +7,8 @@ import threading
 from collections.abc import Callable
 
 from nurture.channels.queue import default_lease
-from nurture.engine.loop import Worker, new_worker_id
 from nurture.runtime import Runtime
+from nurture.worker.loop import Worker, new_worker_id
 
 log = logging.getLogger(__name__)
 

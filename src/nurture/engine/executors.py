@@ -41,11 +41,11 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Activity, Campaign, ServerAction
-from nurture.campaigns.service import ensure_tags
 from nurture.engine.models import Trace
 from nurture.records.catalog import REGISTRY
 from nurture.records.models import Tag
 from nurture.records.registry import ModelDef
+from nurture.records.tags import ensure_tags
 
 log = logging.getLogger(__name__)
 

@@ -159,7 +159,8 @@ def bare_loop(port: int, raw: bytes, rows: int) -> float:
 
 
 def run(backend: str, rows: int, batch: int, serial: bool = False, workers: int = 1) -> float:
-    from nurture.campaigns import service as cs
+    from nurture.campaigns import activities as activity_service
+    from nurture.campaigns import campaigns as cs
     from nurture.channels.email import service as email_service
     from nurture.config import load_settings
     from nurture.engine.enrol import enrol_campaign
@@ -173,7 +174,7 @@ def run(backend: str, rows: int, batch: int, serial: bool = False, workers: int 
             generate_contacts(db, rows)
             with db.transaction() as s:
                 campaign = cs.create_campaign(session=s, now=NOW, name="Spring", model="contact")
-                mail = cs.add_activity(
+                mail = activity_service.add_activity(
                     session=s, now=NOW, campaign_id=campaign.id, name="Spring mail", activity_type="email"
                 )
                 email_service.create_template(

@@ -24,7 +24,9 @@ from bench._engine_common import (
     parse_args,
     timed,
 )
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.db import Database
 from nurture.engine.enrol import enrol_campaign
 
@@ -73,10 +75,10 @@ def run(backend: str, rows: int) -> float:
         generate_contacts(db, rows)
         with db.transaction() as s:
             campaign = cs.create_campaign(session=s, now=NOW, name="Bench", model="contact", domain=DOMAIN)
-            action = cs.create_server_action(
+            action = action_service.create_server_action(
                 session=s, now=NOW, name="tag", model="contact", add_tags=["Bench"]
             )
-            activity = cs.add_activity(
+            activity = activity_service.add_activity(
                 session=s, now=NOW, campaign_id=campaign.id, name="Tag",
                 activity_type="action", server_action_id=action.id,
             )

@@ -22,7 +22,9 @@ import time
 from sqlalchemy import select, update
 
 from bench._engine_common import backends, fresh_database, generate_contacts
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.clock import utcnow
 from nurture.config import load_settings
 from nurture.db import Database
@@ -40,14 +42,14 @@ def prepare(db: Database, events: int) -> tuple[list[int], int]:
     now = utcnow()
     with db.transaction() as s:
         campaign = cs.create_campaign(session=s, now=now, name="Latency", model="contact")
-        mail = cs.add_activity(
+        mail = activity_service.add_activity(
             session=s, now=now, campaign_id=campaign.id, name="Mail", activity_type="email",
             interval_number=1, interval_unit="months",
         )
-        action = cs.create_server_action(
+        action = action_service.create_server_action(
             session=s, now=now, name="Hot", model="contact", values={"city": "Clicked"}
         )
-        child = cs.add_activity(
+        child = activity_service.add_activity(
             session=s, now=now, campaign_id=campaign.id, name="Clicked", activity_type="action",
             server_action_id=action.id, trigger_type="mail_click", parent_id=mail.id,
         )

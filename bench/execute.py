@@ -32,7 +32,9 @@ from bench._engine_common import (
     peak_rss_mb,
     timed,
 )
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.db import Database
 from nurture.engine.enrol import enrol_campaign
 from nurture.engine.execute import BatchResult, run_due
@@ -107,14 +109,14 @@ def run(backend: str, rows: int, batch: int) -> float:
         generate_contacts(db, rows)
         with db.transaction() as s:
             campaign = cs.create_campaign(session=s, now=NOW, name="Bench", model="contact")
-            action = cs.create_server_action(
+            action = action_service.create_server_action(
                 session=s, now=NOW, name="Set city", model="contact", values={"city": "Paris"}
             )
-            first = cs.add_activity(
+            first = activity_service.add_activity(
                 session=s, now=NOW, campaign_id=campaign.id, name="Set city",
                 activity_type="action", server_action_id=action.id,
             )
-            cs.add_activity(
+            activity_service.add_activity(
                 session=s, now=NOW, campaign_id=campaign.id, name="Later",
                 activity_type="action", server_action_id=action.id,
                 trigger_type="activity", parent_id=first.id, interval_number=1, interval_unit="days",

@@ -46,20 +46,22 @@ def children_cpu() -> float:
 
 
 def setup(db: Database, rows: int, emails: int) -> None:
-    from nurture.campaigns import service as cs
+    from nurture.actions import service as action_service
+    from nurture.campaigns import activities as activity_service
+    from nurture.campaigns import campaigns as cs
     from nurture.channels.email import service as email_service
     from nurture.engine.enrol import enrol_campaign
 
     generate_contacts(db, rows)
     now = utcnow()
     with db.transaction() as s:
-        tag = cs.create_server_action(session=s, now=now, name="tag", model="contact", add_tags=["Bench"])
+        tag = action_service.create_server_action(session=s, now=now, name="tag", model="contact", add_tags=["Bench"])
         update = cs.create_campaign(session=s, now=now, name="Field updates", model="contact")
-        cs.add_activity(session=s, now=now, campaign_id=update.id, name="Tag", activity_type="action",
+        activity_service.add_activity(session=s, now=now, campaign_id=update.id, name="Tag", activity_type="action",
                         server_action_id=tag.id)
         mail = cs.create_campaign(session=s, now=now, name="Emails", model="contact",
                                   domain=[["id", "<=", emails]])
-        step = cs.add_activity(session=s, now=now, campaign_id=mail.id, name="Mail", activity_type="email")
+        step = activity_service.add_activity(session=s, now=now, campaign_id=mail.id, name="Mail", activity_type="email")
         email_service.create_template(session=s, now=now, activity_id=step.id,
                                       subject="{{ record.name }}, hello", body_html=HTML)
         for campaign in (update, mail):

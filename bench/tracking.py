@@ -148,7 +148,9 @@ def environ(db_url: str, log_level: str) -> dict[str, str]:
 
 def prepare(db: Database, rows: int) -> tuple[list[str], list[str]]:
     """Sent email traces through the product's services; their open and click paths."""
-    from nurture.campaigns import service as cs
+    from nurture.actions import service as action_service
+    from nurture.campaigns import activities as activity_service
+    from nurture.campaigns import campaigns as cs
     from nurture.channels.email import delivery
     from nurture.channels.email import service as email_service
     from nurture.channels.email.models import MailMessage, TrackedLink
@@ -164,7 +166,7 @@ def prepare(db: Database, rows: int) -> tuple[list[str], list[str]]:
     generate_contacts(db, rows)
     with db.transaction() as s:
         campaign = cs.create_campaign(session=s, now=NOW, name="Spring", model="contact")
-        mail = cs.add_activity(
+        mail = activity_service.add_activity(
             session=s, now=NOW, campaign_id=campaign.id, name="Spring mail", activity_type="email"
         )
         email_service.create_template(
@@ -172,10 +174,10 @@ def prepare(db: Database, rows: int) -> tuple[list[str], list[str]]:
             subject="{{ record.name }}, our spring collection is here", body_html=HTML,
         )
         for trigger, days in (("mail_open", 1), ("mail_click", 0), ("mail_not_open", 3)):
-            action = cs.create_server_action(
+            action = action_service.create_server_action(
                 session=s, now=NOW, name=f"tag {trigger}", model="contact", add_tags=[trigger]
             )
-            cs.add_activity(
+            activity_service.add_activity(
                 session=s, now=NOW, campaign_id=campaign.id, name=f"On {trigger}",
                 activity_type="action", server_action_id=action.id, trigger_type=trigger,
                 parent_id=mail.id, interval_number=days, interval_unit="days",

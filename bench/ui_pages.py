@@ -29,7 +29,9 @@ from sqlalchemy import event, select, text
 
 from bench._engine_common import analyse, backends, fresh_database, generate_contacts
 from nurture.accounts import service as accounts
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.campaigns.models import Activity
 from nurture.clock import utcnow
 from nurture.config import Settings
@@ -49,7 +51,7 @@ def build_data(db: Database, contacts: int, campaigns: int, traces: int) -> dict
         accounts.create_user(
             s, login="marketer@example.com", role="marketer", password=PASSWORD, now=now
         )
-        action = cs.create_server_action(
+        action = action_service.create_server_action(
             session=s, now=now, name="Tag", model="contact", add_tags=["Bench"]
         )
         for i in range(campaigns):
@@ -59,7 +61,7 @@ def build_data(db: Database, contacts: int, campaigns: int, traces: int) -> dict
             )
             parent = None
             for k in range(12 if i == 0 else 3):
-                activity = cs.add_activity(
+                activity = activity_service.add_activity(
                     session=s, now=now, campaign_id=campaign.id, name=f"Step {k + 1}",
                     activity_type="action", server_action_id=action.id,
                     trigger_type="begin" if parent is None else "activity",

@@ -24,8 +24,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import nurture.actions  # noqa: F401  (registers the handlers in this process)
+from nurture.actions import service as action_service
 from nurture.actions import webhook
-from nurture.campaigns import service as cs
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.cli import cli
 from nurture.db import Database
 from nurture.engine.models import Trace
@@ -55,10 +57,10 @@ def tick(db: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Itera
 
 def _campaign(s: Session, model: str, action_type: str, payload: dict[str, Any], **kw: Any) -> int:
     campaign = cs.create_campaign(session=s, now=T0, name=f"Run {action_type}", model=model, **kw)
-    action = cs.create_server_action(
+    action = action_service.create_server_action(
         session=s, now=T0, name=action_type, model=model, action_type=action_type, payload=payload,
     )
-    activity = cs.add_activity(
+    activity = activity_service.add_activity(
         session=s, now=T0, campaign_id=campaign.id, name="Act", activity_type="action",
         server_action_id=action.id,
     )
@@ -174,8 +176,8 @@ def test_webhook_refused_for_loopback_by_default(
 def test_multi(db: Database, tick: Any) -> None:
     with db.transaction() as s:
         a = contact(s, "Ann", email="ann@x.io")
-        first = cs.create_server_action(session=s, now=T0, name="Tag", model="contact", add_tags=["Hot"])
-        second = cs.create_server_action(
+        first = action_service.create_server_action(session=s, now=T0, name="Tag", model="contact", add_tags=["Hot"])
+        second = action_service.create_server_action(
             session=s, now=T0, name="List", model="contact", action_type="add_to_list",
             payload={"list": "Hot list"},
         )
@@ -206,7 +208,7 @@ def test_unknown_type_is_refused_at_save(db: Database) -> None:
     from nurture.errors import ValidationError
 
     with db.transaction() as s, pytest.raises(ValidationError) as info:
-        cs.create_server_action(
+        action_service.create_server_action(
             session=s, now=T0, name="x", model="contact", action_type="exec_python", payload={"code": "1"},
         )
     assert info.value.field == "action_type"

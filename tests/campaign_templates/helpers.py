@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select
 
 from nurture.campaign_templates import create_from_template
-from nurture.campaigns import service as cs
+from nurture.campaigns import campaigns as cs
 from nurture.channels.email.inbound import InboundKind
 from nurture.channels.email.receive import handle_inbound
 from nurture.db import Database

@@ -7,7 +7,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.campaign_templates import TEMPLATES, create_from_template, get_template
-from nurture.campaigns import service as cs
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.campaigns.models import Campaign, ServerAction
 from nurture.channels.email import service as email_service
 from nurture.channels.email.models import EmailTemplate
@@ -66,7 +67,7 @@ def test_each_template_creates_a_draft_campaign_that_validates(session: Session,
     # the filters compile, and it starts (it has activities; every action is valid)
     cs.campaign_count(session, campaign_id=campaign.id, now=T0)
     for activity in activities:
-        cs.applied_count(session, activity_id=activity.id, now=T0)
+        activity_service.applied_count(session, activity_id=activity.id, now=T0)
     assert cs.start_campaign(session=session, now=T0, campaign_id=campaign.id).state == "running"
 
 

@@ -30,7 +30,9 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from sqlalchemy import func, select
 
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.channels.email import service as email_service
 from nurture.channels.email.models import MailMessage
 from nurture.channels.queue import MSG_UNKNOWN
@@ -192,7 +194,7 @@ def start_campaign(db: Database, kind: str, configure: Callable[[Any, int], None
     with db.transaction() as s:
         contacts(s, phones=kind == "sms")
         cid = cs.create_campaign(session=s, now=T0, name="Kill", model="contact", domain=None).id
-        step = cs.add_activity(session=s, now=T0, campaign_id=cid, name="Step", activity_type=kind,
+        step = activity_service.add_activity(session=s, now=T0, campaign_id=cid, name="Step", activity_type=kind,
                                **({} if kind != "action" else {"server_action_id": configure_action(s)}))
         configure(s, step.id)
         cs.start_campaign(session=s, now=T0, campaign_id=cid)
@@ -204,7 +206,7 @@ _webhook_url: list[str] = []
 
 def configure_action(s: Any) -> int:
     return int(
-        cs.create_server_action(
+        action_service.create_server_action(
             session=s, now=T0, name="Push", model="contact", action_type="webhook",
             payload={"url": _webhook_url[0], "secret": SECRET, "retries": 0},
         ).id

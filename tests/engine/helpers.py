@@ -9,7 +9,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.db import Database
 from nurture.engine.models import Participant, Trace
 from nurture.records.events import records_changed
@@ -50,14 +52,14 @@ def make_campaign(
 
 
 def tag_action(session: Session, tag: str = "Hot", *, now: datetime = T0) -> int:
-    return cs.create_server_action(
+    return action_service.create_server_action(
         session=session, now=now, name=f"tag {tag}", model="contact", add_tags=[tag]
     ).id
 
 
 def add(session: Session, campaign_id: int, name: str, *, now: datetime = T0, **kw: Any) -> int:
     kw.setdefault("activity_type", "action")
-    return cs.add_activity(session=session, now=now, campaign_id=campaign_id, name=name, **kw).id
+    return activity_service.add_activity(session=session, now=now, campaign_id=campaign_id, name=name, **kw).id
 
 
 def traces(db: Database, *, activity_id: int | None = None, **filters: Any) -> list[Trace]:

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from nurture.campaigns import service as cs
+from nurture.campaigns import campaigns as cs
 from nurture.db import Database
 from nurture.records.models import Contact
 from nurture.worker.loop import tick

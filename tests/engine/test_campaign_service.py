@@ -6,9 +6,12 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.campaigns.timing import add_interval
 from nurture.db import Database
+from nurture.engine import campaign_changes
 from nurture.errors import Conflict, ValidationError
 from nurture.worker.loop import tick
 
@@ -77,17 +80,17 @@ def test_activity_tree_rules(db: Database) -> None:
         add(s, cid, "Sms click", trigger_type="sms_not_click", parent_id=sms, interval_number=2)
         # no cycles: an activity cannot hang below its own descendant
         with pytest.raises(ValidationError) as info:
-            cs.edit_activity(session=s, now=T0, activity_id=mail, trigger_type="activity", parent_id=act)
+            campaign_changes.edit_activity(session=s, now=T0, activity_id=mail, trigger_type="activity", parent_id=act)
         assert info.value.field == "parent_id"
     with db.transaction() as s, pytest.raises(ValidationError) as info:
         # the email parent cannot become an SMS while it has mail_* children
-        cs.edit_activity(session=s, now=T0, activity_id=mail, activity_type="sms")
+        campaign_changes.edit_activity(session=s, now=T0, activity_id=mail, activity_type="sms")
     assert info.value.field == "activity_type"
 
 
 def test_server_action_validation(db: Database) -> None:
     with db.transaction() as s:
-        ok = cs.create_server_action(session=s, now=T0, name="Prio", model="lead", values={"priority": 3})
+        ok = action_service.create_server_action(session=s, now=T0, name="Prio", model="lead", values={"priority": 3})
         assert ok.id
     bad = [
         ({"values": {"nope": 1}}, "set.nope"),
@@ -99,11 +102,11 @@ def test_server_action_validation(db: Database) -> None:
     ]
     for changes, field in bad:
         with db.transaction() as s, pytest.raises(ValidationError) as info:
-            cs.create_server_action(session=s, now=T0, name="X", model="lead", **changes)
+            action_service.create_server_action(session=s, now=T0, name="X", model="lead", **changes)
         assert info.value.field == field, changes
     with db.transaction() as s:
         cid = make_campaign(s)
-        lead_action = cs.create_server_action(
+        lead_action = action_service.create_server_action(
             session=s, now=T0, name="Prio", model="lead", values={"priority": 1}
         ).id
         with pytest.raises(ValidationError) as info:
@@ -153,12 +156,12 @@ def test_delete_activity_deletes_descendants_and_completes_participants(db: Data
     tick(db, now=T0)
     assert states(db, second) == ["scheduled"]
     with db.transaction() as s:
-        cs.delete_activity(session=s, now=T0 + timedelta(hours=1), activity_id=second)
+        campaign_changes.delete_activity(session=s, now=T0 + timedelta(hours=1), activity_id=second)
         assert [a.name for a in cs.get_campaign(session=s, campaign_id=cid).activities] == ["First"]
     assert traces(db, activity_id=second) == []
     assert participants(db, cid)[0].state == "completed"
     with db.transaction() as s:
-        cs.delete_campaign(session=s, now=T0, campaign_id=cid)
+        campaign_changes.delete_campaign(session=s, now=T0, campaign_id=cid)
     assert participants(db, cid) == []
 
 
@@ -170,7 +173,7 @@ def test_applied_filter_count_is_live(db: Database) -> None:
         cid = make_campaign(s, domain=[["country_code", "=", "FR"]])
         act = add(s, cid, "Paris", server_action_id=tag_action(s), domain=[["city", "=", "Paris"]])
         assert cs.campaign_count(session=s, campaign_id=cid, now=T0) == 2
-        assert cs.applied_count(session=s, activity_id=act, now=T0) == 1
+        assert activity_service.applied_count(session=s, activity_id=act, now=T0) == 1
 
 
 def test_tree_shape_is_frozen_once_an_activity_has_traces(db: Database) -> None:
@@ -182,12 +185,12 @@ def test_tree_shape_is_frozen_once_an_activity_has_traces(db: Database) -> None:
         cs.start_campaign(session=s, now=T0, campaign_id=cid)
     tick(db, now=T0)
     with db.transaction() as s, pytest.raises(Conflict) as info:
-        cs.edit_activity(session=s, now=T0, activity_id=second, trigger_type="activity", parent_id=first)
+        campaign_changes.edit_activity(session=s, now=T0, activity_id=second, trigger_type="activity", parent_id=first)
     assert info.value.field == "trigger_type"
     with db.transaction() as s:  # name, interval and filter stay editable
-        cs.edit_activity(session=s, now=T0, activity_id=second, name="Renamed", interval_number=2)
+        campaign_changes.edit_activity(session=s, now=T0, activity_id=second, name="Renamed", interval_number=2)
     with db.transaction() as s, pytest.raises(Conflict) as info:
-        cs.edit_campaign(session=s, now=T0, campaign_id=cid, unicity_field="id")
+        campaign_changes.edit_campaign(session=s, now=T0, campaign_id=cid, unicity_field="id")
     assert info.value.field == "unicity_field"
     with db.transaction() as s:  # the filter stays editable; enrolment follows it
-        cs.edit_campaign(session=s, now=T0, campaign_id=cid, domain=[["email", "!=", False]])
+        campaign_changes.edit_campaign(session=s, now=T0, campaign_id=cid, domain=[["email", "!=", False]])

@@ -7,7 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import delete, func, select, text, update
 
-from nurture.campaigns import service as cs
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
+from nurture.campaigns import domains
 from nurture.db import Database
 from nurture.engine.enrol import enrol_campaign
 from nurture.engine.models import Participant, Trace
@@ -179,9 +181,9 @@ def test_filter_rejection_campaign_filter_and_ancestor_activity_filter(db: Datab
                    domain=[["city", "=", "Paris"]])
         child = add(s, cid, "Child", server_action_id=tag_action(s, "C"), trigger_type="activity",
                     parent_id=root, interval_number=1, interval_unit="days")
-        applied = cs.applied_domain(s, activity=cs.get_activity(session=s, activity_id=child))
+        applied = domains.applied_domain(s, activity=activity_service.get_activity(session=s, activity_id=child))
         assert applied == ["&", ["country_code", "=", "FR"], ["city", "=", "Paris"]]
-        assert cs.applied_count(session=s, activity_id=child, now=T0) == 2
+        assert activity_service.applied_count(session=s, activity_id=child, now=T0) == 2
     _start(db, cid)
     tick(db, now=T0)
     by_res = {t.res_id: (t.state, t.state_message) for t in traces(db, activity_id=root)}

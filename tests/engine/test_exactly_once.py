@@ -6,7 +6,7 @@ import threading
 from collections import Counter
 from datetime import timedelta
 
-from nurture.campaigns import service as cs
+from nurture.campaigns import campaigns as cs
 from nurture.db import Database
 from nurture.engine.execute import claim, new_token, process_group, run_due
 from nurture.worker.loop import tick

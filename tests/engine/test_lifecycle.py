@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from click.testing import CliRunner
 
-from nurture.campaigns import service as cs
+from nurture.campaigns import campaigns as cs
 from nurture.db import Database
-from nurture.engine import testmode
+from nurture.engine import campaign_changes, testmode
 from nurture.engine.events import record_event
 from nurture.errors import Conflict, ValidationError
 from nurture.worker.loop import tick
@@ -90,14 +90,14 @@ def test_update_adds_root_and_child_traces(db: Database) -> None:
         assert cs.get_campaign(session=s, campaign_id=cid).workflow_modified
     assert traces(db, activity_id=root) == [] and traces(db, activity_id=child) == []
     with db.transaction() as s:
-        cs.update_campaign(session=s, now=T0 + D, campaign_id=cid)
+        campaign_changes.update_campaign(session=s, now=T0 + D, campaign_id=cid)
         assert not cs.get_campaign(session=s, campaign_id=cid).workflow_modified
     # the child re-opened the completed participants; the root is for running participants
     child_traces = traces(db, activity_id=child)
     assert [t.schedule_date for t in child_traces] == [T0 + D, T0 + D]
     assert {p.state for p in participants(db, cid)} == {"running"}
     with db.transaction() as s:
-        cs.update_campaign(session=s, now=T0 + D, campaign_id=cid)  # idempotent
+        campaign_changes.update_campaign(session=s, now=T0 + D, campaign_id=cid)  # idempotent
     assert len(traces(db, activity_id=child)) == 2
     tick(db, now=T0 + D)
     assert states(db, child) == ["processed", "processed"]
@@ -116,9 +116,9 @@ def test_update_redates_scheduled_traces_after_interval_change(db: Database) -> 
     _start(db, cid)
     tick(db, now=T0)
     with db.transaction() as s:
-        cs.edit_activity(session=s, now=T0 + H, activity_id=act, interval_number=1, interval_unit="weeks")
+        campaign_changes.edit_activity(session=s, now=T0 + H, activity_id=act, interval_number=1, interval_unit="weeks")
         assert cs.get_campaign(session=s, campaign_id=cid).workflow_modified
-        cs.update_campaign(session=s, now=T0 + H, campaign_id=cid)
+        campaign_changes.update_campaign(session=s, now=T0 + H, campaign_id=cid)
     (t,) = traces(db, activity_id=act)
     assert t.schedule_date == T0 + timedelta(weeks=1)
 
@@ -239,7 +239,7 @@ def test_update_adds_event_and_not_children_from_what_already_happened(
                       trigger_type="mail_click", parent_id=mail, interval_number=2, interval_unit="hours")
         not_opened = add(s, cid, "Not opened", server_action_id=tag_action(s), now=T0 + D,
                          trigger_type="mail_not_open", parent_id=mail, interval_number=3, interval_unit="days")
-        cs.update_campaign(session=s, now=T0 + D, campaign_id=cid)
+        campaign_changes.update_campaign(session=s, now=T0 + D, campaign_id=cid)
     got = {t.res_id: t.schedule_date for t in traces(db, activity_id=clicked)}
     assert got == {a: T0 + 3 * H, b: None}  # a clicked already: dated from the click
     got = {t.res_id: t.schedule_date for t in traces(db, activity_id=not_opened)}

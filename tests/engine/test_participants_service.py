@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from nurture.campaigns import service as cs
+from nurture.campaigns import campaigns as cs
 from nurture.db import Database
 from nurture.engine import participants as ep
 from nurture.engine.models import Participant

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from nurture.campaigns import service as cs
+from nurture.campaigns import campaigns as cs
 from nurture.db import Database
 from nurture.engine.events import record_event
 from nurture.worker.loop import tick

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 from sqlalchemy import select
 
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import campaigns as cs
 from nurture.clock import utcnow
 from nurture.config import load_settings
 from nurture.db import Database
@@ -32,7 +33,7 @@ def test_update_record_action_sets_fields_and_tags(db: Database) -> None:
         s.flush()
         lead_id = lead.id
         campaign = cs.create_campaign(session=s, now=T0, name="Prio", model="lead")
-        action = cs.create_server_action(
+        action = action_service.create_server_action(
             session=s, now=T0, name="Hot lead", model="lead",
             values={"priority": 3, "stage": "Qualified"}, add_tags=["Hot"], remove_tags=["Cold"],
         )
@@ -55,7 +56,7 @@ def test_in_process_runner_enrols_and_follows_a_click_within_seconds(
         cid = make_campaign(s, now=now)
         mail = add(s, cid, "Mail", activity_type="email", now=now)
         clicked = add(s, cid, "Clicked", trigger_type="mail_click", parent_id=mail, now=now,
-                      server_action_id=cs.create_server_action(
+                      server_action_id=action_service.create_server_action(
                           session=s, now=now, name="t", model="contact", add_tags=["Hot"]).id)
         cs.start_campaign(session=s, now=now, campaign_id=cid)
     settings = load_settings({"NURTURE_DATABASE_URL": db.url, "NURTURE_DATA_DIR": "/tmp"})
@@ -97,7 +98,7 @@ def test_worker_command_runs_due_traces_and_stops_on_sigterm(db: Database, tmp_p
     with db.transaction() as s:
         s.add(Contact(name="W", email="w@x.io", created_at=now, updated_at=now))
         cid = make_campaign(s, now=now)
-        act = add(s, cid, "Tag", now=now, server_action_id=cs.create_server_action(
+        act = add(s, cid, "Tag", now=now, server_action_id=action_service.create_server_action(
             session=s, now=now, name="t", model="contact", add_tags=["Seen"]).id)
         cs.start_campaign(session=s, now=now, campaign_id=cid)
     env = {**os.environ, "NURTURE_DATABASE_URL": db.url, "NURTURE_DATA_DIR": str(tmp_path)}

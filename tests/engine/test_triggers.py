@@ -6,7 +6,7 @@ from datetime import timedelta
 
 import pytest
 
-from nurture.campaigns import service as cs
+from nurture.campaigns import campaigns as cs
 from nurture.db import Database
 from nurture.engine.events import record_event
 from nurture.worker.loop import tick

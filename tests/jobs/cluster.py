@@ -156,7 +156,8 @@ class Cluster:
 def two_step_campaign(db: Database, participants: int) -> tuple[int, int, int]:
     """``participants`` contacts and a running campaign: email "Step 1" to each, then
     "Step 2" at once after it. Returns (campaign id, step 1 id, step 2 id)."""
-    from nurture.campaigns import service as cs
+    from nurture.campaigns import activities as activity_service
+    from nurture.campaigns import campaigns as cs
     from nurture.channels.email import service as email_service
 
     now = utcnow()
@@ -171,14 +172,14 @@ def two_step_campaign(db: Database, participants: int) -> tuple[int, int, int]:
         )
     with db.transaction() as s:
         campaign = cs.create_campaign(session=s, now=now, name="Two steps", model="contact")
-        step1 = cs.add_activity(
+        step1 = activity_service.add_activity(
             session=s, now=now, campaign_id=campaign.id, name="Step 1", activity_type="email"
         )
         email_service.create_template(
             session=s, now=now, activity_id=step1.id, subject="Step 1",
             body_html="<p>Hello {{ record.name }}, welcome.</p>",
         )
-        step2 = cs.add_activity(
+        step2 = activity_service.add_activity(
             session=s, now=now, campaign_id=campaign.id, name="Step 2", activity_type="email",
             trigger_type="activity", parent_id=step1.id, interval_number=0,
         )

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.engine.models import Trace
@@ -42,12 +44,12 @@ def test_record_change_and_open_event_run_their_steps_at_once(pg: Database, tmp_
     now = utcnow()
     with pg.transaction() as s:
         campaign = cs.create_campaign(session=s, now=now, name="Follow-ups", model="contact")
-        mail = cs.add_activity(session=s, now=now, campaign_id=campaign.id, name="Hi", activity_type="email")
+        mail = activity_service.add_activity(session=s, now=now, campaign_id=campaign.id, name="Hi", activity_type="email")
         from nurture.channels.email import service as email_service
 
         email_service.create_template(session=s, now=now, activity_id=mail.id, subject="Hi", body_html="<p>Hi</p>")
-        tag = cs.create_server_action(session=s, now=now, name="tag", model="contact", add_tags=["Opened"])
-        opened = cs.add_activity(
+        tag = action_service.create_server_action(session=s, now=now, name="tag", model="contact", add_tags=["Opened"])
+        opened = activity_service.add_activity(
             session=s, now=now, campaign_id=campaign.id, name="Tag openers", activity_type="action",
             server_action_id=tag.id, trigger_type="mail_open", parent_id=mail.id,
         )

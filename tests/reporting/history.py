@@ -8,7 +8,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.channels.email import service as email_service
 from nurture.db import Database
 from nurture.engine.events import record_event
@@ -48,20 +50,20 @@ def make_history(db: Database, *, start: datetime, contacts: int = 6) -> History
             s.flush()
             ids.append(c.id)
         cid = cs.create_campaign(session=s, now=start, name="Welcome flow", model="contact").id
-        welcome = cs.add_activity(
+        welcome = activity_service.add_activity(
             session=s, now=start, campaign_id=cid, name="Welcome email", activity_type="email"
         ).id
         email_service.create_template(
             session=s, now=start, activity_id=welcome, subject="Welcome {{ record.name }}",
             body_html='<p>Hello {{ record.name }}</p><p><a href="https://shop.example.com/">Shop</a></p>',
         )
-        tag = cs.create_server_action(session=s, now=start, name="Tag engaged", model="contact", add_tags=["Engaged"])
-        opened = cs.add_activity(
+        tag = action_service.create_server_action(session=s, now=start, name="Tag engaged", model="contact", add_tags=["Engaged"])
+        opened = activity_service.add_activity(
             session=s, now=start, campaign_id=cid, name="Tag openers", activity_type="action",
             server_action_id=tag.id, trigger_type="mail_open", parent_id=welcome,
             interval_number=2, interval_unit="hours",
         ).id
-        reminder = cs.add_activity(
+        reminder = activity_service.add_activity(
             session=s, now=start, campaign_id=cid, name="Reminder", activity_type="email",
             trigger_type="mail_not_open", parent_id=welcome, interval_number=2, interval_unit="days",
         ).id
@@ -69,7 +71,7 @@ def make_history(db: Database, *, start: datetime, contacts: int = 6) -> History
             session=s, now=start, activity_id=reminder, subject="Did you see this, {{ record.name }}?",
             body_html="<p>Reminder</p>",
         )
-        paris = cs.add_activity(
+        paris = activity_service.add_activity(
             session=s, now=start, campaign_id=cid, name="Paris only", activity_type="action",
             server_action_id=tag.id, trigger_type="activity", parent_id=reminder,
             interval_number=1, interval_unit="hours", domain=[["city", "=", "Paris"]],

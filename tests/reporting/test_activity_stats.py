@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from nurture.campaigns import service as cs
+from nurture.campaigns import activities as activity_service
 from nurture.db import Database
 from nurture.reporting.activity_stats import activity_stats
 from tests.ui.conftest import count_sql
@@ -56,7 +56,7 @@ def test_daily_series_covers_fifteen_days_ending_today(db: Database) -> None:
 def test_activity_without_traces_has_zeros(db: Database) -> None:
     h = make_history(db, start=START)
     with db.transaction() as s:
-        new = cs.add_activity(
+        new = activity_service.add_activity(
             session=s, now=NOW, campaign_id=h.campaign_id, name="Later", activity_type="sms"
         ).id
     with db.read() as s:
@@ -73,7 +73,7 @@ def test_statements_do_not_grow_with_activities(db: Database) -> None:
             activity_stats(session=s, campaign_id=h.campaign_id, now=NOW)
     with db.transaction() as s:
         for i in range(10):
-            cs.add_activity(
+            activity_service.add_activity(
                 session=s, now=NOW, campaign_id=h.campaign_id, name=f"Extra {i}",
                 activity_type="email", trigger_type="activity", parent_id=h.welcome,
             )

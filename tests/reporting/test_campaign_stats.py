@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from nurture.campaign_templates import create_from_template
-from nurture.campaigns import service as cs
+from nurture.campaigns import campaigns as cs
 from nurture.channels.email.models import LinkClick, TrackedLink
 from nurture.db import Database
 from nurture.engine.models import Trace

@@ -7,7 +7,9 @@ from datetime import datetime, timedelta
 from playwright.sync_api import Page
 from sqlalchemy import insert
 
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.campaigns.models import Campaign
 from nurture.db import Database
 from nurture.records.models import Contact
@@ -58,12 +60,12 @@ def running_campaign(db: Database, *, now: datetime, name: str = "Spring welcome
     the engine (so participants and processed steps exist). Returns (campaign, first, later)."""
     with db.transaction() as s:
         cid = cs.create_campaign(session=s, now=now, name=name, model="contact").id
-        action = cs.create_server_action(session=s, now=now, name="Tag Hot", model="contact", add_tags=["Hot"])
-        first = cs.add_activity(
+        action = action_service.create_server_action(session=s, now=now, name="Tag Hot", model="contact", add_tags=["Hot"])
+        first = activity_service.add_activity(
             session=s, now=now, campaign_id=cid, name="Tag as hot", activity_type="action",
             server_action_id=action.id,
         ).id
-        later = cs.add_activity(
+        later = activity_service.add_activity(
             session=s, now=now, campaign_id=cid, name="Follow-up tag", activity_type="action",
             server_action_id=action.id, trigger_type="activity", parent_id=first,
             interval_number=1, interval_unit="days",

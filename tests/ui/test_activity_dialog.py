@@ -9,7 +9,9 @@ import re
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.campaigns.models import Activity, ServerAction
 from nurture.channels.email import service as email_service
 from nurture.channels.sms import service as sms_service
@@ -25,8 +27,8 @@ def _campaign(ui: UiServer, *, running: bool = False) -> int:
             s.add(Contact(name=name, email=email, city=city, active=True, created_at=now, updated_at=now))
         cid = cs.create_campaign(session=s, now=now, name="Newsletter", model="contact").id
         if running:
-            cs.add_activity(session=s, now=now, campaign_id=cid, name="First", activity_type="action",
-                            server_action_id=cs.create_server_action(session=s, now=now, name="Tag", model="contact", add_tags=["a"]).id)
+            activity_service.add_activity(session=s, now=now, campaign_id=cid, name="First", activity_type="action",
+                            server_action_id=action_service.create_server_action(session=s, now=now, name="Tag", model="contact", add_tags=["a"]).id)
             cs.start_campaign(session=s, now=now, campaign_id=cid)
     return cid
 

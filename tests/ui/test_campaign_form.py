@@ -6,8 +6,9 @@ import re
 
 from playwright.sync_api import Page, expect
 
-from nurture.campaigns import service as cs
+from nurture.campaigns import campaigns as cs
 from nurture.clock import utcnow
+from nurture.engine import campaign_changes
 from tests.ui.conftest import UiServer, axe, count_sql, filter_code_view, shot
 from tests.ui.helpers_campaigns import bulk_contacts, csrf_of, past, running_campaign
 
@@ -60,7 +61,7 @@ def test_header_buttons_banner_and_counters(ui: UiServer, page: Page) -> None:
     expect(counters.get_by_role("link", name=re.compile("^0 Tests"))).to_be_visible()
     expect(page.get_by_role("button", name="Launch a test")).to_have_attribute("href", f"/campaigns/{cid}/test")
     with ui.db.transaction() as s:  # edited while running: "workflow modified"
-        cs.edit_activity(session=s, now=utcnow(), activity_id=first + 1, interval_number=3)
+        campaign_changes.edit_activity(session=s, now=utcnow(), activity_id=first + 1, interval_number=3)
     page.reload()
     banner = page.get_by_role("status").filter(has_text="The workflow was modified")
     expect(banner).to_be_visible()

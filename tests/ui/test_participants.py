@@ -9,7 +9,7 @@ from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
 from nurture.campaign_templates import create_from_template
-from nurture.campaigns import service as cs
+from nurture.campaigns import campaigns as cs
 from nurture.engine.models import Participant
 from nurture.worker.loop import tick
 from tests.ui.conftest import UiServer, axe, count_sql, shot

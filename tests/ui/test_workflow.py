@@ -9,7 +9,9 @@ from datetime import timedelta
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.campaigns.models import Activity
 from nurture.channels.email import service as email_service
 from nurture.channels.sms import service as sms_service
@@ -81,7 +83,7 @@ def test_add_child_offers_only_the_triggers_of_the_parent_type(ui: UiServer, pag
     with ui.db.transaction() as s:
         cid = cs.create_campaign(session=s, now=now, name="Types", model="contact").id
         ids = {
-            t: cs.add_activity(session=s, now=now, campaign_id=cid, name=f"A {t}", activity_type=t).id
+            t: activity_service.add_activity(session=s, now=now, campaign_id=cid, name=f"A {t}", activity_type=t).id
             for t in ("email", "sms", "action")
         }
     ui.login(page, "admin", next_path=f"/campaigns/{cid}/workflow")
@@ -231,11 +233,11 @@ def _workflow(ui: UiServer, name: str, size: int) -> int:
     now = utcnow()
     with ui.db.transaction() as s:
         cid = cs.create_campaign(session=s, now=now, name=name, model="contact").id
-        action = cs.create_server_action(session=s, now=now, name=f"Tag {name}", model="contact", add_tags=["x"]).id
+        action = action_service.create_server_action(session=s, now=now, name=f"Tag {name}", model="contact", add_tags=["x"]).id
         parent: int | None = None
         for i in range(size):
             kind = ("email", "sms", "action")[i % 3]
-            aid = cs.add_activity(
+            aid = activity_service.add_activity(
                 session=s, now=now, campaign_id=cid, name=f"{name} {i}", activity_type=kind,
                 trigger_type="activity" if parent else "begin", parent_id=parent,
                 server_action_id=action if kind == "action" else None,

@@ -16,12 +16,12 @@ from sqlalchemy import delete, exists, insert, inspect, literal, select, update
 
 from nurture.actions.base import check_keys, register_kind
 from nurture.campaigns.models import ServerAction
-from nurture.campaigns.service import ensure_tags
 from nurture.engine.executors import ExecutionBatch, Outcome
 from nurture.errors import ValidationError
 from nurture.records.catalog import REGISTRY
 from nurture.records.models import Tag
 from nurture.records.registry import ModelDef, RegistryError
+from nurture.records.tags import ensure_tags
 
 
 def validate_payload(model: str, payload: Mapping[str, Any]) -> dict[str, Any]:

@@ -16,9 +16,11 @@ from urllib.parse import urlsplit
 from sqlalchemy.orm import Session
 
 import nurture.actions  # noqa: F401  (registers the server action kinds)
+from nurture.actions import service as action_service
 from nurture.campaign_templates.catalog import TEMPLATES
 from nurture.campaign_templates.spec import DEFAULT_WEBSITE, WEBSITE, CampaignTemplate
-from nurture.campaigns import service as campaigns
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns
 from nurture.campaigns.models import Campaign
 from nurture.channels.email import service as email_service
 from nurture.errors import NotFound, ValidationError
@@ -96,7 +98,7 @@ def create_from_template(
         payload = _plain(dict(spec.payload))
         if spec.steps:
             payload["actions"] = [action_ids[step] for step in spec.steps]
-        action = campaigns.create_server_action(
+        action = action_service.create_server_action(
             session=session,
             now=now,
             name=spec.name,
@@ -107,7 +109,7 @@ def create_from_template(
         action_ids[spec.key] = action.id
     activity_ids: dict[str, int] = {}
     for act in template.activities:
-        activity = campaigns.add_activity(
+        activity = activity_service.add_activity(
             session=session,
             now=now,
             campaign_id=campaign.id,

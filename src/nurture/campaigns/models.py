@@ -10,7 +10,6 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 from nurture.db.base import Base
 
 CAMPAIGN_STATES = ("draft", "running", "stopped")
-ACTIVITY_TYPES = ("email", "sms", "action")
 INTERVAL_UNITS = ("hours", "days", "weeks", "months")
 
 #: trigger -> the activity type its parent must have (None: no parent; "any": any activity)
@@ -35,8 +34,6 @@ EVENT_TRIGGERS = frozenset(
 )
 #: "did not happen" triggers: dated at parent execution + interval, canceled if the event happens
 NOT_TRIGGERS = frozenset({"mail_not_open", "mail_not_click", "mail_not_reply", "sms_not_click"})
-
-SERVER_ACTION_TYPES = ("update_record",)
 
 
 class Campaign(Base):

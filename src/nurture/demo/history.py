@@ -40,7 +40,7 @@ from nurture.campaign_templates.spec import (
     ActivitySpec,
     CampaignTemplate,
 )
-from nurture.campaigns import service as campaigns
+from nurture.campaigns import campaigns
 from nurture.campaigns.models import Activity, Campaign
 from nurture.channels.email.delivery import DatabaseOutbox
 from nurture.channels.email.transports import SENT, Outcome, SendResult

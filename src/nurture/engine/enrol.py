@@ -34,8 +34,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from nurture import audience
+from nurture.campaigns.campaigns import on_campaign_started
+from nurture.campaigns.domains import campaign_domain
 from nurture.campaigns.models import Activity, Campaign
-from nurture.campaigns.service import campaign_domain, on_campaign_started
 from nurture.campaigns.timing import add_interval
 from nurture.engine.models import Participant, Trace
 from nurture.engine.schedule import MSG_RECORD_DELETED, cancel_scheduled, chunks

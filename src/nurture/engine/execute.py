@@ -61,8 +61,9 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased
 
 from nurture import audience
+from nurture.campaigns.activities import children_of
+from nurture.campaigns.domains import applied_domain
 from nurture.campaigns.models import NOT_TRIGGERS, Activity, Campaign
-from nurture.campaigns.service import applied_domain, children_of
 from nurture.campaigns.timing import subtract_interval
 from nurture.engine.executors import ExecutionBatch, Outcome, get_executor
 from nurture.engine.models import Participant, Trace

@@ -13,8 +13,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.audience import count_matching
+from nurture.campaigns.campaigns import get_campaign
+from nurture.campaigns.domains import campaign_domain
 from nurture.campaigns.models import Activity
-from nurture.campaigns.service import campaign_domain, get_campaign
 from nurture.engine.enrol import begin_traces
 from nurture.engine.events import record_event
 from nurture.engine.execute import BatchResult, new_token, process_group

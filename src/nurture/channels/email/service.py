@@ -49,8 +49,8 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from nurture.campaigns.campaigns import on_activity_duplicated
 from nurture.campaigns.models import Activity, Campaign
-from nurture.campaigns.service import on_activity_duplicated
 from nurture.channels.email import templates as tpl_mod
 from nurture.channels.email.compose import (
     FAILURE_EMAIL_INVALID,

@@ -34,8 +34,8 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from nurture.campaigns.campaigns import on_activity_duplicated
 from nurture.campaigns.models import Activity, Campaign
-from nurture.campaigns.service import on_activity_duplicated
 from nurture.channels.email.service import LinkStore
 from nurture.channels.email.templates import TemplateRenderError
 from nurture.channels.sms.models import SmsMessage, SmsTemplate

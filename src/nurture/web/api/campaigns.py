@@ -6,7 +6,7 @@ Start, stop, update and delete are written to the audit log with the caller and 
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
@@ -14,9 +14,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture import audience
-from nurture.campaigns import service as campaigns
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns, domains
+from nurture.campaigns.activity_types import activity_types
 from nurture.campaigns.models import Activity, Campaign
 from nurture.channels.sms import service as sms_service
+from nurture.engine import campaign_changes
 from nurture.engine.models import Trace
 from nurture.errors import NotFound
 from nurture.records.catalog import REGISTRY
@@ -46,7 +49,11 @@ Reader = Annotated[CurrentUser, Depends(require("campaigns.read"))]
 Writer = Annotated[CurrentUser, Depends(require("campaigns.write"))]
 
 State = Literal["draft", "running", "stopped"]
-ActivityType = Literal["email", "sms", "action"]
+if TYPE_CHECKING:
+    ActivityType = str
+else:
+    #: the built-in activity types and those of the installed channel plugins (entry points)
+    ActivityType = Literal[activity_types()]
 Trigger = Literal[
     "begin",
     "activity",
@@ -349,7 +356,7 @@ def patch_campaign(
     for required in ("name", "model", "include_archived", "event_window_days"):
         if changes.get(required, "") is None:
             changes.pop(required)
-    campaign = campaigns.edit_campaign(session=session, now=now, campaign_id=campaign_id, **changes)
+    campaign = campaign_changes.edit_campaign(session=session, now=now, campaign_id=campaign_id, **changes)
     return campaign_detail(session, campaign)
 
 
@@ -359,7 +366,7 @@ def delete_campaign(
 ) -> Response:
     campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
     name = campaign.name
-    campaigns.delete_campaign(session=session, now=now, campaign_id=campaign_id)
+    campaign_changes.delete_campaign(session=session, now=now, campaign_id=campaign_id)
     audit(session, user, "campaign.delete", ("campaign", campaign_id), {"name": name}, now=now, request=request)
     return Response(status_code=204)
 
@@ -370,7 +377,7 @@ def _transition(
     operations = {
         "start": campaigns.start_campaign,
         "stop": campaigns.stop_campaign,
-        "update": campaigns.update_campaign,
+        "update": campaign_changes.update_campaign,
     }
     operation = operations[verb]
 
@@ -412,7 +419,7 @@ def duplicate_campaign(
 def campaign_count(campaign_id: Id, _user: Reader, session: ReadSession, now: Now) -> FilterCount:
     campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
     count = campaigns.campaign_count(session, campaign_id=campaign_id, now=now)
-    return FilterCount(domain=campaigns.campaign_domain(campaign), count=count)
+    return FilterCount(domain=domains.campaign_domain(campaign), count=count)
 
 
 @router.get("/{campaign_id}/metrics", summary="Participants and per-activity figures")
@@ -501,7 +508,7 @@ def list_activities(campaign_id: Id, _user: Reader, session: ReadSession) -> lis
 def add_activity(
     campaign_id: Id, _user: Writer, session: WriteSession, now: Now, body: ActivityIn
 ) -> ActivityOut:
-    activity = campaigns.add_activity(
+    activity = activity_service.add_activity(
         session=session, now=now, campaign_id=campaign_id, **body.model_dump()
     )
     return activity_out(activity)
@@ -537,7 +544,7 @@ def patch_activity(
     ):
         if changes.get(required, "") is None:
             changes.pop(required)
-    activity = campaigns.edit_activity(
+    activity = campaign_changes.edit_activity(
         session=session, now=now, activity_id=activity_id, **changes
     )
     return activity_out(activity)
@@ -552,7 +559,7 @@ def delete_activity(
     campaign_id: Id, activity_id: Id, _user: Writer, session: WriteSession, now: Now
 ) -> Response:
     _campaign_activity(session, campaign_id, activity_id)
-    campaigns.delete_activity(session=session, now=now, activity_id=activity_id)
+    campaign_changes.delete_activity(session=session, now=now, activity_id=activity_id)
     return Response(status_code=204)
 
 
@@ -564,6 +571,6 @@ def applied_filter(
     campaign_id: Id, activity_id: Id, _user: Reader, session: ReadSession, now: Now
 ) -> FilterCount:
     activity = _campaign_activity(session, campaign_id, activity_id)
-    domain = campaigns.applied_domain(session, activity=activity)
-    count = campaigns.applied_count(session, activity_id=activity_id, now=now)
+    domain = domains.applied_domain(session, activity=activity)
+    count = activity_service.applied_count(session, activity_id=activity_id, now=now)
     return FilterCount(domain=audience.parse_domain(domain), count=count)

@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select
 
 from nurture import actions
+from nurture.actions import service as action_service
 from nurture.actions.base import masked_payload
-from nurture.campaigns import service as campaigns
 from nurture.campaigns.models import ServerAction
 from nurture.errors import ValidationError
 from nurture.records.catalog import REGISTRY
@@ -49,7 +49,7 @@ TARGETS = [m.name for m in REGISTRY.targets()]
 TagNames = list[Annotated[str, Field(min_length=1, max_length=100)]]
 ACTION_TYPES = list(actions.action_types())
 #: whether the campaign service stores a payload for every action type (SPEC §8 kinds)
-SERVICE_TAKES_PAYLOAD = "payload" in inspect.signature(campaigns.create_server_action).parameters
+SERVICE_TAKES_PAYLOAD = "payload" in inspect.signature(action_service.create_server_action).parameters
 
 
 class ServerActionOut(BaseModel):
@@ -149,7 +149,7 @@ def list_actions(
 @router.post("", status_code=201, summary="Create a server action")
 def create_action(_user: Writer, session: WriteSession, now: Now, body: ServerActionIn) -> ServerActionOut:
     if body.payload is not None and SERVICE_TAKES_PAYLOAD:
-        create: Any = cast(Any, campaigns.create_server_action)
+        create: Any = cast(Any, action_service.create_server_action)
         action = create(
             session=session,
             now=now,
@@ -170,7 +170,7 @@ def create_action(_user: Writer, session: WriteSession, now: Now, body: ServerAc
         values = body.payload.get("set") if isinstance(body.payload.get("set"), dict) else None
         add_tags = _names(body.payload.get("add_tags"), "payload.add_tags")
         remove_tags = _names(body.payload.get("remove_tags"), "payload.remove_tags")
-    action = campaigns.create_server_action(
+    action = action_service.create_server_action(
         session=session,
         now=now,
         name=body.name,
@@ -205,7 +205,7 @@ def patch_action(
         for name in body.model_fields_set
         if getattr(body, name) is not None
     }
-    action = campaigns.update_server_action(
+    action = action_service.update_server_action(
         session=session, now=now, action_id=action_id, **changes
     )
     return action_out(action)
@@ -216,7 +216,7 @@ def patch_action(
     summary="Replace the action's secret with a new generated one (shown once)",
 )
 def rotate_secret(action_id: Id, _user: Writer, session: WriteSession, now: Now) -> ServerActionOut:
-    action, _secret = campaigns.rotate_server_action_secret(
+    action, _secret = action_service.rotate_server_action_secret(
         session=session, now=now, action_id=action_id
     )
     return action_out(action, show_secret=True)
@@ -229,5 +229,5 @@ def rotate_secret(action_id: Id, _user: Writer, session: WriteSession, now: Now)
     responses=CONFLICT,
 )
 def delete_action(action_id: Id, _user: Writer, session: WriteSession, now: Now) -> Response:
-    campaigns.delete_server_action(session=session, now=now, action_id=action_id)
+    action_service.delete_server_action(session=session, now=now, action_id=action_id)
     return Response(status_code=204)

@@ -23,8 +23,9 @@ from sqlalchemy.orm import Session
 
 from nurture import campaign_templates
 from nurture.accounts import service as accounts
-from nurture.campaigns import service as campaigns
+from nurture.campaigns import campaigns
 from nurture.campaigns.models import Campaign
+from nurture.engine import campaign_changes
 from nurture.errors import NurtureError, ValidationError
 from nurture.records.catalog import REGISTRY
 from nurture.reporting import campaign_stats
@@ -311,7 +312,7 @@ def save(request: Request, user: Writer, now: Now, campaign_id: int, fields: For
                     changes["model"] = values["model"]
                 if values["unicity_field"]:
                     changes["unicity_field"] = values["unicity_field"]
-                campaigns.edit_campaign(session=s, now=now, campaign_id=campaign_id, **changes)
+                campaign_changes.edit_campaign(session=s, now=now, campaign_id=campaign_id, **changes)
         except NurtureError as exc:
             error = exc
     if error is not None:
@@ -343,7 +344,7 @@ def _transition(verb: str, done: str, operation: Callable[..., Campaign]) -> Non
 
 _transition("start", "The campaign is running: matching records are enrolled within seconds.", campaigns.start_campaign)
 _transition("stop", "The campaign is stopped; scheduled steps wait until it starts again.", campaigns.stop_campaign)
-_transition("update", "The workflow changes were applied to the existing participants.", campaigns.update_campaign)
+_transition("update", "The workflow changes were applied to the existing participants.", campaign_changes.update_campaign)
 
 
 @router.post("/campaigns/{campaign_id}/duplicate")
@@ -360,7 +361,7 @@ def delete(request: Request, user: Writer, now: Now, campaign_id: int) -> Respon
     with database(request).transaction() as s:
         campaign = campaigns.get_campaign(session=s, campaign_id=campaign_id)
         name = campaign.name
-        campaigns.delete_campaign(session=s, now=now, campaign_id=campaign_id)
+        campaign_changes.delete_campaign(session=s, now=now, campaign_id=campaign_id)
         audit(s, user, "campaign.delete", ("campaign", campaign_id), {"name": name}, now=now, request=request)
     return redirect(request, "/campaigns", f"“{name}” was deleted.")
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request, Response
 from sqlalchemy import select
 
-from nurture.campaigns import service as campaigns
+from nurture.campaigns import campaigns
 from nurture.campaigns.models import Activity
 from nurture.channels.email.links import remove_open_pixel
 from nurture.channels.email.mime import html_body

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
 from nurture.audience.search import search_records
-from nurture.campaigns import service as campaigns
+from nurture.campaigns import campaigns
 from nurture.campaigns.describe import trigger_words, with_depth
 from nurture.engine import testmode
 from nurture.errors import NurtureError

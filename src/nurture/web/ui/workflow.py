@@ -35,9 +35,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture import actions, audience
-from nurture.campaigns import service as campaigns
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns, domains
+from nurture.campaigns.activity_types import activity_types
 from nurture.campaigns.models import (
-    ACTIVITY_TYPES,
     EVENT_TRIGGERS,
     INTERVAL_UNITS,
     NOT_TRIGGERS,
@@ -55,6 +57,7 @@ from nurture.channels.sms import render as sms_render
 from nurture.channels.sms import service as sms
 from nurture.channels.sms.models import SmsTemplate
 from nurture.channels.sms.segments import count_segments
+from nurture.engine import campaign_changes
 from nurture.errors import NotFound, NurtureError, ValidationError
 from nurture.records import service as records
 from nurture.records.catalog import CRM_ACTIVITY_TYPES, REGISTRY
@@ -246,7 +249,7 @@ def _tree_context(
         "stats": stats,
         "can_edit": user.can(CAN_EDIT),
         "back": _back(request, campaign.id),
-        "child_triggers": {t: child_triggers(t) for t in ACTIVITY_TYPES},
+        "child_triggers": {t: child_triggers(t) for t in activity_types()},
         "trigger_menu": TRIGGER_MENU,
         "type_labels": TYPE_LABELS,
         "event_labels": EVENT_LABELS,
@@ -353,7 +356,7 @@ def _new_values(params: Mapping[str, str], parent: Activity | None) -> dict[str,
     activity_type = params.get("activity_type") or "email"
     return {
         "name": "",
-        "activity_type": activity_type if activity_type in ACTIVITY_TYPES else "email",
+        "activity_type": activity_type if activity_type in activity_types() else "email",
         "trigger_type": trigger if trigger in TRIGGER_PARENT else "begin",
         "parent_id": str(parent.id) if parent else "",
         "interval_number": "0" if trigger in EVENT_TRIGGERS or trigger == "begin" else "1",
@@ -403,14 +406,14 @@ def _dialog(
     values = {**dict.fromkeys(DIALOG_FIELDS, ""), **values}
     others = [a for a in campaign.activities if activity is None or a.id != activity.id]
     if activity is not None:
-        excluded = set(campaigns.descendant_ids(session, activity_id=activity.id))
+        excluded = set(activity_service.descendant_ids(session, activity_id=activity.id))
         others = [a for a in others if a.id not in excluded]
     parent_id = values.get("parent_id") or ""
     parent = next((a for a in others if str(a.id) == parent_id), None)
-    base = campaigns.applied_domain(session, activity=parent) if parent else campaigns.campaign_domain(campaign)
+    base = domains.applied_domain(session, activity=parent) if parent else domains.campaign_domain(campaign)
     try:
         own = audience.parse_domain(values.get("filter") or "[]")
-        applied = campaigns.and_domains(base, own)
+        applied = domains.and_domains(base, own)
         applied_count: int | None = audience.count_matching(
             session, campaign.model, applied, now=now, include_archived=campaign.include_archived
         )
@@ -419,7 +422,7 @@ def _dialog(
     server_actions = list(
         session.scalars(select(ServerAction).where(ServerAction.model == campaign.model).order_by(ServerAction.name))
     )
-    sample = _sample(session, campaign, campaigns.campaign_domain(campaign), now)
+    sample = _sample(session, campaign, domains.campaign_domain(campaign), now)
     title = f"Edit “{activity.name}”" if activity else "New activity"
     context = {
         "campaign": campaign,
@@ -476,18 +479,18 @@ def record_options(
     """The record picker: the first 20 records of the campaign's filter matching ``q``."""
     campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
     mdef = REGISTRY.target(campaign.model)
-    domain = campaigns.campaign_domain(campaign)
+    domain = domains.campaign_domain(campaign)
     if q.strip():
         search: list[Any] = [[mdef.rec_name, "ilike", q.strip()]]
         if mdef.email_field:
             search = ["|", *search, [mdef.email_field, "ilike", q.strip()]]
-        domain = campaigns.and_domains(domain, search)
+        domain = domains.and_domains(domain, search)
     options = _sample(session, campaign, domain, now)
     return render(request, "ui/workflow/_record_options.html", {"sample": options})
 
 
 def _campaign_activity(session: Session, campaign_id: int, activity_id: int) -> Activity:
-    activity = campaigns.get_activity(session=session, activity_id=activity_id)
+    activity = activity_service.get_activity(session=session, activity_id=activity_id)
     if activity.campaign_id != campaign_id:
         raise NotFound(
             f"activity {activity_id} does not exist in campaign {campaign_id}", field="activity_id"
@@ -549,9 +552,9 @@ def _save(session: Session, *, campaign: Campaign, activity_id: int | None, valu
     if activity_type == "action" and fields["server_action_id"] is None:
         raise ValidationError("pick the server action to run (or create one)", field="server_action_id")
     if activity_id is None:
-        activity = campaigns.add_activity(session=session, now=now, campaign_id=campaign.id, **fields)
+        activity = activity_service.add_activity(session=session, now=now, campaign_id=campaign.id, **fields)
     else:
-        activity = campaigns.edit_activity(session=session, now=now, activity_id=activity_id, **fields)
+        activity = campaign_changes.edit_activity(session=session, now=now, activity_id=activity_id, **fields)
     if activity_type == "email":
         current = email.template_for_activity(session=session, activity_id=activity.id)
         email.set_activity_template(
@@ -632,8 +635,8 @@ async def delete_activity(
     with database(request).transaction() as session:
         activity = _campaign_activity(session, campaign_id, activity_id)
         name = activity.name
-        count = len(campaigns.descendant_ids(session, activity_id=activity_id))
-        campaigns.delete_activity(session=session, now=now, activity_id=activity_id)
+        count = len(activity_service.descendant_ids(session, activity_id=activity_id))
+        campaign_changes.delete_activity(session=session, now=now, activity_id=activity_id)
     more = f" and its {count - 1} descendant{'s' if count > 2 else ''}" if count > 1 else ""
     return redirect(request, back, f"Activity “{name}”{more} deleted.")
 
@@ -926,7 +929,7 @@ async def create_server_action(
     try:
         with database(request).transaction() as session:
             campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
-            action = campaigns.create_server_action(
+            action = action_service.create_server_action(
                 session=session,
                 now=now,
                 name=values.get("name") or "",

@@ -18,7 +18,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.channels.email import delivery
 from nurture.channels.email import service as email_service
 from nurture.channels.email.models import MailMessage
@@ -119,15 +121,15 @@ def campaign_with_email(
     with db.transaction() as s:
         ids = add_contacts(s, contacts)
         cid = cs.create_campaign(session=s, now=T0, name="Spring", model="contact", domain=None).id
-        mail = cs.add_activity(session=s, now=T0, campaign_id=cid, name="Welcome", activity_type="email").id
+        mail = activity_service.add_activity(session=s, now=T0, campaign_id=cid, name="Welcome", activity_type="email").id
         email_service.create_template(
             session=s, now=T0, activity_id=mail, subject=subject, body_html=html,
             mailing_list_id=mailing_list_id,
         )
         kids = {
-            trigger: cs.add_activity(
+            trigger: activity_service.add_activity(
                 session=s, now=T0, campaign_id=cid, name=f"On {trigger}", activity_type="action",
-                server_action_id=cs.create_server_action(
+                server_action_id=action_service.create_server_action(
                     session=s, now=T0, name=f"tag {trigger}", model="contact", add_tags=[trigger]
                 ).id,
                 trigger_type=trigger, parent_id=mail, interval_number=0, interval_unit="hours",

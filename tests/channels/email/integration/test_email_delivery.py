@@ -177,10 +177,11 @@ def test_auto_blacklist_after_five_bounces_over_a_week(env: Env) -> None:
 def test_template_errors_are_reported_at_save_time(env: Env) -> None:
     campaign_with_email(env.db, [{"name": "Q", "email": "q@example.org"}], children=())
     with env.db.transaction() as s:
-        from nurture.campaigns import service as cs
+        from nurture.campaigns import activities as activity_service
+        from nurture.campaigns import campaigns as cs
 
         cid = cs.create_campaign(session=s, now=T0, name="Other", model="contact", domain=None).id
-        act = cs.add_activity(session=s, now=T0, campaign_id=cid, name="Mail", activity_type="email").id
+        act = activity_service.add_activity(session=s, now=T0, campaign_id=cid, name="Mail", activity_type="email").id
         with pytest.raises(TemplateValidationError) as info:
             email_service.create_template(
                 session=s, now=T0, activity_id=act, subject="Hi",
@@ -195,7 +196,7 @@ def test_template_errors_are_reported_at_save_time(env: Env) -> None:
         first = email_service.create_template(
             session=s, now=T0, activity_id=act, subject="Same subject", body_html="<p>x</p>"
         )
-        second_act = cs.add_activity(
+        second_act = activity_service.add_activity(
             session=s, now=T0, campaign_id=cid, name="Mail 2", activity_type="email"
         ).id
         with pytest.raises(Conflict):
@@ -236,7 +237,7 @@ def test_mailto_unsubscribe_request(env: Env) -> None:
 
 
 def test_duplicating_a_campaign_copies_its_email_templates(env: Env) -> None:
-    from nurture.campaigns import service as cs
+    from nurture.campaigns import campaigns as cs
 
     cid, mail, _, _ = campaign_with_email(env.db, [{"name": "Tom", "email": "tom@example.org"}], children=())
     with env.db.transaction() as s:

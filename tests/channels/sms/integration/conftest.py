@@ -15,7 +15,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.campaigns import service as cs
+from nurture.actions import service as action_service
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.channels.email import delivery as email_delivery
 from nurture.channels.email import service as email_service
 from nurture.channels.sms import service as sms_service
@@ -165,12 +167,12 @@ def campaign_with_sms(
     with db.transaction() as s:
         ids = add_contacts(s, contacts)
         cid = cs.create_campaign(session=s, now=T0, name="Spring SMS", model="contact", domain=None).id
-        sms = cs.add_activity(session=s, now=T0, campaign_id=cid, name="Promo", activity_type="sms").id
+        sms = activity_service.add_activity(session=s, now=T0, campaign_id=cid, name="Promo", activity_type="sms").id
         sms_service.create_template(session=s, now=T0, activity_id=sms, body=body, opt_out=opt_out)
         kids = {
-            trigger: cs.add_activity(
+            trigger: activity_service.add_activity(
                 session=s, now=T0, campaign_id=cid, name=f"On {trigger}", activity_type="action",
-                server_action_id=cs.create_server_action(
+                server_action_id=action_service.create_server_action(
                     session=s, now=T0, name=f"tag {trigger}", model="contact", add_tags=[trigger]
                 ).id,
                 trigger_type=trigger, parent_id=sms, interval_number=0, interval_unit="hours",

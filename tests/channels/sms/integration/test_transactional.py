@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from nurture.actions import service as action_service
 from nurture.actions import validate_action
-from nurture.campaigns import service as cs
+from nurture.campaigns import activities as activity_service
+from nurture.campaigns import campaigns as cs
 from nurture.channels.email.models import MailMessage
 from nurture.channels.email.receive import AUTO_BLACKLIST_REASON
 from nurture.db import Database
@@ -24,10 +26,10 @@ def campaign_with_action(db: Database, contacts: list[dict[str, Any]], payload: 
     with db.transaction() as s:
         ids = add_contacts(s, contacts)
         cid = cs.create_campaign(session=s, now=T0, name="Orders", model="contact", domain=None).id
-        action = cs.create_server_action(
+        action = action_service.create_server_action(
             session=s, now=T0, name="confirm", model="contact", action_type="transactional", payload=payload
         )
-        step = cs.add_activity(
+        step = activity_service.add_activity(
             session=s, now=T0, campaign_id=cid, name="Confirm", activity_type="action",
             server_action_id=action.id,
         ).id

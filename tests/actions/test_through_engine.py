@@ -24,8 +24,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 import nurture.actions  # noqa: F401  (registers the handlers in this process)
-from nurture.actions import webhook
 from nurture.campaigns import service as cs
+from nurture.channels.webhook import transport as webhook
 from nurture.cli import cli
 from nurture.db import Database
 from nurture.engine.models import Trace

@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from importlib.metadata import entry_points
 from typing import Any
 
 from sqlalchemy import (
@@ -115,6 +116,9 @@ class ExecutionBatch:
 Executor = Callable[[ExecutionBatch], Mapping[int, Outcome]]
 ActionHandler = Callable[[ExecutionBatch, ServerAction], Mapping[int, Outcome]]
 
+#: installed executors: entry point name = activity type, value = the executor
+EXECUTOR_GROUP = "nurture.executors"
+
 _executors: dict[str, Executor] = {}
 _action_handlers: dict[str, ActionHandler] = {}
 
@@ -126,7 +130,17 @@ def register_executor(activity_type: str, executor: Executor) -> Executor:
 
 
 def get_executor(activity_type: str) -> Executor | None:
-    return _executors.get(activity_type)
+    """The executor of ``activity_type``: registered, else the ``nurture.executors`` entry
+    point of that name (loaded once)."""
+    found = _executors.get(activity_type)
+    if found is None:
+        for point in entry_points(group=EXECUTOR_GROUP, name=activity_type):
+            try:
+                found = register_executor(activity_type, point.load())
+            except Exception as exc:
+                log.warning("executor %s (%s) not loaded: %s", point.name, point.value, exc)
+            break
+    return found
 
 
 def register_action_handler(action_type: str, handler: ActionHandler) -> ActionHandler:

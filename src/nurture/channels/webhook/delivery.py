@@ -114,6 +114,7 @@ class WebhookChannel:
 
     name = "webhook"
     model = WebhookDelivery
+    limit = DEFAULT_LIMIT
 
     def claim(self, session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
         return claim(session, now=now, limit=limit, token=token, lease=lease)

@@ -16,6 +16,7 @@ $(VENV)/.installed: pyproject.toml | $(BIN)/python
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	$(BIN)/python -m pip install --quiet -e examples/nurture-example-action
+	$(BIN)/python -m pip install --quiet -e examples/nurture-example-channel
 	touch $(VENV)/.installed $@
 
 ## Install and start Nurture embedded: SQLite file under ./data, demo data, in-process worker.

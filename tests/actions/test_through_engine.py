@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 
 import nurture.actions  # noqa: F401  (registers the handlers in this process)
 from nurture.actions import service as action_service
-from nurture.actions import webhook
 from nurture.campaigns import activities as activity_service
 from nurture.campaigns import campaigns as cs
+from nurture.channels.webhook import transport as webhook
 from nurture.cli import cli
 from nurture.db import Database
 from nurture.engine.models import Trace

@@ -12,9 +12,10 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from nurture.actions import validate_action, webhook
+from nurture.actions import validate_action
 from nurture.channels.queue import MSG_UNKNOWN
 from nurture.channels.webhook import delivery as webhook_delivery
+from nurture.channels.webhook import transport as webhook
 from nurture.channels.webhook.delivery import deliver_due_webhooks
 from nurture.channels.webhook.models import WebhookDelivery
 from nurture.db import Database

@@ -1,4 +1,8 @@
-"""Delivery of every outbox (email, SMS, webhooks): the entry points workers call.
+"""Delivery of every outbox (email, SMS, webhooks and plugin channels): the entry points
+workers call.
+
+The channels are those of :mod:`nurture.channels.registry` (entry-point group
+``nurture.channels``); ``transport`` arguments replace the email transport.
 
 * :func:`deliver_channel` — rounds of one channel until nothing is due (a task queue can
   run one per channel);
@@ -20,32 +24,28 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
-from nurture.channels.email import delivery as email_delivery
-from nurture.channels.email.transports import Transport
-from nurture.channels.queue import Channel, DeliveryResult, deliver_round
-from nurture.channels.sms import delivery as sms_delivery
-from nurture.channels.webhook import delivery as webhook_delivery
+from nurture.channels import registry
+from nurture.channels.queue import Channel, DeliveryResult, deliver_round, limit_of
 
 log = logging.getLogger(__name__)
 
-CHANNELS = ("email", "sms", "webhook")
-LIMITS = {
-    "email": email_delivery.DEFAULT_LIMIT,
-    "sms": sms_delivery.DEFAULT_LIMIT,
-    "webhook": webhook_delivery.DEFAULT_LIMIT,
-}
+#: the channel the ``transport`` arguments below replace the transport of
+TRANSPORT_CHANNEL = "email"
 
 
-def channel_for(name: str, *, transport: Transport | None = None) -> Channel[Any, Any]:
-    """The delivery channel ``name`` (``email``, ``sms``, ``webhook``) with its process
-    transport / provider (``transport`` replaces the email transport)."""
-    if name == "email":
-        return email_delivery.email_channel(transport)
-    if name == "sms":
-        return sms_delivery.SmsChannel(sms_delivery.default_provider())
-    if name == "webhook":
-        return webhook_delivery.WebhookChannel()
-    raise ValueError(f"unknown delivery channel {name!r}; known: {', '.join(CHANNELS)}")
+def channel_names() -> tuple[str, ...]:
+    """Every registered delivery channel (:mod:`nurture.channels.registry`)."""
+    return registry.names()
+
+
+def channel_for(name: str, *, transport: Any | None = None) -> Channel[Any, Any]:
+    """The delivery channel ``name`` with its process transport / provider (``transport``
+    replaces it)."""
+    return registry.channel(name, transport)
+
+
+def _channel(name: str, transport: Any | None) -> Channel[Any, Any]:
+    return registry.channel(name, transport if name == TRANSPORT_CHANNEL else None)
 
 
 def deliver_channel(
@@ -58,18 +58,18 @@ def deliver_channel(
     lease: timedelta | None = None,
     max_rounds: int = 1000,
     should_stop: Callable[[], bool] | None = None,
-    transport: Transport | None = None,
+    transport: Any | None = None,
 ) -> DeliveryResult:
-    """Rounds of ``channel`` (up to ``limit`` rows each) until nothing is due at ``now``;
-    ``transport`` replaces the process's email transport."""
-    impl = channel_for(channel, transport=transport)
+    """Rounds of ``channel`` (up to ``limit`` rows each, default the channel's) until
+    nothing is due at ``now``; ``transport`` replaces the process's email transport."""
+    impl = _channel(channel, transport)
     total = DeliveryResult()
     for _ in range(max_rounds):
         result = deliver_round(
             db,
             impl,
             now=now,
-            limit=limit or LIMITS[channel],
+            limit=limit or limit_of(impl),
             worker_id=worker_id,
             lease=lease,
             should_stop=should_stop,
@@ -86,14 +86,14 @@ def deliver_all(
     now: datetime,
     worker_id: str = "deliver",
     lease: timedelta | None = None,
-    channels: tuple[str, ...] = CHANNELS,
+    channels: tuple[str, ...] | None = None,
     should_stop: Callable[[], bool] | None = None,
-    transport: Transport | None = None,
+    transport: Any | None = None,
 ) -> DeliveryResult:
-    """:func:`deliver_channel` for each channel; a failing channel is logged and skipped
-    (its rows stay queued, or are recovered after their lease)."""
+    """:func:`deliver_channel` for each channel (default: every registered one); a failing
+    channel is logged and skipped (its rows stay queued, or are recovered after their lease)."""
     total = DeliveryResult()
-    for name in channels:
+    for name in channels if channels is not None else channel_names():
         try:
             total.add(
                 deliver_channel(
@@ -132,11 +132,11 @@ class BackgroundDelivery:
         db: Any,
         *,
         clock: Callable[[], datetime],
-        transport: Transport | None = None,
+        transport: Any | None = None,
         limit: int | None = None,
         worker_id: str = "deliver",
         lease: timedelta | None = None,
-        channels: tuple[str, ...] = CHANNELS,
+        channels: tuple[str, ...] | None = None,
         idle_seconds: float = 0.05,
     ) -> None:
         self.db = db
@@ -145,7 +145,7 @@ class BackgroundDelivery:
         self.limit = limit
         self.worker_id = worker_id
         self.lease = lease
-        self.channels = channels
+        self.channels = channels if channels is not None else channel_names()
         self.idle_seconds = idle_seconds
         self.result = DeliveryResult()
         self._wake = threading.Event()
@@ -167,11 +167,12 @@ class BackgroundDelivery:
         self._wake.set()
 
     def _round(self, name: str, *, stoppable: bool) -> DeliveryResult:
+        impl = _channel(name, self.transport)
         return deliver_round(
             self.db,
-            channel_for(name, transport=self.transport),
+            impl,
             now=self.clock(),
-            limit=self.limit or LIMITS[name],
+            limit=self.limit or limit_of(impl),
             worker_id=self.worker_id,
             lease=self.lease,
             should_stop=self._stop.is_set if stoppable else None,

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 MSG_UNKNOWN = "Delivery interrupted (worker stopped while sending); not resent to avoid a duplicate"
 LEASE_SETTING = "NURTURE_DELIVERY_LEASE"
 DEFAULT_LEASE_SECONDS = 30.0
+#: the rows of one delivery round when the channel names no ``limit``
+DEFAULT_LIMIT = 200
 
 
 def default_lease(extra: Mapping[str, str] | None = None) -> timedelta:
@@ -90,7 +92,13 @@ Out = TypeVar("Out")
 
 
 class Channel(Protocol[Item, Out]):
-    """What :func:`deliver_round` needs from a channel."""
+    """What :func:`deliver_round` needs from a channel.
+
+    Optional attributes, read with :func:`scope_of` and :func:`limit_of`: ``scope``, a SQL
+    condition on ``model`` selecting the channel's rows when several channels share one
+    outbox table (:mod:`nurture.channels.outbox`); ``limit``, the rows of one round
+    (default :data:`DEFAULT_LIMIT`).
+    """
 
     name: str
     model: Any
@@ -118,6 +126,36 @@ class Channel(Protocol[Item, Out]):
         """Fail the rows left ``sending`` past their lease (:func:`recover_interrupted`)."""
 
 
+def scope_of(channel: Any) -> Any:
+    """The channel's ``scope`` condition (rows of a shared outbox table), or None."""
+    return getattr(channel, "scope", None)
+
+
+def limit_of(channel: Any) -> int:
+    """The rows of one delivery round of ``channel`` (its ``limit``, else :data:`DEFAULT_LIMIT`)."""
+    limit = getattr(channel, "limit", None)
+    return limit if isinstance(limit, int) and limit > 0 else DEFAULT_LIMIT
+
+
+def _due(model: Any, now: datetime, scope: Any) -> Any:
+    cond = (model.state == "queued") & (model.next_attempt_at <= now)
+    return cond if scope is None else cond & scope
+
+
+def _stale(model: Any, now: datetime, scope: Any) -> Any:
+    cond = (model.state == "sending") & (model.lease_until < now)
+    return cond if scope is None else cond & scope
+
+
+def has_work(session: Session, channel: Any, *, now: datetime) -> tuple[bool, bool]:
+    """(a message of ``channel`` is due, a send of it was interrupted past its lease)."""
+    model = channel.model
+    scope = scope_of(channel)
+    due = session.scalar(select(model.id).where(_due(model, now, scope)).limit(1))
+    stale = session.scalar(select(model.id).where(_stale(model, now, scope)).limit(1))
+    return due is not None, stale is not None
+
+
 def claim_queued(
     session: Session,
     model: Any,
@@ -127,10 +165,11 @@ def claim_queued(
     token: str,
     lease: timedelta,
     columns: Sequence[str] = (),
+    where: Any = None,
 ) -> list[Any]:
     """Mark up to ``limit`` due queued rows of ``model`` as ``sending`` (claim token, lease,
     ``attempts + 1``; a SELECT, then one UPDATE … RETURNING); their ``(id, *columns)`` rows by id (``attempts``
-    as updated).
+    as updated). ``where`` narrows the rows (a channel's ``scope`` in a shared table).
 
     PostgreSQL skips rows another worker has locked; SQLite's write transaction already
     serialises claimers. The UPDATE re-checks ``queued``, so a row is claimed once.
@@ -140,7 +179,7 @@ def claim_queued(
     table = model.__table__
     due = (
         select(table.c.id)
-        .where(table.c.state == "queued", table.c.next_attempt_at <= now)
+        .where(_due(model, now, where))
         .order_by(table.c.next_attempt_at, table.c.id)
         .limit(limit)
     )
@@ -197,17 +236,16 @@ def recover_interrupted(
     trace_failure: str,
     message_values: Mapping[str, Any] | None = None,
     failure_reason: str = MSG_UNKNOWN,
+    where: Any = None,
 ) -> int:
     """Messages of ``model`` still ``sending`` past their lease → ``failed``, never resent.
 
     Their worker stopped between handing them over and recording the outcome: they may or
     may not have reached the recipient (at most once, not at least once). Each gets
     ``failure_reason`` (plus ``message_values``), its trace the failure type
-    ``trace_failure``. Returns how many.
+    ``trace_failure``. Returns how many. ``where`` narrows the rows (a channel's ``scope``).
     """
-    rows = session.execute(
-        select(model.id, model.trace_id).where(model.state == "sending", model.lease_until < now)
-    ).all()
+    rows = session.execute(select(model.id, model.trace_id).where(_stale(model, now, where))).all()
     if not rows:
         return 0
     session.execute(
@@ -318,13 +356,8 @@ def deliver_round(
     result = DeliveryResult()
     model = channel.model
     with db.read() as session:
-        due = session.scalar(
-            select(model.id).where(model.state == "queued", model.next_attempt_at <= now).limit(1)
-        )
-        stale = session.scalar(
-            select(model.id).where(model.state == "sending", model.lease_until < now).limit(1)
-        )
-    if due is None and stale is None:
+        due, stale = has_work(session, channel, now=now)
+    if not due and not stale:
         return result
     lease = lease or default_lease()
     token = new_token(worker_id)
@@ -333,13 +366,13 @@ def deliver_round(
     with Heartbeat(db, model, token=token, now=now, lease=lease):
         try:
             while True:
-                size = min(group, limit - result.claimed) if due is not None else 0
+                size = min(group, limit - result.claimed) if due else 0
                 if should_stop is not None and should_stop():
                     size = 0
                 with db.transaction() as session:
-                    if stale is not None:
+                    if stale:
                         result.unknown += channel.recover(session, now=now)
-                        stale = None
+                        stale = False
                     if pending:
                         channel.record(session, pending, token=token, now=now, result=result)
                     items = channel.claim(session, now=now, limit=size, token=token, lease=lease) if size else []

@@ -16,12 +16,9 @@ from typing import Any
 from sqlalchemy import select
 
 from nurture.channels import queue
-from nurture.channels.delivery import CHANNELS, channel_for
+from nurture.channels.delivery import channel_for, channel_names
 from nurture.channels.email import delivery as email_delivery
-from nurture.channels.email.models import MailMessage
 from nurture.channels.queue import DeliveryResult
-from nurture.channels.sms.models import SmsMessage
-from nurture.channels.webhook.models import WebhookDelivery
 from nurture.jobs.ratelimit import Limiter, RateLimitedTransport, RateLimits, round_limit
 
 log = logging.getLogger(__name__)
@@ -63,8 +60,9 @@ def deliver_round(
     """One delivery round of ``channel``: recover interrupted sends, then claim → send →
     record up to ``limit`` messages one at a time. ``rate``: the shared rate limits (email;
     SMS and webhooks are not limited yet)."""
-    if channel not in CHANNELS:
-        raise ValueError(f"unknown channel {channel!r} (known: {', '.join(CHANNELS)})")
+    known = channel_names()
+    if channel not in known:
+        raise ValueError(f"unknown channel {channel!r} (known: {', '.join(known)})")
     transport = None
     if channel == "email" and rate is not None and rate[0].active:
         limits, limiter = rate
@@ -88,22 +86,14 @@ def deliver_round(
 def channels_with_work(session: Any, *, now: datetime) -> list[str]:
     """The channels with a message due or a send interrupted past its lease."""
     found = []
-    models: tuple[tuple[str, Any], ...] = (
-        ("email", MailMessage),
-        ("sms", SmsMessage),
-        ("webhook", WebhookDelivery),
-    )
-    for channel, model in models:
-        due = session.scalar(
-            select(model.id)
-            .where(
-                ((model.state == "queued") & (model.next_attempt_at <= now))
-                | ((model.state == "sending") & (model.lease_until < now))
-            )
-            .limit(1)
-        )
-        if due is not None:
-            found.append(channel)
+    for name in channel_names():
+        try:
+            due, stale = queue.has_work(session, channel_for(name), now=now)
+        except Exception:  # a misconfigured channel must not stop the scheduler
+            log.exception("checking the %s outbox failed", name)
+            continue
+        if due or stale:
+            found.append(name)
     return found
 
 

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from nurture.campaigns.models import Activity
+from nurture.channels.delivery import channel_names
 from nurture.channels.queue import default_lease
 from nurture.clock import utcnow
 from nurture.engine.enrol import sync_campaigns
@@ -41,8 +42,6 @@ _RETRY: dict[str, Any] = {
     "retry_jitter": True,
     "max_retries": 20,
 }
-#: the message types whose steps queue outgoing messages for a channel
-CHANNEL_OF_STEP = {"email": "email", "sms": "sms"}
 
 
 def _task(name: str) -> Callable[[Callable[..., Any]], Any]:
@@ -117,9 +116,8 @@ def run_activity(self: Any, activity_id: int, backlog: int = 0) -> dict[str, int
                     )
                 )
             )
-        channel = CHANNEL_OF_STEP.get(kind or "")
-        if channel is not None:
-            send_deliver(channel)
+        if kind and kind in channel_names():  # the step queued messages for its channel
+            send_deliver(kind)
         send_runs(children)  # children due at once run now; later ones the scheduler finds
     TASK_SECONDS.labels("run_activity").observe(time.monotonic() - started)
     log.info(

@@ -134,6 +134,7 @@ class EmailChannel:
     """The email channel of the delivery core (:class:`nurture.channels.queue.Channel`)."""
 
     name = "email"
+    limit = DEFAULT_LIMIT
     model = MailMessage
 
     def __init__(self, transport: Transport, *, keep_source: bool) -> None:

@@ -134,6 +134,7 @@ class SmsChannel:
 
     name = "sms"
     model = SmsMessage
+    limit = DEFAULT_LIMIT
 
     def __init__(self, provider: SmsProvider) -> None:
         self.provider = provider
@@ -165,6 +166,11 @@ class SmsChannel:
     ) -> None:
         for item, sent in outcomes:
             _record(session, item, sent, provider=self.provider.name, token=token, now=now, result=result)
+
+
+def sms_channel(provider: SmsProvider | None = None) -> SmsChannel:
+    """The SMS channel with ``provider`` (default: the process provider)."""
+    return SmsChannel(provider or default_provider())
 
 
 def _record(

@@ -6,10 +6,10 @@ until nothing is due. The loop is the shared delivery core of :mod:`nurture.chan
 claims the next, short leases renewed by a heartbeat); this module is the
 :class:`WebhookChannel`:
 
-* *send*: one POST (:func:`nurture.actions.webhook.post_once`: address checks, pinned
-  connection, no redirects), outside any transaction;
+* *send*: one POST (:func:`.transport.post_once`: address checks, pinned connection, no
+  redirects), outside any transaction;
 * *record*, checking the claim token: a 2xx answer makes the row ``sent``; a network error,
-  a timeout, 429 or 5xx puts it back to ``queued`` after :func:`~nurture.actions.webhook.backoff`
+  a timeout, 429 or 5xx puts it back to ``queued`` after :func:`~.transport.backoff`
   (``Retry-After`` honoured) until its ``max_attempts``; any other answer, a refused address
   or the last attempt makes it ``failed`` and its trace ``error`` with the reason
   (failure type ``webhook_failed``; an action step has no events);
@@ -30,7 +30,6 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session
 
-from nurture.actions import webhook
 from nurture.channels.queue import (
     DeliveryResult,
     claim_queued,
@@ -40,6 +39,7 @@ from nurture.channels.queue import (
     recover_interrupted,
     update_claimed,
 )
+from nurture.channels.webhook import transport
 from nurture.channels.webhook.models import WebhookDelivery
 
 log = logging.getLogger(__name__)
@@ -84,8 +84,8 @@ def attempt(item: _Claimed, *, now: datetime) -> Attempt:
     retry_after: str | None = None
     status: int | None = None
     try:
-        answer = webhook.post_once(item.url, item.body, item.headers, float(item.timeout))
-    except webhook.WebhookRefused as exc:
+        answer = transport.post_once(item.url, item.body, item.headers, float(item.timeout))
+    except transport.WebhookRefused as exc:
         return Attempt("failed", exc.message)
     except (OSError, http.client.HTTPException) as exc:
         reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -104,7 +104,7 @@ def attempt(item: _Claimed, *, now: datetime) -> Attempt:
             return Attempt("failed", f"Webhook failed: {reason}", status)
         retry_after = answer.retry_after
     if item.attempts < item.max_attempts:
-        delay = webhook.backoff(item.attempts, retry_after)
+        delay = transport.backoff(item.attempts, retry_after)
         return Attempt("retry", reason, status, now + timedelta(seconds=delay))
     return Attempt("failed", f"Webhook failed after {item.attempts} attempt(s): {reason}", status)
 
@@ -114,6 +114,7 @@ class WebhookChannel:
 
     name = "webhook"
     model = WebhookDelivery
+    limit = DEFAULT_LIMIT
 
     def claim(self, session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
         return claim(session, now=now, limit=limit, token=token, lease=lease)

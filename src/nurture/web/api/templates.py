@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from nurture.channels.email import templates as email_templates
+from nurture import templating as email_templates
 from nurture.channels.sms import render as sms_render
 from nurture.channels.sms import segments as sms_segments
 from nurture.errors import NotFound, ValidationError

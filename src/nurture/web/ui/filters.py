@@ -25,8 +25,8 @@ from fastapi.responses import JSONResponse
 
 from nurture import audience
 from nurture.audience import FilterError
+from nurture.audience.listing import list_page
 from nurture.records.catalog import REGISTRY
-from nurture.records.listing import list_page
 from nurture.records.registry import ModelDef, RegistryError
 from nurture.web.api.common import Now
 from nurture.web.api.records import EXCLUDED_MODELS, RESOURCE_OF_MODEL

@@ -47,7 +47,7 @@ from nurture.web.api.common import (
     paginate,
     utc_values,
 )
-from nurture.web.security import CurrentUser, current_user
+from nurture.web.security.auth import CurrentUser, current_user
 
 #: models served here; users have their own admin-only routes
 EXCLUDED_MODELS = frozenset({"user"})

@@ -21,7 +21,7 @@ from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
 from nurture.web.api.campaigns import _campaign_activity
 from nurture.web.api.common import AUTH_ERRORS, MAX_ID, NOT_FOUND, ReadSession, enum_of
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 T = TypeVar("T")
 

@@ -30,7 +30,8 @@ from nurture.records.catalog import REGISTRY
 from nurture.records.registry import ModelDef, RegistryError
 from nurture.web.api.common import Now
 from nurture.web.api.records import EXCLUDED_MODELS, RESOURCE_OF_MODEL
-from nurture.web.security import CurrentUser, csrf_protect
+from nurture.web.security.auth import CurrentUser
+from nurture.web.security.csrf import csrf_protect
 from nurture.web.ui.render import FieldError, UiReadSession, UiUser, render
 
 router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)

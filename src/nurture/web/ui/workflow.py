@@ -61,7 +61,8 @@ from nurture.records.registry import ModelDef
 from nurture.reporting.activity_stats import MESSAGE_EVENTS, ActivityFigures, activity_stats
 from nurture.templating import TemplateRenderError, TemplateValidationError
 from nurture.web.api.common import Now
-from nurture.web.security import CurrentUser, csrf_protect
+from nurture.web.security.auth import CurrentUser
+from nurture.web.security.csrf import csrf_protect
 from nurture.web.ui.render import (
     FieldError,
     UiReadSession,

@@ -7,7 +7,7 @@ Generates a contacts CSV (name, email with mixed case, phone in international or
 form or empty, company, country, city, language), then in the same run and on the same
 empty table:
 
-1. imports it with ``nurture.records.csv_io.import_csv`` in a child process (so its peak
+1. imports it with ``nurture.records.csv_import.import_csv`` in a child process (so its peak
    RSS is the importer's own), and
 2. streams the same file with ``csv.reader`` and inserts the raw rows with a bare
    SQLAlchemy Core ``executemany`` in batches of the same size (no validation, no
@@ -93,7 +93,7 @@ def generate(path: Path, rows: int, seed: int = 1) -> None:
 
 def run_importer(url: str, path: Path) -> dict[str, Any]:
     """Child process: import the file with Nurture's importer."""
-    from nurture.records.csv_io import import_csv
+    from nurture.records.csv_import import import_csv
 
     db = Database(url)
     start, cpu = time.perf_counter(), time.process_time()

@@ -17,21 +17,12 @@ from nurture.config import Settings
 from nurture.db import Database
 from nurture.errors import Conflict, ValidationError
 from nurture.runtime import Runtime
-from nurture.web.security import (
-    CSRF_HEADER,
-    SESSION_COOKIE,
-    CurrentUser,
-    client_ip,
-    csrf_protect,
-    csrf_token,
-    current_user,
-    end_session,
-    install_security,
-    login_with_password,
-    require,
-    sign_value,
-    unsign_value,
-)
+from nurture.web.security.auth import CurrentUser, current_user, require
+from nurture.web.security.config import client_ip
+from nurture.web.security.cookies import SESSION_COOKIE, sign_value, unsign_value
+from nurture.web.security.csrf import CSRF_HEADER, csrf_protect, csrf_token
+from nurture.web.security.install import install_security
+from nurture.web.security.sessions import end_session, login_with_password
 
 PASSWORD = "s3cret-passphrase"
 T0 = datetime(2026, 3, 2, 9, 0, 0)

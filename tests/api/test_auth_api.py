@@ -9,7 +9,8 @@ import pytest
 
 from nurture.accounts import service as accounts
 from nurture.clock import utcnow
-from nurture.web.security import CSRF_HEADER, SESSION_COOKIE, sign_value
+from nurture.web.security.cookies import SESSION_COOKIE, sign_value
+from nurture.web.security.csrf import CSRF_HEADER
 from tests.api.conftest import Api
 
 V1 = "/api/v1"

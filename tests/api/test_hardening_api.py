@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nurture.channels.email import templates as t
+from nurture import templating as t
 from tests.api.conftest import Api
 from tests.channels.email.test_render_budget import NESTED3, SLOW
 

@@ -6,7 +6,7 @@ import pytest
 
 from nurture import audience
 from nurture.audience import FilterError
-from nurture.records.listing import list_page
+from nurture.audience.listing import list_page
 
 from .conftest import NOW, People
 

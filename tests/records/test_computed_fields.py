@@ -19,7 +19,7 @@ from nurture.errors import ValidationError
 from nurture.records import models as m
 from nurture.records import service as svc
 from nurture.records.catalog import REGISTRY
-from nurture.records.csv_io import import_csv
+from nurture.records.csv_import import import_csv
 from nurture.records.registry import FieldDef, RegistryError, computed_fields
 from tests.api.conftest import make_app
 

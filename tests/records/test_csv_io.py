@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from nurture.audience.export import export_csv
 from nurture.db import Database
 from nurture.errors import ValidationError
 from nurture.records import models as m
 from nurture.records import service as svc
-from nurture.records.csv_io import export_csv, import_csv
+from nurture.records.csv_import import import_csv
 
 from .helpers import NOW, listening
 
@@ -96,7 +97,7 @@ def test_unknown_column_is_reported_and_the_known_ones_imported(db: Database, tm
 
 
 def test_export_neutralises_formulas_and_import_restores_them(db: Database, tmp_path: Path) -> None:
-    from nurture.records.csv_io import export_to_string
+    from nurture.audience.export import export_to_string
 
     path = _write(
         tmp_path,

@@ -31,13 +31,13 @@ from nurture.actions.base import (
 )
 from nurture.campaigns.models import INTERVAL_UNITS, ServerAction
 from nurture.campaigns.timing import add_interval
-from nurture.channels.email.templates import TemplateRenderError, TemplateValidationError
 from nurture.channels.sms.render import CompiledSms, compile_sms
 from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome
 from nurture.errors import ValidationError
 from nurture.records import service as records
 from nurture.records.catalog import CRM_ACTIVITY_TYPES
 from nurture.records.models import User
+from nurture.templating import TemplateRenderError, TemplateValidationError
 
 _KEYS = frozenset(
     {"activity_type", "summary", "note", "due_in", "due_unit", "user_field", "fallback_user_id"}

@@ -43,6 +43,7 @@ from typing import Any
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from nurture import templating as email_templates
 from nurture.actions.base import (
     ActionFailed,
     ActionSkipped,
@@ -53,7 +54,6 @@ from nurture.actions.base import (
     text_value,
 )
 from nurture.campaigns.models import ServerAction
-from nurture.channels.email import templates as email_templates
 from nurture.channels.email.compose import SenderIdentity, Unsendable, check_address
 from nurture.channels.email.mime import MessageSpec, build_message, parse_address
 from nurture.channels.email.models import MailMessage

@@ -1,6 +1,6 @@
 """What a filter editor asks besides the count: the fields at the end of a relation path,
 records of a related model to pick by name and the AND of two filters. (The records a
-filter matches are listed by :func:`nurture.records.listing.list_page`.)"""
+filter matches are listed by :func:`nurture.audience.listing.list_page`.)"""
 
 from __future__ import annotations
 

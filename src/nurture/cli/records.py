@@ -93,7 +93,7 @@ def import_command(
     Headers match field names or labels (case-insensitive). Valid rows are imported; rows
     with errors are reported with their line number and the command exits with status 1.
     """
-    from nurture.records.csv_io import import_csv
+    from nurture.records.csv_import import import_csv
 
     rt = runtime()
     mapping = _parse_mapping(mappings)
@@ -156,7 +156,7 @@ def import_command(
 )
 def export_command(model: str, domain: str | None, output: Path | None, raw: bool) -> None:
     """Export records of MODEL as CSV (field names as headers; re-importable)."""
-    from nurture.records.csv_io import export_csv
+    from nurture.audience.export import export_csv
 
     rt = runtime()
     try:

@@ -26,7 +26,7 @@ from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.records import models as m
 from nurture.records.catalog import LEAD_STAGES
-from nurture.records.csv_io import allocate_ids
+from nurture.records.csv_store import allocate_ids
 from nurture.records.events import records_changed
 from nurture.records.service import (
     blacklist_email,

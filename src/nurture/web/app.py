@@ -14,7 +14,7 @@ from nurture import __version__
 from nurture.runtime import Runtime
 from nurture.web.api import install_api
 from nurture.web.ops import broker_status, install_ops
-from nurture.web.security import install_security
+from nurture.web.security.install import install_security
 from nurture.web.ui import install_ui
 
 log = logging.getLogger(__name__)

@@ -22,8 +22,8 @@ from nurture.channels.email.compose import (
 )
 from nurture.channels.email.inbound import InboundKind, parse_inbound
 from nurture.channels.email.links import Utm
-from nurture.channels.email.templates import EmailTemplate, compile_template
 from nurture.channels.email.transports import SmtpTransport
+from nurture.templating import EmailTemplate, compile_template
 from nurture.tracking.tokens import (
     KIND_CLICK,
     KIND_MESSAGE,

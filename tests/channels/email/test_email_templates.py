@@ -7,7 +7,10 @@ from typing import Any
 
 import pytest
 
-from nurture.channels.email.templates import (
+from nurture.errors import ValidationError
+from nurture.records import models as m
+from nurture.records.catalog import REGISTRY
+from nurture.templating import (
     EmailTemplate,
     RecordProxy,
     TemplateRenderError,
@@ -17,9 +20,6 @@ from nurture.channels.email.templates import (
     render_preview,
     validate_template,
 )
-from nurture.errors import ValidationError
-from nurture.records import models as m
-from nurture.records.catalog import REGISTRY
 
 CONTACT: dict[str, Any] = {
     "name": "Ann <Admin>",
@@ -39,7 +39,7 @@ def problems(model: str, html: str, subject: str = "Subject") -> list[tuple[str,
 
 def raw_render(source: str, record: Any = CONTACT, *, autoescape: bool = True) -> str:
     """Render WITHOUT save-time validation: what the runtime sandbox alone allows."""
-    from nurture.channels.email import templates as t
+    from nurture.templating import compiled as t
 
     env = t._HTML_ENV if autoescape else t._TEXT_ENV
     compiled = compile_template("contact", EmailTemplate("s", "x"))

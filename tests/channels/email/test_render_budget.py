@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from nurture.channels.email import templates as t
+from nurture import templating as t
 from nurture.channels.sms import render as sms
 
 THOUSAND = "[" + ",".join(["1"] * 1000) + "]"

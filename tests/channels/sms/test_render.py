@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from nurture.channels.email.templates import TemplateRenderError, TemplateValidationError
 from nurture.channels.sms.render import (
     InvalidNumber,
     compile_sms,
@@ -14,6 +13,7 @@ from nurture.channels.sms.render import (
     validate_sms_template,
 )
 from nurture.records.catalog import REGISTRY
+from nurture.templating import TemplateRenderError, TemplateValidationError
 
 CONTACT = {"name": "Zoé", "email": "z@x.io", "country_code": "FR", "mobile": None, "phone": None}
 

@@ -1,9 +1,11 @@
-"""The email channel: templates, link tracking, MIME building, transports, inbound mail.
+"""The email channel: link tracking, MIME building, transports, inbound mail.
+
+Templates (sandboxed Jinja2 checked against the model registry at save time, rendered to
+subject, preview, HTML with CSS inlined and a preheader, and text) live in
+:mod:`nurture.templating`, shared with SMS and transactional actions.
 
 Modules:
 
-* :mod:`.templates` — sandboxed Jinja2 templates checked against the model registry at save
-  time (line and column), rendered to subject, preview, HTML (CSS inlined, preheader) and text;
 * :mod:`.links` — tracked-link rewriting, UTM parameters and the open pixel;
 * :mod:`.mime` — the outgoing message (multipart/alternative, Message-ID and VERP tokens,
   RFC 8058 List-Unsubscribe, bulk headers) as wire bytes;

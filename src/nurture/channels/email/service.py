@@ -49,9 +49,9 @@ from sqlalchemy import func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from nurture import templating as tpl_mod
 from nurture.campaigns.campaigns import on_activity_duplicated
 from nurture.campaigns.models import Activity, Campaign
-from nurture.channels.email import templates as tpl_mod
 from nurture.channels.email.compose import (
     FAILURE_EMAIL_INVALID,
     FAILURE_EMAIL_MISSING,
@@ -63,7 +63,14 @@ from nurture.channels.email.compose import (
 from nurture.channels.email.links import Utm
 from nurture.channels.email.mime import parse_address
 from nurture.channels.email.models import EmailTemplate, MailMessage, MailUnsubscribe, TrackedLink
-from nurture.channels.email.templates import (
+from nurture.config import Settings, load_settings
+from nurture.engine.executors import ExecutionBatch, Outcome
+from nurture.engine.models import Trace
+from nurture.errors import Conflict, NotFound, ValidationError
+from nurture.records import models as rm
+from nurture.records import service as records
+from nurture.records.catalog import REGISTRY
+from nurture.templating import (
     PREVIEW_BUDGET,
     CompiledTemplate,
     RenderedEmail,
@@ -72,13 +79,6 @@ from nurture.channels.email.templates import (
     render_budget,
     validate_template,
 )
-from nurture.config import Settings, load_settings
-from nurture.engine.executors import ExecutionBatch, Outcome
-from nurture.engine.models import Trace
-from nurture.errors import Conflict, NotFound, ValidationError
-from nurture.records import models as rm
-from nurture.records import service as records
-from nurture.records.catalog import REGISTRY
 from nurture.tracking.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,7 @@ def create_template(
     """A template for an email activity (``activity_id``) or standalone (``model``).
 
     Validated at save time: a template error raises
-    :class:`~.templates.TemplateValidationError` with line and column.
+    :class:`~nurture.templating.TemplateValidationError` with line and column.
     """
     campaign_id: int | None = None
     if activity_id is not None:

@@ -3,7 +3,7 @@
 Modules:
 
 * :mod:`.segments` — GSM-7 / UCS-2 detection and the segment count shown while editing;
-* :mod:`.render` — templates (the email channel's sandbox), tracked short links, opt-out
+* :mod:`.render` — templates (the :mod:`nurture.templating` sandbox), tracked short links, opt-out
   text, recipients normalised to E.164;
 * :mod:`.providers` — the ``outbox`` and ``http`` (Twilio-compatible) providers behind one
   interface, and verification of delivery-status callbacks.

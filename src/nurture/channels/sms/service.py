@@ -37,7 +37,6 @@ from sqlalchemy.orm import Session
 from nurture.campaigns.campaigns import on_activity_duplicated
 from nurture.campaigns.models import Activity, Campaign
 from nurture.channels.email.service import LinkStore
-from nurture.channels.email.templates import TemplateRenderError
 from nurture.channels.sms.models import SmsMessage, SmsTemplate
 from nurture.channels.sms.render import (
     CompiledSms,
@@ -55,6 +54,7 @@ from nurture.errors import Conflict, NotFound, ValidationError
 from nurture.records import models as rm
 from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
+from nurture.templating import TemplateRenderError
 from nurture.tracking.tokens import TokenSigner
 
 KIND_SMS_CLICK = "sclick"  # SMS short link: ids = (link id, trace id)
@@ -160,7 +160,7 @@ def create_template(
     """A template for an SMS activity (``activity_id``) or standalone (``model``).
 
     Validated at save time (:func:`~.render.validate_sms_template`): a template error raises
-    :class:`~nurture.channels.email.templates.TemplateValidationError` on ``body``.
+    :class:`~nurture.templating.TemplateValidationError` on ``body``.
     """
     campaign_id: int | None = None
     if activity_id is not None:

@@ -36,7 +36,8 @@ from nurture.web.api.strict import (
     reject_bad_body,
     strict_types,
 )
-from nurture.web.security import csrf_protect, current_user
+from nurture.web.security.auth import current_user
+from nurture.web.security.csrf import csrf_protect
 
 API_PREFIX = "/api/v1"
 

@@ -30,7 +30,7 @@ from nurture.web.api.common import (
     paginate,
 )
 from nurture.web.api.users import audit
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 router = APIRouter(prefix="/blacklist", tags=["blacklists"], responses={**AUTH_ERRORS, **NOT_FOUND})
 Reader = Annotated[CurrentUser, Depends(require("blacklist.read"))]

@@ -16,7 +16,7 @@ from nurture.campaign_templates import DEFAULT_WEBSITE, create_from_template, li
 from nurture.web.api.campaigns import CampaignDetail, campaign_detail
 from nurture.web.api.common import AUTH_ERRORS, NOT_FOUND, Now, WriteSession
 from nurture.web.api.users import audit
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 router = APIRouter(
     prefix="/campaign-templates",

@@ -42,7 +42,7 @@ from nurture.web.api.common import (
     paginate,
 )
 from nurture.web.api.users import audit
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 router = APIRouter(prefix="/campaigns", tags=["campaigns"], responses={**AUTH_ERRORS, **NOT_FOUND})
 Reader = Annotated[CurrentUser, Depends(require("campaigns.read"))]

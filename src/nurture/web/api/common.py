@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.errors import NotFound, ValidationError
-from nurture.web.security import CurrentUser, current_user
+from nurture.web.security.auth import CurrentUser, current_user
 
 #: ids are 32-bit integers on PostgreSQL: larger values can name no row
 MAX_ID = 2_147_483_647

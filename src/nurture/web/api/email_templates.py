@@ -29,7 +29,7 @@ from nurture.web.api.common import (
     WriteSession,
 )
 from nurture.web.api.templates import PreviewRecord, activity_template, rendered
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 router = APIRouter(
     prefix="/campaigns/{campaign_id}/activities/{activity_id}/email-template",

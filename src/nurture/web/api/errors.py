@@ -1,7 +1,7 @@
 """Error bodies of the API: ``{"error": {"code": …, "message": …, "field": …}}``.
 
 :func:`install_api_errors` wraps the exception handlers already on the app (those of
-:func:`nurture.web.security.install_security`) so that responses under ``/api/`` carry the
+:func:`nurture.web.security.install.install_security`) so that responses under ``/api/`` carry the
 nested shape, while the rest of the site keeps its own. FastAPI's request validation
 errors become 422 with the same shape, naming the parameter or body field at fault, and
 database errors caused by a value the database cannot store (out of range, a NUL byte)
@@ -25,7 +25,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nurture.errors import NurtureError
 from nurture.web.api.strict import RefusedBody, body_problem
-from nurture.web.security import error_status
+from nurture.web.security.errors import error_status
 
 log = logging.getLogger(__name__)
 

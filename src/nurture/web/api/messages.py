@@ -40,7 +40,7 @@ from nurture.web.api.common import (
     one_or_404,
     paginate,
 )
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 messages_router = APIRouter(
     prefix="/messages", tags=["messages"], responses={**AUTH_ERRORS, **NOT_FOUND}

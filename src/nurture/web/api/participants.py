@@ -23,7 +23,7 @@ from nurture.web.api.common import (
     one_or_404,
     paginate,
 )
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 router = APIRouter(tags=["participants and traces"], responses={**AUTH_ERRORS, **NOT_FOUND})
 Reader = Annotated[CurrentUser, Depends(require("campaigns.read"))]

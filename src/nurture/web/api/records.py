@@ -22,11 +22,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from nurture import audience
+from nurture.audience.export import export_csv
 from nurture.clock import parse_iso
 from nurture.errors import NotFound, ValidationError
-from nurture.records import csv_io
 from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
+from nurture.records.csv_import import import_csv
 from nurture.records.registry import ModelDef
 from nurture.web.api.common import (
     AUTH_ERRORS,
@@ -46,7 +47,7 @@ from nurture.web.api.common import (
     paginate,
     utc_values,
 )
-from nurture.web.security import CurrentUser, current_user
+from nurture.web.security.auth import CurrentUser, current_user
 
 #: models served here; users have their own admin-only routes
 EXCLUDED_MODELS = frozenset({"user"})
@@ -356,7 +357,7 @@ def import_route(
         ) from None
     if "\x00" in text:
         raise ValidationError("the file contains NUL bytes; expected CSV text", field="file")
-    result = csv_io.import_csv(
+    result = import_csv(
         db=db,
         model=mdef.name,
         source=io.StringIO(text, newline=""),
@@ -442,7 +443,7 @@ def export_route(
         writer = _QueueWriter(chunks, stop)
         try:
             with db.read() as session:
-                csv_io.export_csv(
+                export_csv(
                     session=session, model=mdef.name, out=writer, now=now, domain=domain, raw=raw
                 )
             writer.flush()

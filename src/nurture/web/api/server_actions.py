@@ -38,7 +38,7 @@ from nurture.web.api.common import (
     one_or_404,
     paginate,
 )
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 router = APIRouter(
     prefix="/server-actions", tags=["server actions"], responses={**AUTH_ERRORS, **NOT_FOUND}

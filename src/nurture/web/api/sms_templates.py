@@ -36,7 +36,7 @@ from nurture.web.api.templates import (
     rendered,
     segments_out,
 )
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 router = APIRouter(
     prefix="/campaigns/{campaign_id}/activities/{activity_id}/sms-template",

@@ -24,7 +24,7 @@ from nurture.web.api.common import (
     WriteSession,
     paginate,
 )
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 router = APIRouter(prefix="/tags", tags=["tags"], responses={**AUTH_ERRORS, **NOT_FOUND})
 Reader = Annotated[CurrentUser, Depends(require("tags.read"))]

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
-from nurture.channels.email import templates as email_templates
+from nurture import templating as email_templates
 from nurture.channels.sms import render as sms_render
 from nurture.channels.sms import segments as sms_segments
 from nurture.errors import NotFound, ValidationError
@@ -21,7 +21,7 @@ from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
 from nurture.web.api.campaigns import _campaign_activity
 from nurture.web.api.common import AUTH_ERRORS, MAX_ID, NOT_FOUND, ReadSession, enum_of
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 T = TypeVar("T")
 

@@ -23,7 +23,7 @@ from nurture.web.api.common import (
     WriteSession,
 )
 from nurture.web.api.participants import ParticipantOut, TraceOut, participant_out, trace_out
-from nurture.web.security import CurrentUser, require
+from nurture.web.security.auth import CurrentUser, require
 
 router = APIRouter(tags=["test mode"], responses={**AUTH_ERRORS, **NOT_FOUND, **CONFLICT})
 Reader = Annotated[CurrentUser, Depends(require("campaigns.read"))]

@@ -28,7 +28,8 @@ from nurture.web.api.common import (
     WriteSession,
     paginate,
 )
-from nurture.web.security import CurrentUser, client_ip, require
+from nurture.web.security.auth import CurrentUser, require
+from nurture.web.security.config import client_ip
 
 Role = Literal["admin", "marketer", "viewer"]
 

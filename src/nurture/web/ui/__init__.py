@@ -14,7 +14,7 @@ from fastapi.responses import FileResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nurture.errors import NurtureError
-from nurture.web.security import error_status
+from nurture.web.security.errors import error_status
 from nurture.web.ui import auth, campaigns, filters, participants, records, testmode, workflow
 from nurture.web.ui.render import (
     STATIC_DIR,

@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session
 from nurture.accounts import service as accounts
 from nurture.accounts import setup
 from nurture.errors import NurtureError
-from nurture.web import security
 from nurture.web.api.common import Now
-from nurture.web.security import csrf_protect
+from nurture.web.security.auth import current_user_optional
+from nurture.web.security.csrf import csrf_protect
+from nurture.web.security.sessions import end_session, login_with_password, start_session
 from nurture.web.ui.render import (
     PublicReadSession,
     UiReadSession,
@@ -28,7 +29,7 @@ router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False
 
 @router.get("/")
 def home(request: Request) -> Response:
-    if security.current_user_optional(request) is None:
+    if current_user_optional(request) is None:
         return redirect(request, "/login")
     return redirect(request, "/campaigns")
 
@@ -38,7 +39,7 @@ def home(request: Request) -> Response:
 
 @router.get("/login")
 def login_page(request: Request, session: PublicReadSession, next: str | None = None) -> Response:
-    if security.current_user_optional(request) is not None:
+    if current_user_optional(request) is not None:
         return redirect(request, safe_next(next))
     return render(
         request,
@@ -57,7 +58,7 @@ def login_submit(
 ) -> Response:
     target = safe_next(next)
     response = redirect(request, target)
-    result = security.login_with_password(request, response, login, password)
+    result = login_with_password(request, response, login, password)
     if isinstance(result, accounts.LoginRefused):
         now = request.app.state.security.clock()
         wait = result.retry_after_seconds(now)
@@ -78,7 +79,7 @@ def login_submit(
 @router.post("/logout")
 def logout(request: Request) -> Response:
     response = redirect(request, "/login", "You are signed out.", "info")
-    security.end_session(request, response)
+    end_session(request, response)
     return response
 
 
@@ -141,7 +142,7 @@ def setup_submit(
             status_code=422,
         )
     response = redirect(request, "/campaigns", f"Welcome, {user.name}: your administrator account is ready.")
-    security.start_session(request, response, user)
+    start_session(request, response, user)
     return response
 
 

@@ -31,7 +31,8 @@ from nurture.records.catalog import REGISTRY
 from nurture.reporting import campaign_stats
 from nurture.web.api.common import Now
 from nurture.web.api.users import audit
-from nurture.web.security import CurrentUser, csrf_protect
+from nurture.web.security.auth import CurrentUser
+from nurture.web.security.csrf import csrf_protect
 from nurture.web.ui.render import (
     UiReadSession,
     UiUser,

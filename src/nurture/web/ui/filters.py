@@ -25,12 +25,13 @@ from fastapi.responses import JSONResponse
 
 from nurture import audience
 from nurture.audience import FilterError
+from nurture.audience.listing import list_page
 from nurture.records.catalog import REGISTRY
-from nurture.records.listing import list_page
 from nurture.records.registry import ModelDef, RegistryError
 from nurture.web.api.common import Now
 from nurture.web.api.records import EXCLUDED_MODELS, RESOURCE_OF_MODEL
-from nurture.web.security import CurrentUser, csrf_protect
+from nurture.web.security.auth import CurrentUser
+from nurture.web.security.csrf import csrf_protect
 from nurture.web.ui.render import FieldError, UiReadSession, UiUser, render
 
 router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)

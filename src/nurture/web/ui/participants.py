@@ -28,7 +28,8 @@ from nurture.errors import NotFound, NurtureError
 from nurture.reporting import timeline as reporting_timeline
 from nurture.web.api.common import Now
 from nurture.web.api.users import audit
-from nurture.web.security import CurrentUser, csrf_protect
+from nurture.web.security.auth import CurrentUser
+from nurture.web.security.csrf import csrf_protect
 from nurture.web.ui.render import UiReadSession, UiUser, database, redirect, render, ui_require
 
 router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)

@@ -10,10 +10,10 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
+from nurture.audience.listing import list_page
 from nurture.records.catalog import REGISTRY
-from nurture.records.listing import list_page
 from nurture.web.api.common import Now
-from nurture.web.security import csrf_protect
+from nurture.web.security.csrf import csrf_protect
 from nurture.web.ui.render import UiReadSession, UiUser, is_htmx, render
 
 router = APIRouter(dependencies=[Depends(csrf_protect)], include_in_schema=False)

@@ -41,8 +41,9 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from sqlalchemy.orm import Session
 
 from nurture.db import Database
-from nurture.web import security
-from nurture.web.security import CurrentUser, current_user_optional
+from nurture.web.security.auth import CurrentUser, current_user_optional, require
+from nurture.web.security.cookies import sign_value, unsign_value
+from nurture.web.security.csrf import csrf_token
 
 WEB_DIR = Path(__file__).resolve().parent.parent
 TEMPLATES_DIR = WEB_DIR / "templates"
@@ -121,7 +122,7 @@ def safe_next(value: str | None, default: str = "/campaigns") -> str:
 
 def _flash_messages(request: Request) -> list[dict[str, str]]:
     config = request.app.state.security
-    raw = security.unsign_value(config.signing_key, request.cookies.get(FLASH_COOKIE))
+    raw = unsign_value(config.signing_key, request.cookies.get(FLASH_COOKIE))
     if not raw:
         return []
     try:
@@ -145,7 +146,7 @@ def render(
 ) -> HTMLResponse:
     """Render a page or fragment with the shared context."""
     cookie_holder = Response()
-    csrf = security.csrf_token(request, cookie_holder)
+    csrf = csrf_token(request, cookie_holder)
     user = current_user_optional(request)
     flashes = _flash_messages(request)
     body = environment().get_template(template).render(
@@ -170,7 +171,7 @@ def flash(request: Request, response: Response, text: str, kind: str = "success"
     """Show ``text`` on the next page rendered for this browser."""
     config = request.app.state.security
     items = _flash_messages(request) + [{"kind": kind, "text": text}]
-    value = security.sign_value(config.signing_key, json.dumps(items[-5:]))
+    value = sign_value(config.signing_key, json.dumps(items[-5:]))
     response.set_cookie(FLASH_COOKIE, value, path="/", httponly=True, samesite="lax")
 
 
@@ -204,7 +205,7 @@ UiUser = Annotated[CurrentUser, Depends(_ui_user)]
 
 def ui_require(action: str) -> Any:
     """A dependency: the signed-in user if their role allows ``action``, else a 403 page."""
-    security.require(action)  # validates the action name at declaration time
+    require(action)  # validates the action name at declaration time
 
     def dependency(user: UiUser) -> CurrentUser:
         if not user.can(action):

@@ -24,7 +24,7 @@ from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
 from nurture.reporting.timeline import TimelineStep, timeline
 from nurture.web.api.common import Now
-from nurture.web.security import csrf_protect
+from nurture.web.security.csrf import csrf_protect
 from nurture.web.ui.render import (
     UiReadSession,
     UiUser,

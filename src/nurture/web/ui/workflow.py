@@ -35,6 +35,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture import actions, audience
+from nurture import templating as email_templates
 from nurture.actions import service as action_service
 from nurture.campaigns import activities as activity_service
 from nurture.campaigns import campaigns, domains
@@ -50,9 +51,7 @@ from nurture.campaigns.models import (
 )
 from nurture.campaigns.timing import hours_equivalent
 from nurture.channels.email import service as email
-from nurture.channels.email import templates as email_templates
 from nurture.channels.email.models import EmailTemplate
-from nurture.channels.email.templates import TemplateRenderError, TemplateValidationError
 from nurture.channels.sms import render as sms_render
 from nurture.channels.sms import service as sms
 from nurture.channels.sms.models import SmsTemplate
@@ -63,8 +62,10 @@ from nurture.records import service as records
 from nurture.records.catalog import CRM_ACTIVITY_TYPES, REGISTRY
 from nurture.records.registry import ModelDef
 from nurture.reporting.activity_stats import MESSAGE_EVENTS, ActivityFigures, activity_stats
+from nurture.templating import TemplateRenderError, TemplateValidationError
 from nurture.web.api.common import Now
-from nurture.web.security import CurrentUser, csrf_protect
+from nurture.web.security.auth import CurrentUser
+from nurture.web.security.csrf import csrf_protect
 from nurture.web.ui.render import (
     FieldError,
     UiReadSession,

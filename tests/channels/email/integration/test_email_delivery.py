@@ -13,13 +13,13 @@ from nurture.channels.email import delivery
 from nurture.channels.email import service as email_service
 from nurture.channels.email.models import MailMessage
 from nurture.channels.email.receive import apply_auto_blacklist
-from nurture.channels.email.templates import TemplateValidationError
 from nurture.engine.enrol import sync_campaigns
 from nurture.engine.execute import run_due
 from nurture.engine.models import Trace
 from nurture.errors import Conflict
 from nurture.records import service as records
 from nurture.records.models import MailingContact
+from nurture.templating import TemplateValidationError
 from nurture.tracking.tokens import TokenSigner
 from nurture.tracking.urls import view_url
 from nurture.worker.loop import tick

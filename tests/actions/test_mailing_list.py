@@ -7,6 +7,7 @@ from sqlalchemy import select
 
 from nurture.db import Database
 from nurture.errors import ValidationError
+from nurture.records import mailing_lists
 from nurture.records import models as m
 from nurture.records import service as records
 
@@ -41,8 +42,8 @@ def test_add_mailing_contacts_by_list_name_without_duplicates(db: Database) -> N
 def test_opted_out_contact_stays_opted_out(db: Database) -> None:
     with db.transaction() as s:
         a = _mc(s, "a@x.io")
-        list_id = records.get_or_create_mailing_list(session=s, name="News", now=T0)
-        records.opt_out(session=s, contact_id=a, list_id=list_id, now=T0)
+        list_id = mailing_lists.get_or_create_mailing_list(session=s, name="News", now=T0)
+        mailing_lists.opt_out(session=s, contact_id=a, list_id=list_id, now=T0)
         action = save_action(s, "mailing_contact", "add_to_list", {"list": list_id})
         run = run_action(s, action, [a])
     assert run.outcomes == {}
@@ -80,9 +81,9 @@ def test_remove_deletes_or_opts_out(db: Database) -> None:
     with db.transaction() as s:
         a, b = _mc(s, "a@x.io"), _mc(s, "b@x.io")
         ann = contact(s, "Ann", email="a@x.io")
-        list_id = records.get_or_create_mailing_list(session=s, name="News", now=T0)
+        list_id = mailing_lists.get_or_create_mailing_list(session=s, name="News", now=T0)
         for cid in (a, b):
-            records.subscribe(session=s, contact_id=cid, list_id=list_id, now=T0)
+            mailing_lists.subscribe(session=s, contact_id=cid, list_id=list_id, now=T0)
         remove = save_action(s, "contact", "remove_from_list", {"list": "News"})
         opt = save_action(s, "mailing_contact", "remove_from_list", {"list": list_id, "opt_out": True})
         first = run_action(s, remove, [ann])

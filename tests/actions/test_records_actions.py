@@ -11,6 +11,7 @@ from sqlalchemy import select
 from nurture.actions import validate_action
 from nurture.db import Database
 from nurture.errors import ValidationError
+from nurture.records import blacklists
 from nurture.records import models as m
 from nurture.records import service as records
 
@@ -181,7 +182,7 @@ def test_blacklist_email_and_phones(db: Database) -> None:
         assert sorted(r.number for r in s.scalars(select(m.PhoneBlacklist))) == [
             "+33123456789", "+33612345678", "+447400123456",
         ]
-        assert records.is_phone_blacklisted(session=s, number="06 12 34 56 78", country_code="FR")
+        assert blacklists.is_phone_blacklisted(session=s, number="06 12 34 56 78", country_code="FR")
 
 
 def test_blacklist_default_reason_names_the_campaign(db: Database) -> None:

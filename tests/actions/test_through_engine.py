@@ -31,6 +31,7 @@ from nurture.channels.webhook import transport as webhook
 from nurture.cli import cli
 from nurture.db import Database
 from nurture.engine.models import Trace
+from nurture.records import blacklists, mailing_lists
 from nurture.records import models as m
 from nurture.records import service as records
 from tests.fakes.twilio_server import CallbackReceiver
@@ -93,13 +94,13 @@ def test_add_to_list(db: Database, tick: Any) -> None:
 def test_remove_from_list(db: Database, tick: Any) -> None:
     with db.transaction() as s:
         mc = records.create_record(session=s, model="mailing_contact", values={"name": "M", "email": "m@x.io"}, now=T0)
-        list_id = records.get_or_create_mailing_list(session=s, name="News", now=T0)
-        records.subscribe(session=s, contact_id=mc, list_id=list_id, now=T0)
+        list_id = mailing_lists.get_or_create_mailing_list(session=s, name="News", now=T0)
+        mailing_lists.subscribe(session=s, contact_id=mc, list_id=list_id, now=T0)
         act = _campaign(s, "mailing_contact", "remove_from_list", {"list": "News", "opt_out": True})
     tick()
     assert _states(db, act) == {mc: ("processed", None)}
     with db.read() as s:
-        assert records.is_opted_out(session=s, contact_id=mc, list_id=list_id)
+        assert mailing_lists.is_opted_out(session=s, contact_id=mc, list_id=list_id)
 
 
 def test_crm_activity(db: Database, tick: Any) -> None:
@@ -139,8 +140,8 @@ def test_blacklist(db: Database, tick: Any) -> None:
     tick()
     assert _states(db, act) == {a: ("processed", None)}
     with db.read() as s:
-        assert records.is_email_blacklisted(session=s, email="ann@x.io")
-        assert records.is_phone_blacklisted(session=s, number="+33612345678")
+        assert blacklists.is_email_blacklisted(session=s, email="ann@x.io")
+        assert blacklists.is_phone_blacklisted(session=s, number="+33612345678")
 
 
 def test_webhook(db: Database, tick: Any, receiver: CallbackReceiver, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -22,6 +22,7 @@ from nurture.audience import (
 )
 from nurture.cli import cli
 from nurture.db import Database
+from nurture.records import blacklists
 from nurture.records import models as m
 from nurture.records import service as svc
 
@@ -62,16 +63,16 @@ def blocked(db: Database) -> dict[str, int]:
             name: svc.create_record(session=s, model="contact", values={"name": name, **v}, now=NOW)
             for name, v in values.items()
         }
-        svc.blacklist_email(session=s, email=" ANN@example.com ", now=NOW)
-        svc.blacklist_email(session=s, email="ben@example.org", now=NOW)
-        assert svc.unblacklist_email(session=s, email="BEN@example.org", now=NOW)
-        svc.blacklist_email(session=s, email="fay@example.org", now=NOW)
-        svc.blacklist_email(session=s, email="nobody@example.org", now=NOW)
-        svc.blacklist_phone(session=s, number="+33 6 12 34 56 78", now=NOW)
-        svc.blacklist_phone(session=s, number="0470 12 34 56", country_code="BE", now=NOW)
-        svc.blacklist_phone(session=s, number="+49 30 901820", now=NOW)
-        assert svc.unblacklist_phone(session=s, number="+4930901820", now=NOW)
-        svc.blacklist_phone(session=s, number="+1 202 555 0101", now=NOW)
+        blacklists.blacklist_email(session=s, email=" ANN@example.com ", now=NOW)
+        blacklists.blacklist_email(session=s, email="ben@example.org", now=NOW)
+        assert blacklists.unblacklist_email(session=s, email="BEN@example.org", now=NOW)
+        blacklists.blacklist_email(session=s, email="fay@example.org", now=NOW)
+        blacklists.blacklist_email(session=s, email="nobody@example.org", now=NOW)
+        blacklists.blacklist_phone(session=s, number="+33 6 12 34 56 78", now=NOW)
+        blacklists.blacklist_phone(session=s, number="0470 12 34 56", country_code="BE", now=NOW)
+        blacklists.blacklist_phone(session=s, number="+49 30 901820", now=NOW)
+        assert blacklists.unblacklist_phone(session=s, number="+4930901820", now=NOW)
+        blacklists.blacklist_phone(session=s, number="+1 202 555 0101", now=NOW)
     return ids
 
 
@@ -138,8 +139,8 @@ def test_the_value_follows_the_blacklist_at_once(db: Database, blocked: dict[str
     """Nothing is stored on the record: lifting or adding an entry changes the next count."""
     domain = [["is_blacklisted", "=", True]]
     with db.transaction() as s:
-        assert svc.unblacklist_email(session=s, email="ann@example.com", now=NOW)
-        svc.blacklist_email(session=s, email="Ben@Example.org", now=NOW)  # blocked again
+        assert blacklists.unblacklist_email(session=s, email="ann@example.com", now=NOW)
+        blacklists.blacklist_email(session=s, email="Ben@Example.org", now=NOW)  # blocked again
     assert _matching(db, blocked, domain) == {"Ben", "Fay"}
     with db.transaction() as s:  # a changed address stops matching its old entry
         svc.update_record(

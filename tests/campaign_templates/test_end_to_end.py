@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
+from nurture.records import blacklists, mailing_lists
 from nurture.records import models as m
 from nurture.records import service as records
 from nurture.worker.loop import tick
@@ -75,23 +76,23 @@ def test_double_opt_in_confirms_a_new_subscriber_once(env: Env) -> None:
             values={"name": "Nora", "email": "nora@example.org"},
             now=joined,
         )
-        records.subscribe(session=s, contact_id=nora, list_id=newsletter, now=joined)
-        other = records.get_or_create_mailing_list(session=s, name="Partners", now=joined)
+        mailing_lists.subscribe(session=s, contact_id=nora, list_id=newsletter, now=joined)
+        other = mailing_lists.get_or_create_mailing_list(session=s, name="Partners", now=joined)
         pat = records.create_record(
             session=s,
             model="mailing_contact",
             values={"name": "Pat", "email": "pat@example.org"},
             now=joined,
         )
-        records.subscribe(session=s, contact_id=pat, list_id=other, now=joined)
-        records.blacklist_email(session=s, email="bea@example.org", now=joined, reason="Asked")
+        mailing_lists.subscribe(session=s, contact_id=pat, list_id=other, now=joined)
+        blacklists.blacklist_email(session=s, email="bea@example.org", now=joined, reason="Asked")
         bea = records.create_record(
             session=s,
             model="mailing_contact",
             values={"name": "Bea", "email": "bea@example.org"},
             now=joined,
         )
-        records.subscribe(session=s, contact_id=bea, list_id=newsletter, now=joined)
+        mailing_lists.subscribe(session=s, contact_id=bea, list_id=newsletter, now=joined)
     # enrolled at once (no tick), the confirmation scheduled one hour later; Bea's address
     # is blacklisted, so the filter ("not blacklisted") never enrols her
     assert participants(env.db, cid) == {nora: "running"}
@@ -162,7 +163,7 @@ def test_welcome_flow_blacklists_and_unsubscribes_a_bounced_address(env: Env) ->
                 values={"name": name.title(), "email": f"{name}@example.org"},
                 now=T0,
             )
-            records.subscribe(session=s, contact_id=contact, list_id=newsletter, now=T0)
+            mailing_lists.subscribe(session=s, contact_id=contact, list_id=newsletter, now=T0)
             subscribers[name] = contact
     tick(env.db, now=T0)
     assert sorted(mails(env)) == [
@@ -178,9 +179,9 @@ def test_welcome_flow_blacklists_and_unsubscribes_a_bounced_address(env: Env) ->
         subscribers["fay"]: "scheduled",
     }
     with env.db.read() as s:
-        assert records.is_email_blacklisted(session=s, email="eve@example.org")
-        assert not records.is_email_blacklisted(session=s, email="fay@example.org")
-        (entry,) = records.blacklist_history(session=s, kind="email", value="eve@example.org")
+        assert blacklists.is_email_blacklisted(session=s, email="eve@example.org")
+        assert not blacklists.is_email_blacklisted(session=s, email="fay@example.org")
+        (entry,) = blacklists.blacklist_history(session=s, kind="email", value="eve@example.org")
         assert (entry.reason, entry.source) == ("The welcome email bounced", "action")
     assert _members(env, "Newsletter") == ["fay@example.org"]
 

@@ -13,6 +13,7 @@ from nurture.campaigns.models import Campaign, ServerAction
 from nurture.channels.email import service as email_service
 from nurture.channels.email.models import EmailTemplate
 from nurture.errors import NotFound, ValidationError
+from nurture.records import mailing_lists, tags
 from nurture.records import models as m
 from nurture.records import service as records
 from tests.channels.email.integration.conftest import T0
@@ -72,8 +73,8 @@ def test_each_template_creates_a_draft_campaign_that_validates(session: Session,
 
 
 def test_creating_twice_reuses_lists_and_tags(session: Session) -> None:
-    newsletter = records.get_or_create_mailing_list(session=session, name="Newsletter", now=T0)
-    records.get_or_create_tags(session=session, names=["hot"])  # tag names match in any case
+    newsletter = mailing_lists.get_or_create_mailing_list(session=session, name="Newsletter", now=T0)
+    tags.get_or_create_tags(session=session, names=["hot"])  # tag names match in any case
     for _ in range(2):
         for key in KEYS:
             create_from_template(session=session, now=T0, key=key)

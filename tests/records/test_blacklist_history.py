@@ -12,61 +12,61 @@ from sqlalchemy import func, select
 from nurture.cli import cli
 from nurture.db import Database
 from nurture.errors import ValidationError
+from nurture.records import blacklists
 from nurture.records import models as m
-from nurture.records import service as records
 
 NOW = datetime(2026, 3, 1, 9, 0)
 
 
 def test_history_keeps_every_block_and_unblock_with_reason_and_source(db: Database) -> None:
     with db.transaction() as s:
-        records.blacklist_email(session=s, email="Ann@Example.com", now=NOW, reason="asked")
-        records.blacklist_email(session=s, email="ann@example.com", now=NOW, reason="again")
-        records.unblacklist_email(session=s, email="ann@example.com", now=NOW + timedelta(days=1))
-        records.blacklist_email(
+        blacklists.blacklist_email(session=s, email="Ann@Example.com", now=NOW, reason="asked")
+        blacklists.blacklist_email(session=s, email="ann@example.com", now=NOW, reason="again")
+        blacklists.unblacklist_email(session=s, email="ann@example.com", now=NOW + timedelta(days=1))
+        blacklists.blacklist_email(
             session=s, email="ann@example.com", now=NOW + timedelta(days=2), reason="bounced", source="bounce"
         )
     with db.read() as s:
-        rows = records.blacklist_history(session=s, kind="email", value="ANN@example.com")
+        rows = blacklists.blacklist_history(session=s, kind="email", value="ANN@example.com")
         assert [(r.action, r.reason, r.source) for r in rows] == [
             ("add", "asked", "manual"),
             ("remove", None, "manual"),
             ("add", "bounced", "bounce"),
         ]
-        assert records.is_email_blacklisted(session=s, email="ann@example.com")
+        assert blacklists.is_email_blacklisted(session=s, email="ann@example.com")
 
 
 def test_phone_history_uses_e164(db: Database) -> None:
     with db.transaction() as s:
-        records.blacklist_phone(session=s, number="0470 12 34 56", country_code="BE", now=NOW)
+        blacklists.blacklist_phone(session=s, number="0470 12 34 56", country_code="BE", now=NOW)
     with db.read() as s:
-        (row,) = records.blacklist_history(session=s, kind="phone", value="+32470123456")
+        (row,) = blacklists.blacklist_history(session=s, kind="phone", value="+32470123456")
         assert row.value == "+32470123456"
 
 
 def test_import_blocks_good_lines_reports_bad_ones_and_counts_known(db: Database) -> None:
     with db.transaction() as s:
-        records.blacklist_email(session=s, email="known@example.com", now=NOW)
+        blacklists.blacklist_email(session=s, email="known@example.com", now=NOW)
     lines = list(
-        records.blacklist_file_values(
+        blacklists.blacklist_file_values(
             ["email\n", "a@example.com\n", "not-an-email\n", "\n", "known@example.com\n", "A@example.com\n", "b@example.org\n"]
         )
     )
     with db.transaction() as s:
-        result = records.import_blacklist(session=s, kind="email", lines=lines, now=NOW, reason="list", chunk_size=2)
+        result = blacklists.import_blacklist(session=s, kind="email", lines=lines, now=NOW, reason="list", chunk_size=2)
     assert result.added == 2
     assert result.already == 2  # known@ and the repeated a@
     assert [line for line, _ in result.errors] == [3]
     assert "not-an-email" in result.errors[0][1]
     with db.read() as s:
         assert s.scalar(select(func.count()).select_from(m.EmailBlacklist)) == 3
-        (row,) = records.blacklist_history(session=s, kind="email", value="b@example.org")
+        (row,) = blacklists.blacklist_history(session=s, kind="email", value="b@example.org")
         assert (row.source, row.reason) == ("import", "list")
 
 
 def test_history_of_an_invalid_value_is_refused(db: Database) -> None:
     with db.read() as s, pytest.raises(ValidationError):
-        records.blacklist_history(session=s, kind="email", value="nope")
+        blacklists.blacklist_history(session=s, kind="email", value="nope")
 
 
 def test_cli_import_and_history(db: Database, tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from nurture.accounts import service as accounts
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.errors import ValidationError
+from nurture.records import blacklists
 from nurture.records import models as m
 from nurture.records import service as svc
 from nurture.records.catalog import REGISTRY
@@ -74,7 +75,7 @@ def test_a_csv_import_skips_their_columns(db: Database, tmp_path: Path) -> None:
     assert (result.created, result.error_count) == (1, 0)
     assert result.ignored_columns == ["Blacklisted", "phone_blacklisted"]
     with db.read() as s:  # the value is the blacklist's, not the file's
-        assert not svc.is_email_blacklisted(session=s, email="ann@example.com")
+        assert not blacklists.is_email_blacklisted(session=s, email="ann@example.com")
         assert s.scalars(select(m.EmailBlacklist)).all() == []
     mapped = tmp_path / "mapped.csv"
     mapped.write_text("name,blocked\nBen,yes\n", encoding="utf-8")
@@ -121,7 +122,7 @@ def test_api_lists_them_as_computed_and_read_only_and_refuses_writes(
     assert r.status_code == 422 and r.json()["error"]["field"] == "phone_blacklisted"
 
     with db.transaction() as s:
-        svc.blacklist_email(session=s, email="ANN@example.com", now=NOW)
+        blacklists.blacklist_email(session=s, email="ANN@example.com", now=NOW)
     r = admin.get(f"{base}/contact/count", params={"filter": '[["is_blacklisted", "=", true]]'})
     assert r.status_code == 200 and r.json()["count"] == 1
     r = admin.get(f"{base}/contact/count", params={"filter": '[["is_blacklisted", "ilike", "x"]]'})

@@ -9,6 +9,7 @@ from sqlalchemy import func, select
 
 from nurture.db import Database
 from nurture.errors import Conflict, NotFound, ValidationError
+from nurture.records import blacklists, crm_activities, mailing_lists, tags
 from nurture.records import models as m
 from nurture.records import service as svc
 from nurture.records.registry import model_from_orm
@@ -141,7 +142,7 @@ def test_tags_by_name_are_get_or_create_and_salesperson_by_id(db: Database) -> N
             session=s, model="user", values={"login": "sam", "name": "Sam", "role": "marketer"},
             now=NOW,
         )  # fmt: skip
-        vip = svc.get_or_create_tags(session=s, names=["VIP"])[0]
+        vip = tags.get_or_create_tags(session=s, names=["VIP"])[0]
         cid = svc.create_record(
             session=s, model="contact",
             values={"name": "Ann", "tags": ["vip", "Hot", "Hot"], "salesperson": uid}, now=NOW,
@@ -181,7 +182,7 @@ def test_update_archive_unarchive_delete(db: Database) -> None:
 
 def test_models_without_active_cannot_be_archived(db: Database) -> None:
     with db.transaction() as s:
-        tid = svc.get_or_create_tags(session=s, names=["VIP"])[0]
+        tid = tags.get_or_create_tags(session=s, names=["VIP"])[0]
     with pytest.raises(ValidationError) as info, db.transaction() as s:
         svc.archive_records(session=s, model="tag", ids=[tid], now=NOW)
     assert info.value.field == "active"
@@ -213,7 +214,7 @@ def test_records_changed_and_deleted_are_notified_with_the_ids(db: Database) -> 
         with db.transaction() as s:
             svc.update_record(session=s, model="contact", record_id=first, values={"city": "Lyon"}, now=NOW)  # fmt: skip
             svc.archive_records(session=s, model="contact", ids=[second], now=NOW)
-            svc.get_or_create_tags(session=s, names=["Not a target"])
+            tags.get_or_create_tags(session=s, names=["Not a target"])
             svc.delete_records(session=s, model="contact", ids=[first], now=NOW)
     assert heard.changed_ids("contact") == [first, second, first, second]
     assert heard.deleted_ids("contact") == [first]
@@ -255,19 +256,19 @@ def test_subscriptions_never_duplicate_and_record_opt_out(db: Database) -> None:
     later, latest = NOW + timedelta(days=1), NOW + timedelta(days=2)
     with db.transaction() as s:
         mc = svc.create_record(session=s, model="mailing_contact", values={"name": "Ann", "email": "a@example.com"}, now=NOW)  # fmt: skip
-        news = svc.get_or_create_mailing_list(session=s, name="Newsletter", now=NOW)
-        assert svc.get_or_create_mailing_list(session=s, name="Newsletter", now=NOW) == news
-        sub = svc.subscribe(session=s, contact_id=mc, list_id=news, now=NOW)
-        assert svc.subscribe(session=s, contact_id=mc, list_id=news, now=later) == sub
-        assert svc.opt_out(session=s, contact_id=mc, list_id=news, now=later) == sub
+        news = mailing_lists.get_or_create_mailing_list(session=s, name="Newsletter", now=NOW)
+        assert mailing_lists.get_or_create_mailing_list(session=s, name="Newsletter", now=NOW) == news
+        sub = mailing_lists.subscribe(session=s, contact_id=mc, list_id=news, now=NOW)
+        assert mailing_lists.subscribe(session=s, contact_id=mc, list_id=news, now=later) == sub
+        assert mailing_lists.opt_out(session=s, contact_id=mc, list_id=news, now=later) == sub
         # Subscribing again does not silently undo an opt-out.
-        svc.subscribe(session=s, contact_id=mc, list_id=news, now=latest)
-        assert svc.is_opted_out(session=s, contact_id=mc, list_id=news)
+        mailing_lists.subscribe(session=s, contact_id=mc, list_id=news, now=latest)
+        assert mailing_lists.is_opted_out(session=s, contact_id=mc, list_id=news)
     with db.read() as s:
         row = s.get(m.MailingSubscription, sub)
         assert row is not None and (row.opted_out, row.unsubscribed_at) == (True, later)
     with db.transaction() as s:
-        assert svc.resubscribe(session=s, contact_id=mc, list_id=news, now=latest) == sub
+        assert mailing_lists.resubscribe(session=s, contact_id=mc, list_id=news, now=latest) == sub
     with db.read() as s:
         row = s.get(m.MailingSubscription, sub)
         assert row is not None
@@ -278,61 +279,61 @@ def test_subscriptions_never_duplicate_and_record_opt_out(db: Database) -> None:
 def test_opting_out_of_a_list_never_joined_is_remembered(db: Database) -> None:
     with db.transaction() as s:
         mc = svc.create_record(session=s, model="mailing_contact", values={"name": "Bo"}, now=NOW)
-        news = svc.get_or_create_mailing_list(session=s, name="News", now=NOW)
-        svc.opt_out(session=s, contact_id=mc, list_id=news, now=NOW)
-        assert svc.is_opted_out(session=s, contact_id=mc, list_id=news)
+        news = mailing_lists.get_or_create_mailing_list(session=s, name="News", now=NOW)
+        mailing_lists.opt_out(session=s, contact_id=mc, list_id=news, now=NOW)
+        assert mailing_lists.is_opted_out(session=s, contact_id=mc, list_id=news)
         with pytest.raises(NotFound):
-            svc.subscribe(session=s, contact_id=mc + 100, list_id=news, now=NOW)
+            mailing_lists.subscribe(session=s, contact_id=mc + 100, list_id=news, now=NOW)
 
 
 def test_email_blacklist_is_normalised_idempotent_and_reversible(db: Database) -> None:
     with db.transaction() as s:
-        first = svc.blacklist_email(
+        first = blacklists.blacklist_email(
             session=s, email="Spam.Me@Example.COM", now=NOW, reason="bounce"
         )
-        again = svc.blacklist_email(session=s, email="spam.me@example.com", now=NOW)
+        again = blacklists.blacklist_email(session=s, email="spam.me@example.com", now=NOW)
         assert first == again
-        assert svc.is_email_blacklisted(session=s, email="SPAM.ME@example.com")
-        assert not svc.is_email_blacklisted(session=s, email="other@example.com")
-        assert svc.blacklisted_emails(session=s, emails=["spam.me@example.com", "x@example.com"]) == {"spam.me@example.com"}  # fmt: skip
+        assert blacklists.is_email_blacklisted(session=s, email="SPAM.ME@example.com")
+        assert not blacklists.is_email_blacklisted(session=s, email="other@example.com")
+        assert blacklists.blacklisted_emails(session=s, emails=["spam.me@example.com", "x@example.com"]) == {"spam.me@example.com"}  # fmt: skip
     with db.read() as s:
         row = s.scalar(select(m.EmailBlacklist))
         assert row is not None and (row.email, row.reason) == ("spam.me@example.com", "bounce")
     with db.transaction() as s:
-        assert svc.unblacklist_email(session=s, email="spam.me@EXAMPLE.com", now=NOW)
-        assert not svc.unblacklist_email(session=s, email="spam.me@example.com", now=NOW)
-        assert not svc.is_email_blacklisted(session=s, email="spam.me@example.com")
+        assert blacklists.unblacklist_email(session=s, email="spam.me@EXAMPLE.com", now=NOW)
+        assert not blacklists.unblacklist_email(session=s, email="spam.me@example.com", now=NOW)
+        assert not blacklists.is_email_blacklisted(session=s, email="spam.me@example.com")
     with pytest.raises(ValidationError) as info, db.transaction() as s:
-        svc.blacklist_email(session=s, email="not an email", now=NOW)
+        blacklists.blacklist_email(session=s, email="not an email", now=NOW)
     assert info.value.field == "email"
 
 
 def test_phone_blacklist_matches_any_spelling_of_the_number(db: Database) -> None:
     with db.transaction() as s:
-        svc.blacklist_phone(session=s, number="06 12 34 56 78", country_code="FR", now=NOW)
-        assert svc.is_phone_blacklisted(session=s, number="+33 6 12 34 56 78")
-        assert svc.is_phone_blacklisted(session=s, number="0612345678", country_code="FR")
-        assert not svc.is_phone_blacklisted(session=s, number="+33 6 12 34 56 79")
-        assert svc.unblacklist_phone(session=s, number="+33612345678", now=NOW)
-        assert not svc.is_phone_blacklisted(session=s, number="+33612345678")
+        blacklists.blacklist_phone(session=s, number="06 12 34 56 78", country_code="FR", now=NOW)
+        assert blacklists.is_phone_blacklisted(session=s, number="+33 6 12 34 56 78")
+        assert blacklists.is_phone_blacklisted(session=s, number="0612345678", country_code="FR")
+        assert not blacklists.is_phone_blacklisted(session=s, number="+33 6 12 34 56 79")
+        assert blacklists.unblacklist_phone(session=s, number="+33612345678", now=NOW)
+        assert not blacklists.is_phone_blacklisted(session=s, number="+33612345678")
 
 
 def test_crm_activity_on_a_record(db: Database) -> None:
     cid = _contact(db)
     with db.transaction() as s:
         uid = svc.create_record(session=s, model="user", values={"login": "u", "name": "U"}, now=NOW)  # fmt: skip
-        aid = svc.schedule_activity(
+        aid = crm_activities.schedule_activity(
             session=s, res_model="contact", res_id=cid, activity_type="call",
             summary="Call back", due_date=NOW + timedelta(days=2), user_id=uid, now=NOW,
         )  # fmt: skip
-        svc.mark_activity_done(session=s, activity_id=aid, now=NOW)
+        crm_activities.mark_activity_done(session=s, activity_id=aid, now=NOW)
         with pytest.raises(NotFound):
-            svc.schedule_activity(
+            crm_activities.schedule_activity(
                 session=s, res_model="contact", res_id=cid + 1, activity_type="call",
                 summary="x", due_date=NOW, now=NOW,
             )  # fmt: skip
         with pytest.raises(ValidationError) as info:
-            svc.schedule_activity(
+            crm_activities.schedule_activity(
                 session=s, res_model="contact", res_id=cid, activity_type="lunch",
                 summary="x", due_date=NOW, now=NOW,
             )  # fmt: skip

@@ -18,7 +18,7 @@ from playwright.sync_api import Locator, Page, expect
 
 from nurture import audience
 from nurture.clock import utcnow
-from nurture.records import service as records
+from nurture.records import blacklists
 from nurture.records.models import Contact, Lead, Tag
 from tests.ui.conftest import UiServer, axe, count_sql, shot
 
@@ -64,7 +64,7 @@ def people(ui: UiServer) -> UiServer:
         ]:
             s.add(Lead(name=name, contact=contact, email=contact.email, stage=stage,
                        created_at=now, updated_at=now))  # fmt: skip
-        records.blacklist_email(session=s, email="ben@example.org", now=now)
+        blacklists.blacklist_email(session=s, email="ben@example.org", now=now)
     return ui
 
 

@@ -23,6 +23,7 @@ from nurture.campaigns.models import Activity, Campaign
 from nurture.channels.email.transports import MemoryOutbox
 from nurture.clock import utcnow
 from nurture.engine.models import Participant
+from nurture.records import blacklists, mailing_lists
 from nurture.records import service as records
 from nurture.records.models import MailingContact
 from nurture.worker.loop import tick
@@ -42,16 +43,16 @@ PEOPLE = (
 def _subscribers(ui: UiServer) -> None:
     now = utcnow() - timedelta(days=1)
     with ui.db.transaction() as s:
-        newsletter = records.get_or_create_mailing_list(session=s, name="Newsletter", now=now)
+        newsletter = mailing_lists.get_or_create_mailing_list(session=s, name="Newsletter", now=now)
         for name, email, country, subscribed, blacklisted in PEOPLE:
             rid = records.create_record(
                 session=s, model="mailing_contact",
                 values={"name": name, "email": email, "country_code": country}, now=now,
             )  # fmt: skip
             if subscribed:
-                records.subscribe(session=s, contact_id=rid, list_id=newsletter, now=now)
+                mailing_lists.subscribe(session=s, contact_id=rid, list_id=newsletter, now=now)
             if blacklisted:
-                records.blacklist_email(session=s, email=email, now=now)
+                blacklists.blacklist_email(session=s, email=email, now=now)
 
 
 def _settled(page: Page) -> None:
@@ -180,8 +181,8 @@ def test_a_new_user_from_setup_link_to_a_running_campaign(ui_server: UiServer, p
         now = utcnow()
         person = s.scalars(select(MailingContact.id).where(MailingContact.email == "test.person@example.com")).one()
         records.update_record(session=s, model="mailing_contact", record_id=person, values={"country_code": "FR"}, now=now)
-        newsletter = records.get_or_create_mailing_list(session=s, name="Newsletter", now=now)
-        records.subscribe(session=s, contact_id=person, list_id=newsletter, now=now)
+        newsletter = mailing_lists.get_or_create_mailing_list(session=s, name="Newsletter", now=now)
+        mailing_lists.subscribe(session=s, contact_id=person, list_id=newsletter, now=now)
     shot(page, "journey-5-test")
     step("Confirmation").get_by_role("button", name="Run").click()
     expect(page.get_by_role("status").filter(has_text="Step run: 1 processed")).to_be_visible()

@@ -25,7 +25,7 @@ from nurture.actions.base import (
 from nurture.campaigns.models import ServerAction
 from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome
 from nurture.errors import ValidationError
-from nurture.records import service as records
+from nurture.records import blacklists
 from nurture.records.catalog import REGISTRY
 
 WHAT = ("email", "phone", "both")
@@ -61,7 +61,7 @@ def blacklist(batch: ExecutionBatch, action: ServerAction) -> dict[int, Outcome]
         if do_email and mdef.email_field:
             email = getattr(record, mdef.email_field, None)
             if email:
-                records.blacklist_email(
+                blacklists.blacklist_email(
                     session=session, email=str(email), now=batch.now, reason=reason, source="action"
                 )
                 done = True
@@ -70,7 +70,7 @@ def blacklist(batch: ExecutionBatch, action: ServerAction) -> dict[int, Outcome]
             for name in mdef.phone_fields:
                 number = getattr(record, name, None)
                 if number and str(number).strip():
-                    records.blacklist_phone(
+                    blacklists.blacklist_phone(
                         session=session, number=str(number), now=batch.now, reason=reason,
                         country_code=country, source="action",
                     )

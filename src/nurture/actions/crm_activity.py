@@ -34,7 +34,7 @@ from nurture.campaigns.timing import add_interval
 from nurture.channels.sms.render import CompiledSms, compile_sms
 from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome
 from nurture.errors import ValidationError
-from nurture.records import service as records
+from nurture.records import crm_activities
 from nurture.records.catalog import CRM_ACTIVITY_TYPES
 from nurture.records.models import User
 from nurture.templating import TemplateRenderError, TemplateValidationError
@@ -127,7 +127,7 @@ def create_activity(batch: ExecutionBatch, action: ServerAction) -> dict[int, Ou
             note_text = note_template.render_text(record) if note_template else None
         except TemplateRenderError as exc:
             raise ActionFailed(str(exc)) from None
-        records.schedule_activity(
+        crm_activities.schedule_activity(
             session=batch.session,
             res_model=action.model,
             res_id=int(record.id),

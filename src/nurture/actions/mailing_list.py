@@ -35,6 +35,7 @@ from nurture.actions.base import (
 from nurture.campaigns.models import ServerAction
 from nurture.engine.executors import DueTrace, ExecutionBatch, Outcome
 from nurture.errors import ValidationError
+from nurture.records import mailing_lists
 from nurture.records import models as m
 from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
@@ -97,7 +98,7 @@ def _find_list(batch: ExecutionBatch, ref: int | str, *, create: bool) -> int | 
         return int(found)
     if not create:
         return None
-    return records.get_or_create_mailing_list(session=session, name=ref, now=batch.now)
+    return mailing_lists.get_or_create_mailing_list(session=session, name=ref, now=batch.now)
 
 
 def _email_of(record: Any, model: str) -> str:
@@ -148,7 +149,7 @@ def add_to_list(batch: ExecutionBatch, action: ServerAction) -> dict[int, Outcom
 
     def step(record: Any, trace: DueTrace) -> None:
         for contact_id in _mailing_contacts(batch, record, action.model, create=True):
-            records.subscribe(session=batch.session, contact_id=contact_id, list_id=list_id, now=batch.now)
+            mailing_lists.subscribe(session=batch.session, contact_id=contact_id, list_id=list_id, now=batch.now)
 
     return run_per_record(batch, action, step)
 
@@ -168,7 +169,7 @@ def remove_from_list(batch: ExecutionBatch, action: ServerAction) -> dict[int, O
         contact_ids = _mailing_contacts(batch, record, action.model, create=False)
         for contact_id in contact_ids:
             if opt_out:
-                if records.is_opted_out(session=session, contact_id=contact_id, list_id=list_id):
+                if mailing_lists.is_opted_out(session=session, contact_id=contact_id, list_id=list_id):
                     continue
                 subscribed = session.scalar(
                     select(m.MailingSubscription.id).where(
@@ -177,7 +178,7 @@ def remove_from_list(batch: ExecutionBatch, action: ServerAction) -> dict[int, O
                     )
                 )
                 if subscribed is not None:
-                    records.opt_out(session=session, contact_id=contact_id, list_id=list_id, now=batch.now)
+                    mailing_lists.opt_out(session=session, contact_id=contact_id, list_id=list_id, now=batch.now)
                 continue
             result = session.execute(
                 delete(m.MailingSubscription).where(

@@ -24,7 +24,7 @@ from nurture.campaigns import campaigns
 from nurture.campaigns.models import Campaign
 from nurture.channels.email import service as email_service
 from nurture.errors import NotFound, ValidationError
-from nurture.records import service as records
+from nurture.records import mailing_lists, tags
 
 _BY_KEY: dict[str, CampaignTemplate] = {t.key: t for t in TEMPLATES}
 
@@ -79,11 +79,11 @@ def create_from_template(
     template = key if isinstance(key, CampaignTemplate) else get_template(key)
     site = _check_website(website)
     list_ids = {
-        list_name: records.get_or_create_mailing_list(session=session, name=list_name, now=now)
+        list_name: mailing_lists.get_or_create_mailing_list(session=session, name=list_name, now=now)
         for list_name in template.lists
     }
     if template.tags:
-        records.get_or_create_tags(session=session, names=template.tags)
+        tags.get_or_create_tags(session=session, names=template.tags)
     campaign = campaigns.create_campaign(
         session=session,
         now=now,
@@ -129,7 +129,7 @@ def create_from_template(
             email = act.email
             list_id = None
             if email.mailing_list:
-                list_id = list_ids.get(email.mailing_list) or records.get_or_create_mailing_list(
+                list_id = list_ids.get(email.mailing_list) or mailing_lists.get_or_create_mailing_list(
                     session=session, name=email.mailing_list, now=now
                 )
             email_service.create_template(

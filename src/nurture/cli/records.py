@@ -189,7 +189,7 @@ def blacklist() -> None:
 @click.option("--country", "country_code", default=None, help="Country of numbers without +prefix.")
 def blacklist_import(kind: str, file: IO[str], reason: str | None, country_code: str | None) -> None:
     """Block every address or number of FILE (one per line, or a CSV's first column)."""
-    from nurture.records.service import blacklist_file_values, import_blacklist
+    from nurture.records.blacklists import blacklist_file_values, import_blacklist
 
     rt = runtime()
     try:
@@ -221,7 +221,7 @@ def blacklist_import(kind: str, file: IO[str], reason: str | None, country_code:
 @click.option("--country", "country_code", default=None)
 def blacklist_history_command(kind: str, value: str, country_code: str | None) -> None:
     """Every block and unblock of one address or number."""
-    from nurture.records.service import blacklist_history
+    from nurture.records.blacklists import blacklist_history
 
     rt = runtime()
     try:

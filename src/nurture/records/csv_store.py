@@ -31,8 +31,9 @@ from nurture.records.csv_mapping import (
     many2many_link,
 )
 from nurture.records.events import records_changed
+from nurture.records.mailing_lists import get_or_create_mailing_list
 from nurture.records.registry import ModelDef
-from nurture.records.service import get_or_create_mailing_list, get_or_create_tags
+from nurture.records.tags import get_or_create_tags
 from nurture.records.values import column_info, is_required
 
 

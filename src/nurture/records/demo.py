@@ -25,16 +25,13 @@ from sqlalchemy.orm import Session
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.records import models as m
+from nurture.records.blacklists import blacklist_email, blacklist_phone
 from nurture.records.catalog import LEAD_STAGES
 from nurture.records.csv_store import allocate_ids
 from nurture.records.events import records_changed
-from nurture.records.service import (
-    blacklist_email,
-    blacklist_phone,
-    get_or_create_mailing_list,
-    get_or_create_tags,
-    has_records,
-)
+from nurture.records.mailing_lists import get_or_create_mailing_list
+from nurture.records.service import has_records
+from nurture.records.tags import get_or_create_tags
 
 SEED = 20261129
 CONTACTS = 1000

@@ -8,13 +8,11 @@ campaign engine through :mod:`nurture.records.events` in the same transaction.
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -23,12 +21,7 @@ from nurture.records import models as m
 from nurture.records.catalog import REGISTRY
 from nurture.records.events import records_changed, records_deleted
 from nurture.records.registry import FieldDef, ModelDef, RegistryError
-from nurture.records.validation import (
-    InvalidEmail,
-    normalize_country_code,
-    normalize_email,
-    parse_phone,
-)
+from nurture.records.tags import get_or_create_tags
 from nurture.records.values import (
     apply_phones,
     check_id,
@@ -51,7 +44,7 @@ def model_def(model: str | ModelDef) -> ModelDef:
         raise ValidationError(str(exc), field="model") from None
 
 
-def _notify_changed(session: Session, model: ModelDef, ids: Sequence[int], now: datetime) -> None:
+def notify_changed(session: Session, model: ModelDef, ids: Sequence[int], now: datetime) -> None:
     if model.is_target:
         records_changed(session, model=model.name, ids=list(ids), now=now)
 
@@ -256,7 +249,7 @@ def create_record(
     _set_to_many(session, obj, mdef, to_many)
     _flush(session, mdef)
     record_id = int(obj.id)
-    _notify_changed(session, mdef, [record_id], now)
+    notify_changed(session, mdef, [record_id], now)
     return record_id
 
 
@@ -278,7 +271,7 @@ def update_record(
         obj.updated_at = now
     _set_to_many(session, obj, mdef, to_many)
     _flush(session, mdef)
-    _notify_changed(session, mdef, [record_id], now)
+    notify_changed(session, mdef, [record_id], now)
 
 
 def get_record(*, session: Session, model: str | ModelDef, record_id: int) -> Any:
@@ -321,7 +314,7 @@ def _set_active(
         update(mdef.orm).where(mdef.orm.id.in_(wanted)).values(**values),
         execution_options={"synchronize_session": "fetch"},
     )
-    _notify_changed(session, mdef, wanted, now)
+    notify_changed(session, mdef, wanted, now)
 
 
 def archive_records(
@@ -384,35 +377,6 @@ def has_records(*, session: Session) -> bool:
     return False
 
 
-# --------------------------------------------------------------------------- tags
-
-
-def get_or_create_tags(*, session: Session, names: Iterable[str]) -> list[int]:
-    """Ids of the tags named ``names`` (matched case-insensitively), creating missing ones."""
-    wanted = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
-    if not wanted:
-        return []
-    for name in wanted:
-        if len(name) > 100:
-            raise ValidationError(f"tags: tag name too long: {name[:20]!r}…", field="tags")
-    lowered = {n.lower() for n in wanted}
-    existing: dict[str, int] = {}
-    for tag_id, name in session.execute(
-        select(m.Tag.id, m.Tag.name).where(func.lower(m.Tag.name).in_(lowered))
-    ):
-        existing.setdefault(name.lower(), tag_id)
-    ids: list[int] = []
-    for name in wanted:
-        key = name.lower()
-        if key not in existing:
-            tag = m.Tag(name=name, color=0)
-            session.add(tag)
-            session.flush()
-            existing[key] = tag.id
-        ids.append(existing[key])
-    return list(dict.fromkeys(ids))
-
-
 def add_tags(
     *, session: Session, model: str, ids: Sequence[int], names: Iterable[str], now: datetime
 ) -> None:
@@ -432,420 +396,4 @@ def add_tags(
         if "updated_at" in mdef.orm.__table__.c:
             obj.updated_at = now
     session.flush()
-    _notify_changed(session, mdef, list(ids), now)
-
-
-# --------------------------------------------------------------------------- mailing lists
-
-
-def get_or_create_mailing_list(*, session: Session, name: str, now: datetime) -> int:
-    found = session.scalar(select(m.MailingList.id).where(m.MailingList.name == name.strip()))
-    if found is not None:
-        return int(found)
-    return create_record(session=session, model="mailing_list", values={"name": name}, now=now)
-
-
-def _subscription(session: Session, contact_id: int, list_id: int) -> m.MailingSubscription | None:
-    return session.scalar(
-        select(m.MailingSubscription).where(
-            m.MailingSubscription.contact_id == contact_id,
-            m.MailingSubscription.list_id == list_id,
-        )
-    )
-
-
-def _check_list_and_contact(session: Session, contact_id: int, list_id: int) -> None:
-    if session.get(m.MailingContact, contact_id) is None:
-        raise NotFound(f"no mailing contact with id {contact_id}", field="contact")
-    if session.get(m.MailingList, list_id) is None:
-        raise NotFound(f"no mailing list with id {list_id}", field="list")
-
-
-def subscribe(*, session: Session, contact_id: int, list_id: int, now: datetime) -> int:
-    """Subscribe a mailing contact to a list; an existing subscription is kept as it is
-    (an opted-out contact stays opted out: use :func:`resubscribe`). Returns its id."""
-    _check_list_and_contact(session, contact_id, list_id)
-    sub = _subscription(session, contact_id, list_id)
-    if sub is None:
-        sub = m.MailingSubscription(
-            contact_id=contact_id, list_id=list_id, opted_out=False, subscribed_at=now
-        )
-        session.add(sub)
-        session.flush()
-        _notify_changed(session, REGISTRY.get("mailing_contact"), [contact_id], now)
-    return int(sub.id)
-
-
-def opt_out(*, session: Session, contact_id: int, list_id: int, now: datetime) -> int:
-    """Record that the contact opted out of the list (creating the subscription if needed)."""
-    _check_list_and_contact(session, contact_id, list_id)
-    sub = _subscription(session, contact_id, list_id)
-    if sub is None:
-        sub = m.MailingSubscription(
-            contact_id=contact_id, list_id=list_id, subscribed_at=now, opted_out=False
-        )
-        session.add(sub)
-    if not sub.opted_out:
-        sub.opted_out = True
-        sub.unsubscribed_at = now
-        session.flush()
-        _notify_changed(session, REGISTRY.get("mailing_contact"), [contact_id], now)
-    return int(sub.id)
-
-
-def resubscribe(*, session: Session, contact_id: int, list_id: int, now: datetime) -> int:
-    """Subscribe again after an opt-out (or subscribe for the first time)."""
-    _check_list_and_contact(session, contact_id, list_id)
-    sub = _subscription(session, contact_id, list_id)
-    if sub is None:
-        return subscribe(session=session, contact_id=contact_id, list_id=list_id, now=now)
-    if sub.opted_out:
-        sub.opted_out = False
-        sub.unsubscribed_at = None
-        sub.subscribed_at = now
-        session.flush()
-        _notify_changed(session, REGISTRY.get("mailing_contact"), [contact_id], now)
-    return int(sub.id)
-
-
-def is_opted_out(*, session: Session, contact_id: int, list_id: int) -> bool:
-    sub = _subscription(session, contact_id, list_id)
-    return bool(sub is not None and sub.opted_out)
-
-
-# --------------------------------------------------------------------------- CRM activities
-
-
-def schedule_activity(
-    *,
-    session: Session,
-    res_model: str,
-    res_id: int,
-    activity_type: str,
-    summary: str,
-    due_date: datetime,
-    now: datetime,
-    user_id: int | None = None,
-    note: str | None = None,
-) -> int:
-    """Plan a to-do / call / meeting about one record, assigned to a user."""
-    target = model_def(res_model)
-    if session.get(target.orm, res_id) is None:
-        raise NotFound(f"no {target.label.lower()} with id {res_id}", field="res_id")
-    values: dict[str, Any] = {
-        "res_model": target.name,
-        "res_id": res_id,
-        "activity_type": activity_type,
-        "summary": summary,
-        "due_date": due_date,
-        "note": note,
-    }
-    if user_id is not None:
-        values["user"] = user_id
-    return create_record(session=session, model="crm_activity", values=values, now=now)
-
-
-def mark_activity_done(*, session: Session, activity_id: int, now: datetime) -> None:
-    update_record(
-        session=session, model="crm_activity", record_id=activity_id, values={"done": True}, now=now
-    )
-
-
-# --------------------------------------------------------------------------- blacklists
-
-
-def _email_key(email: str) -> str:
-    try:
-        return normalize_email(email)
-    except InvalidEmail as exc:
-        raise ValidationError(
-            f"email: invalid email address {email!r}: {exc}", field="email"
-        ) from None
-
-
-BlacklistKind = Literal["email", "phone"]
-
-
-def _blacklist_table(kind: BlacklistKind) -> tuple[Any, Any]:
-    """(ORM class, its value column) of one blacklist."""
-    if kind == "email":
-        return m.EmailBlacklist, m.EmailBlacklist.email
-    return m.PhoneBlacklist, m.PhoneBlacklist.number
-
-
-def _set_blocked(
-    session: Session,
-    *,
-    kind: BlacklistKind,
-    key: str,
-    blocked: bool,
-    now: datetime,
-    reason: str | None,
-    source: str,
-) -> tuple[int | None, bool]:
-    """Block or unblock one normalised value; (row id, whether anything changed).
-
-    A change writes a :class:`~nurture.records.models.BlacklistHistory` row, so the
-    history tells who was blocked when, why, and by what (UI, import, bounce, …).
-    """
-    table, column = _blacklist_table(kind)
-    row = session.scalar(select(table).where(column == key))
-    if blocked:
-        changed = row is None or not row.active
-        if row is None:
-            row = table(reason=reason, active=True, created_at=now, updated_at=now)
-            setattr(row, column.key, key)
-            session.add(row)
-        else:
-            row.active = True
-            row.reason = reason if reason is not None else row.reason
-            row.updated_at = now
-    else:
-        if row is None or not row.active:
-            return (None if row is None else int(row.id)), False
-        row.active = False
-        row.updated_at = now
-        changed = True
-    if changed:
-        session.add(
-            m.BlacklistHistory(
-                kind=kind,
-                value=key,
-                action="add" if blocked else "remove",
-                reason=reason,
-                source=source,
-                created_at=now,
-            )
-        )
-    session.flush()
-    return int(row.id), changed
-
-
-def blacklist_email(
-    *,
-    session: Session,
-    email: str,
-    now: datetime,
-    reason: str | None = None,
-    source: str = "manual",
-) -> int:
-    """Block an address from marketing mail (idempotent: one row per address)."""
-    row_id, _ = _set_blocked(
-        session, kind="email", key=_email_key(email), blocked=True, now=now, reason=reason, source=source
-    )
-    assert row_id is not None
-    return row_id
-
-
-def unblacklist_email(
-    *,
-    session: Session,
-    email: str,
-    now: datetime,
-    reason: str | None = None,
-    source: str = "manual",
-) -> bool:
-    """Lift the block; True when the address was blacklisted."""
-    _, changed = _set_blocked(
-        session, kind="email", key=_email_key(email), blocked=False, now=now, reason=reason, source=source
-    )
-    return changed
-
-
-def is_email_blacklisted(*, session: Session, email: str | None) -> bool:
-    if not email:
-        return False
-    try:
-        key = normalize_email(email)
-    except InvalidEmail:
-        return False
-    return (
-        session.scalar(
-            select(m.EmailBlacklist.id).where(
-                m.EmailBlacklist.email == key, m.EmailBlacklist.active.is_(True)
-            )
-        )
-        is not None
-    )
-
-
-def blacklisted_emails(*, session: Session, emails: Iterable[str]) -> set[str]:
-    """The subset of (normalised) ``emails`` that is blacklisted."""
-    keys = list({e for e in emails if e})
-    found: set[str] = set()
-    for start in range(0, len(keys), 1000):
-        chunk = keys[start : start + 1000]
-        found.update(
-            session.scalars(
-                select(m.EmailBlacklist.email).where(
-                    m.EmailBlacklist.email.in_(chunk), m.EmailBlacklist.active.is_(True)
-                )
-            )
-        )
-    return found
-
-
-def _phone_key(number: str, country_code: str | None) -> str:
-    try:
-        country = normalize_country_code(country_code)
-    except ValueError as exc:
-        raise ValidationError(f"country_code: {exc}", field="country_code") from None
-    stored, _valid = parse_phone(number, country)
-    if not stored or not any(c.isdigit() for c in stored):
-        raise ValidationError(f"number: {number!r} is not a phone number", field="number")
-    return stored
-
-
-def blacklist_phone(
-    *,
-    session: Session,
-    number: str,
-    now: datetime,
-    reason: str | None = None,
-    country_code: str | None = None,
-    source: str = "manual",
-) -> int:
-    """Block a number from SMS (stored in E.164 when it parses)."""
-    key = _phone_key(number, country_code)
-    row_id, _ = _set_blocked(
-        session, kind="phone", key=key, blocked=True, now=now, reason=reason, source=source
-    )
-    assert row_id is not None
-    return row_id
-
-
-def unblacklist_phone(
-    *,
-    session: Session,
-    number: str,
-    now: datetime,
-    country_code: str | None = None,
-    reason: str | None = None,
-    source: str = "manual",
-) -> bool:
-    key = _phone_key(number, country_code)
-    _, changed = _set_blocked(
-        session, kind="phone", key=key, blocked=False, now=now, reason=reason, source=source
-    )
-    return changed
-
-
-def blacklist_history(
-    *, session: Session, kind: BlacklistKind, value: str, country_code: str | None = None
-) -> list[m.BlacklistHistory]:
-    """Every block and unblock of one address or number, oldest first."""
-    key = _email_key(value) if kind == "email" else _phone_key(value, country_code)
-    return list(
-        session.scalars(
-            select(m.BlacklistHistory)
-            .where(m.BlacklistHistory.kind == kind, m.BlacklistHistory.value == key)
-            .order_by(m.BlacklistHistory.created_at, m.BlacklistHistory.id)
-        )
-    )
-
-
-def blacklist_file_values(stream: Iterable[str]) -> Iterator[tuple[int, str]]:
-    """(line number, value) from a file of one value per line or a CSV (first column).
-
-    A first line that names the column (``email``, ``phone``, ``number``) is skipped.
-    """
-    for line, row in enumerate(csv.reader(stream), start=1):
-        value = row[0].strip() if row else ""
-        if line == 1 and value.lower() in {"email", "phone", "number", "mobile"}:
-            continue
-        if value:
-            yield line, value
-
-
-@dataclass
-class BlacklistImport:
-    added: int = 0
-    already: int = 0
-    errors: list[tuple[int, str]] = field(default_factory=list)
-
-
-def import_blacklist(
-    *,
-    session: Session,
-    kind: BlacklistKind,
-    lines: Iterable[tuple[int, str]],
-    now: datetime,
-    reason: str | None = None,
-    country_code: str | None = None,
-    chunk_size: int = 1000,
-) -> BlacklistImport:
-    """Block many values given as (line number, value); bad values are reported by line.
-
-    Works a chunk at a time with one lookup per chunk, so the file is streamed; values
-    that are already blocked are counted, not touched.
-    """
-    result = BlacklistImport()
-    table, column = _blacklist_table(kind)
-    chunk: dict[str, int] = {}
-
-    def flush() -> None:
-        existing = {
-            getattr(row, column.key): row
-            for row in session.scalars(select(table).where(column.in_(list(chunk))))
-        }
-        new_keys = [key for key in chunk if key not in existing]
-        if new_keys:  # one multi-row INSERT for the values never seen before
-            session.execute(
-                insert(table),
-                [
-                    {column.key: key, "reason": reason, "active": True, "created_at": now, "updated_at": now}
-                    for key in new_keys
-                ],
-            )
-            session.execute(
-                insert(m.BlacklistHistory),
-                [
-                    {"kind": kind, "value": key, "action": "add", "reason": reason, "source": "import", "created_at": now}
-                    for key in new_keys
-                ],
-            )
-            result.added += len(new_keys)
-        for key, row in existing.items():
-            if row.active:
-                result.already += 1
-                continue
-            _set_blocked(
-                session, kind=kind, key=key, blocked=True, now=now, reason=reason, source="import"
-            )
-            result.added += 1
-        chunk.clear()
-
-    for line, raw in lines:
-        value = raw.strip()
-        if not value:
-            continue
-        try:
-            key = _email_key(value) if kind == "email" else _phone_key(value, country_code)
-        except ValidationError as exc:
-            result.errors.append((line, exc.message))
-            continue
-        if key in chunk:
-            result.already += 1
-            continue
-        chunk[key] = line
-        if len(chunk) >= chunk_size:
-            flush()
-    if chunk:
-        flush()
-    return result
-
-
-def is_phone_blacklisted(
-    *, session: Session, number: str | None, country_code: str | None = None
-) -> bool:
-    if not number:
-        return False
-    stored, _valid = parse_phone(number, country_code)
-    return (
-        session.scalar(
-            select(m.PhoneBlacklist.id).where(
-                m.PhoneBlacklist.number == stored, m.PhoneBlacklist.active.is_(True)
-            )
-        )
-        is not None
-    )
+    notify_changed(session, mdef, list(ids), now)

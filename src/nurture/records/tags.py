@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.errors import ValidationError
+from nurture.records import models as m
 from nurture.records.models import Tag
 
 
@@ -30,3 +31,29 @@ def ensure_tags(session: Session, names: Sequence[str]) -> dict[str, int]:
             session.flush()
             existing[name] = tag.id
     return existing
+
+
+def get_or_create_tags(*, session: Session, names: Iterable[str]) -> list[int]:
+    """Ids of the tags named ``names`` (matched case-insensitively), creating missing ones."""
+    wanted = list(dict.fromkeys(n.strip() for n in names if n and n.strip()))
+    if not wanted:
+        return []
+    for name in wanted:
+        if len(name) > 100:
+            raise ValidationError(f"tags: tag name too long: {name[:20]!r}…", field="tags")
+    lowered = {n.lower() for n in wanted}
+    existing: dict[str, int] = {}
+    for tag_id, name in session.execute(
+        select(m.Tag.id, m.Tag.name).where(func.lower(m.Tag.name).in_(lowered))
+    ):
+        existing.setdefault(name.lower(), tag_id)
+    ids: list[int] = []
+    for name in wanted:
+        key = name.lower()
+        if key not in existing:
+            tag = m.Tag(name=name, color=0)
+            session.add(tag)
+            session.flush()
+            existing[key] = tag.id
+        ids.append(existing[key])
+    return list(dict.fromkeys(ids))

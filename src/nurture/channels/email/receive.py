@@ -32,7 +32,7 @@ from nurture.channels.email.inbound_smtp import InboundTemporaryError
 from nurture.channels.email.models import MailMessage
 from nurture.engine.events import record_event
 from nurture.engine.models import Trace
-from nurture.records import service as records
+from nurture.records import blacklists
 from nurture.tracking.tokens import KIND_MESSAGE, TokenSigner
 
 log = logging.getLogger(__name__)
@@ -66,9 +66,9 @@ def apply_auto_blacklist(session: Any, *, email: str, now: datetime) -> bool:
     ]
     if not should_auto_blacklist(times, now):
         return False
-    if records.is_email_blacklisted(session=session, email=email):
+    if blacklists.is_email_blacklisted(session=session, email=email):
         return False
-    records.blacklist_email(
+    blacklists.blacklist_email(
         session=session, email=email, now=now, reason=AUTO_BLACKLIST_REASON, source="bounce"
     )
     return True

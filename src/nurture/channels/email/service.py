@@ -67,6 +67,7 @@ from nurture.config import Settings, load_settings
 from nurture.engine.executors import ExecutionBatch, Outcome
 from nurture.engine.models import Trace
 from nurture.errors import Conflict, NotFound, ValidationError
+from nurture.records import blacklists, mailing_lists
 from nurture.records import models as rm
 from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
@@ -540,7 +541,7 @@ def send_email(batch: ExecutionBatch) -> dict[int, Outcome]:
     normalised = sorted({a[1] for a in addresses.values()})
 
     # 2. blacklist, 3. opt-out, 4. duplicates: one query each for the batch
-    blacklisted = records.blacklisted_emails(session=session, emails=normalised)
+    blacklisted = blacklists.blacklisted_emails(session=session, emails=normalised)
     out_ids, out_addresses = _opted_out(
         session,
         model=mdef.name,
@@ -694,7 +695,7 @@ def unsubscribe(
         if session.get(rm.MailingContact, target.res_id) is None:
             lists = []
         for lid in lists:
-            records.opt_out(session=session, contact_id=target.res_id, list_id=lid, now=now)
+            mailing_lists.opt_out(session=session, contact_id=target.res_id, list_id=lid, now=now)
         if not lists:
             did_blacklist = True
     elif list_id is not None:
@@ -713,11 +714,11 @@ def unsubscribe(
                 )
             ]
         for contact_id in contacts:
-            records.opt_out(session=session, contact_id=contact_id, list_id=list_id, now=now)
+            mailing_lists.opt_out(session=session, contact_id=contact_id, list_id=list_id, now=now)
     else:
         did_blacklist = True
     if did_blacklist:
-        records.blacklist_email(
+        blacklists.blacklist_email(
             session=session,
             email=target.email,
             now=now,

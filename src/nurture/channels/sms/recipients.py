@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from nurture.channels.sms.render import InvalidNumber, recipient_number
-from nurture.records import service as records
+from nurture.records import blacklists
 from nurture.records.registry import ModelDef
 
 MSG_BLACKLISTED = "blacklisted"
@@ -29,6 +29,6 @@ def sms_recipient(session: Session, model: ModelDef, record: Any) -> str:
         number = recipient_number(model, record)
     except InvalidNumber as exc:
         raise SmsNotSent(str(exc)) from None
-    if records.is_phone_blacklisted(session=session, number=number):
+    if blacklists.is_phone_blacklisted(session=session, number=number):
         raise SmsNotSent(MSG_BLACKLISTED)
     return number

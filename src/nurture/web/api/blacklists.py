@@ -13,8 +13,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import func, select
 
 from nurture.errors import NotFound
+from nurture.records import blacklists
 from nurture.records import models as m
-from nurture.records import service as records
 from nurture.web.api.common import (
     AUTH_ERRORS,
     NOT_FOUND,
@@ -139,7 +139,7 @@ def list_email(
 def add_email(
     user: Writer, session: WriteSession, now: Now, body: EmailIn, request: Request
 ) -> EmailEntry:
-    row_id = records.blacklist_email(session=session, email=body.email, now=now, reason=body.reason)
+    row_id = blacklists.blacklist_email(session=session, email=body.email, now=now, reason=body.reason)
     row = session.get(m.EmailBlacklist, row_id)
     assert row is not None
     audit(session, user, "blacklist.add", row, {"email": row.email, "reason": body.reason}, now=now, request=request)
@@ -150,7 +150,7 @@ def add_email(
 def remove_email(
     user: Writer, session: WriteSession, now: Now, body: EmailRemove, request: Request
 ) -> Removed:
-    removed = records.unblacklist_email(session=session, email=body.email, now=now)
+    removed = blacklists.unblacklist_email(session=session, email=body.email, now=now)
     if removed:
         audit(session, user, "blacklist.remove", ("email_blacklist", None), {"email": body.email}, now=now, request=request)
     return Removed(removed=removed)
@@ -163,7 +163,7 @@ def delete_email(
     row = session.get(m.EmailBlacklist, entry_id)
     if row is None:
         raise NotFound(f"email blacklist entry {entry_id} does not exist", field="id")
-    if records.unblacklist_email(session=session, email=row.email, now=now):
+    if blacklists.unblacklist_email(session=session, email=row.email, now=now):
         audit(session, user, "blacklist.remove", row, {"email": row.email}, now=now, request=request)
     return _email(row)
 
@@ -195,7 +195,7 @@ def list_phone(
 def add_phone(
     user: Writer, session: WriteSession, now: Now, body: PhoneIn, request: Request
 ) -> PhoneEntry:
-    row_id = records.blacklist_phone(
+    row_id = blacklists.blacklist_phone(
         session=session,
         number=body.number,
         now=now,
@@ -212,7 +212,7 @@ def add_phone(
 def remove_phone(
     user: Writer, session: WriteSession, now: Now, body: PhoneRemove, request: Request
 ) -> Removed:
-    removed = records.unblacklist_phone(
+    removed = blacklists.unblacklist_phone(
         session=session, number=body.number, now=now, country_code=body.country_code
     )
     if removed:
@@ -227,7 +227,7 @@ def delete_phone(
     row = session.get(m.PhoneBlacklist, entry_id)
     if row is None:
         raise NotFound(f"phone blacklist entry {entry_id} does not exist", field="id")
-    if records.unblacklist_phone(session=session, number=row.number, now=now):
+    if blacklists.unblacklist_phone(session=session, number=row.number, now=now):
         audit(session, user, "blacklist.remove", row, {"number": row.number}, now=now, request=request)
     return _phone(row)
 
@@ -259,7 +259,7 @@ def history(
     value: Annotated[str, Query(min_length=1, max_length=254)],
     country_code: Annotated[str | None, Query(max_length=2)] = None,
 ) -> list[HistoryEntry]:
-    rows = records.blacklist_history(
+    rows = blacklists.blacklist_history(
         session=session, kind=kind, value=value, country_code=country_code
     )
     return [
@@ -280,10 +280,10 @@ def import_file(
     country_code: Annotated[str | None, Form(max_length=2)] = None,
 ) -> ImportReport:
     text = io.TextIOWrapper(file.file, encoding="utf-8-sig", errors="replace")
-    result = records.import_blacklist(
+    result = blacklists.import_blacklist(
         session=session,
         kind=kind,
-        lines=records.blacklist_file_values(text),
+        lines=blacklists.blacklist_file_values(text),
         now=now,
         reason=reason,
         country_code=country_code,

@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.errors import NotFound
+from nurture.records import mailing_lists
 from nurture.records import models as m
 from nurture.records import service as records
 from nurture.web.api.common import (
@@ -194,7 +195,7 @@ def _subscription(session: Session, sub_id: int) -> SubscriptionOut:
 def subscribe(
     list_id: Id, _user: Writer, session: WriteSession, now: Now, body: SubscribeIn
 ) -> SubscriptionOut:
-    sub_id = records.subscribe(
+    sub_id = mailing_lists.subscribe(
         session=session, contact_id=body.contact_id, list_id=list_id, now=now
     )
     return _subscription(session, sub_id)
@@ -206,7 +207,7 @@ def subscribe(
 def opt_out(
     list_id: Id, contact_id: Id, _user: Writer, session: WriteSession, now: Now
 ) -> SubscriptionOut:
-    sub_id = records.opt_out(session=session, contact_id=contact_id, list_id=list_id, now=now)
+    sub_id = mailing_lists.opt_out(session=session, contact_id=contact_id, list_id=list_id, now=now)
     return _subscription(session, sub_id)
 
 
@@ -217,5 +218,5 @@ def opt_out(
 def resubscribe(
     list_id: Id, contact_id: Id, _user: Writer, session: WriteSession, now: Now
 ) -> SubscriptionOut:
-    sub_id = records.resubscribe(session=session, contact_id=contact_id, list_id=list_id, now=now)
+    sub_id = mailing_lists.resubscribe(session=session, contact_id=contact_id, list_id=list_id, now=now)
     return _subscription(session, sub_id)

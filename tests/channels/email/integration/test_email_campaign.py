@@ -14,7 +14,7 @@ from nurture.channels.email.models import LinkClick, MailOpen, MailUnsubscribe, 
 from nurture.channels.email.receive import handle_inbound
 from nurture.cli import cli
 from nurture.engine.models import Trace
-from nurture.records import service as records
+from nurture.records import blacklists, mailing_lists
 from nurture.tracking.tokens import message_token
 from nurture.worker.loop import tick
 
@@ -269,8 +269,8 @@ def test_unsubscribe_page_and_one_click(env: Env) -> None:
     again = env.client.post(path_of(jo_url), files={"List-Unsubscribe": (None, "One-Click")})
     assert again.status_code == 200  # multipart/form-data, as some providers send it
     with env.db.read() as s:
-        assert records.is_email_blacklisted(session=s, email="ida@example.org")
-        assert records.is_email_blacklisted(session=s, email="jo@example.org")
+        assert blacklists.is_email_blacklisted(session=s, email="ida@example.org")
+        assert blacklists.is_email_blacklisted(session=s, email="jo@example.org")
         rows = list(s.scalars(select(MailUnsubscribe).order_by(MailUnsubscribe.id)))
         assert [(u.email, u.one_click, u.blacklisted) for u in rows] == [
             ("ida@example.org", False, True),
@@ -307,13 +307,13 @@ def test_unsubscribe_from_the_target_list_opts_out_without_blacklisting(env: Env
     from nurture.records.models import MailingContact, MailingSubscription
 
     with env.db.transaction() as s:
-        list_id = records.get_or_create_mailing_list(session=s, name="Newsletter", now=T0)
+        list_id = mailing_lists.get_or_create_mailing_list(session=s, name="Newsletter", now=T0)
     campaign_with_email(env.db, [{"name": "Lia", "email": "lia@example.org"}], mailing_list_id=list_id)
     tick(env.db, now=T0)
     unsub = path_of(next(u for u in links_of(env.messages()[0]) if "/unsubscribe/" in u))
     assert env.client.post(unsub, data={"reason": "Other"}).status_code == 200
     with env.db.read() as s:
-        assert not records.is_email_blacklisted(session=s, email="lia@example.org")
+        assert not blacklists.is_email_blacklisted(session=s, email="lia@example.org")
         contact = s.scalars(select(MailingContact).where(MailingContact.email == "lia@example.org")).one()
         sub = s.scalars(select(MailingSubscription).where(MailingSubscription.contact_id == contact.id)).one()
         assert sub.list_id == list_id and sub.opted_out

@@ -17,7 +17,7 @@ from nurture.engine.enrol import sync_campaigns
 from nurture.engine.execute import run_due
 from nurture.engine.models import Trace
 from nurture.errors import Conflict
-from nurture.records import service as records
+from nurture.records import blacklists, mailing_lists
 from nurture.records.models import MailingContact
 from nurture.templating import TemplateValidationError
 from nurture.tracking.tokens import TokenSigner
@@ -36,12 +36,12 @@ def _traces(env: Env, activity_id: int) -> list[Trace]:
 
 def test_not_sent_reasons_cancel_traces(env: Env) -> None:
     with env.db.transaction() as s:
-        records.blacklist_email(session=s, email="Black@Example.org", now=T0, reason="asked")
-        list_id = records.get_or_create_mailing_list(session=s, name="Newsletter", now=T0)
+        blacklists.blacklist_email(session=s, email="Black@Example.org", now=T0, reason="asked")
+        list_id = mailing_lists.get_or_create_mailing_list(session=s, name="Newsletter", now=T0)
         mc = MailingContact(name="Out", email="out@example.org", created_at=T0, updated_at=T0)
         s.add(mc)
         s.flush()
-        records.opt_out(session=s, contact_id=mc.id, list_id=list_id, now=T0)
+        mailing_lists.opt_out(session=s, contact_id=mc.id, list_id=list_id, now=T0)
     _, mail, _, ids = campaign_with_email(
         env.db,
         [
@@ -171,7 +171,7 @@ def test_auto_blacklist_after_five_bounces_over_a_week(env: Env) -> None:
         s.flush()
         assert apply_auto_blacklist(s, email="pat@example.org", now=T0 + timedelta(days=11))
     with env.db.read() as s:
-        assert records.is_email_blacklisted(session=s, email="pat@example.org")
+        assert blacklists.is_email_blacklisted(session=s, email="pat@example.org")
 
 
 def test_template_errors_are_reported_at_save_time(env: Env) -> None:
@@ -233,7 +233,7 @@ def test_mailto_unsubscribe_request(env: Env) -> None:
     ).encode()
     handle_inbound(env.db, raw, now=T0 + HOUR)
     with env.db.read() as s:
-        assert records.is_email_blacklisted(session=s, email="sam@example.org")
+        assert blacklists.is_email_blacklisted(session=s, email="sam@example.org")
 
 
 def test_duplicating_a_campaign_copies_its_email_templates(env: Env) -> None:

@@ -12,7 +12,7 @@ from nurture.channels.sms import delivery
 from nurture.channels.sms.models import SmsMessage
 from nurture.channels.sms.providers import twilio_signature
 from nurture.engine.enrol import sync_campaigns
-from nurture.records import service as records
+from nurture.records import blacklists
 from nurture.worker.loop import drain
 
 from .conftest import BASE_URL, HOUR, HUMAN_UA, T0, Env, campaign_with_sms, tags_of
@@ -104,7 +104,7 @@ def test_sms_click_through_tracked_link(env: Env) -> None:
 
 def test_invalid_missing_and_blacklisted_numbers_are_canceled(env: Env) -> None:
     with env.db.transaction() as s:
-        records.blacklist_phone(session=s, number="+33612345670", now=T0, reason="STOP")
+        blacklists.blacklist_phone(session=s, number="+33612345670", now=T0, reason="STOP")
     _, sms, _, ids = campaign_with_sms(
         env.db,
         [

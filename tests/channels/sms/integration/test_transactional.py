@@ -16,7 +16,7 @@ from nurture.channels.email.models import MailMessage
 from nurture.channels.email.receive import AUTO_BLACKLIST_REASON
 from nurture.db import Database
 from nurture.errors import ValidationError
-from nurture.records import service as records
+from nurture.records import blacklists
 
 from .conftest import HOUR, T0, Env, add_contacts
 
@@ -40,7 +40,7 @@ def campaign_with_action(db: Database, contacts: list[dict[str, Any]], payload: 
 def test_transactional_sms_ignores_phone_blacklist_but_not_bounces(env: Env) -> None:
     assert env.twilio is not None
     with env.db.transaction() as s:
-        records.blacklist_phone(session=s, number="+33612345680", now=T0, reason="STOP")
+        blacklists.blacklist_phone(session=s, number="+33612345680", now=T0, reason="STOP")
     payload = {"channel": "sms", "body": "Order ready, {{ record.name }}: https://shop.example.com/o/1"}
     # the first send to this number is refused by the provider: the number bounced
     env.twilio.fail_next(400, code=21614, message="'To' number is not a valid mobile number")
@@ -77,8 +77,8 @@ def test_transactional_sms_ignores_phone_blacklist_but_not_bounces(env: Env) -> 
 def test_transactional_email_ignores_opt_out_but_not_hard_bounces(outbox_env: Env) -> None:
     env = outbox_env
     with env.db.transaction() as s:
-        records.blacklist_email(session=s, email="opted@example.com", now=T0, reason="Unsubscribed")
-        records.blacklist_email(
+        blacklists.blacklist_email(session=s, email="opted@example.com", now=T0, reason="Unsubscribed")
+        blacklists.blacklist_email(
             session=s, email="bounced@example.com", now=T0, reason=AUTO_BLACKLIST_REASON, source="bounce"
         )
     payload = {

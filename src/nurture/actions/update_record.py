@@ -1,5 +1,5 @@
 """Update record (``update_record``): the engine ships its handler
-(:func:`nurture.engine.executors.update_record`) and the campaign service validates it with
+(:func:`nurture.engine.executors.update_record`) and :mod:`nurture.actions.service` validates it with
 the database at hand; this module adds the registry-only check, so that the kind is listed
 with the others and sequences (``multi``) can run it.
 

@@ -1,5 +1,5 @@
 """Update record (``update_record``): set fields and add/remove tags on every record of the
-batch, set-based (one UPDATE, one INSERT … SELECT per tag); the campaign service validates
+batch, set-based (one UPDATE, one INSERT … SELECT per tag); the server-action service (:mod:`nurture.actions.service`) validates
 the payload with the database at hand, this module adds the registry-only check.
 
 Payload: ``{"set": {field: value}, "add_tags": [names], "remove_tags": [names]}``.

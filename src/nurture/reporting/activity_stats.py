@@ -9,7 +9,7 @@ the window. Test participants' traces are left out everywhere.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -87,27 +87,38 @@ def _as_date(value: object) -> date:
     return date.fromisoformat(str(value)[:10])
 
 
+def activity_counts(*, session: Session, campaign_id: int) -> dict[int, ActivityFigures]:
+    """Trace counts by state and message figures of every activity of ``campaign_id`` that has
+    traces, in one statement (no daily series)."""
+    columns: list[Any] = [
+        func.sum(case((Trace.state == state, 1), else_=0)) for state in TRACE_COUNTS
+    ]
+    columns += [func.count(getattr(Trace, f"{event}_at")) for event in MESSAGE_EVENTS]
+    stmt = (
+        select(Trace.activity_id, *columns)
+        .where(Trace.campaign_id == campaign_id, Trace.is_test.is_(False))
+        .group_by(Trace.activity_id)
+    )
+    figures: dict[int, ActivityFigures] = {}
+    for row in session.execute(stmt):
+        values = (int(v or 0) for v in row[1:])
+        named = dict(zip((*TRACE_COUNTS, *MESSAGE_EVENTS), values, strict=True))
+        figures[int(row[0])] = ActivityFigures(activity_id=int(row[0]), daily=(), **named)
+    return figures
+
+
 def activity_stats(
     *, session: Session, campaign_id: int, now: datetime, days: int = DEFAULT_DAYS
 ) -> CampaignActivityStats:
-    """Counts and the ``days``-day daily series (ending on ``now``'s day) of every activity
-    of ``campaign_id``, in two statements. Days are UTC calendar days."""
+    """Counts (:func:`activity_counts`) and the ``days``-day daily series (ending on ``now``'s
+    day) of every activity of ``campaign_id``, in two statements. Days are UTC calendar days."""
     if days < 1:
         raise ValueError("days must be at least 1")
     today = now.date()
     window = tuple(today - timedelta(days=days - 1 - i) for i in range(days))
     start = datetime.combine(window[0], time.min)
     end = datetime.combine(today + timedelta(days=1), time.min)
-    real = (Trace.campaign_id == campaign_id, Trace.is_test.is_(False))
-
-    columns: list[Any] = [
-        func.sum(case((Trace.state == state, 1), else_=0)) for state in TRACE_COUNTS
-    ]
-    columns += [func.count(getattr(Trace, f"{event}_at")) for event in MESSAGE_EVENTS]
-    counts: dict[int, list[int]] = {}
-    stmt = select(Trace.activity_id, *columns).where(*real).group_by(Trace.activity_id)
-    for row in session.execute(stmt):
-        counts[int(row[0])] = [int(v or 0) for v in row[1:]]
+    counts = activity_counts(session=session, campaign_id=campaign_id)
 
     day = func.date(Trace.executed_at)
     series: dict[int, dict[date, tuple[int, int]]] = {}
@@ -119,7 +130,8 @@ def activity_stats(
             func.sum(case((Trace.state == "rejected", 1), else_=0)),
         )
         .where(
-            *real,
+            Trace.campaign_id == campaign_id,
+            Trace.is_test.is_(False),
             Trace.state.in_(("processed", "rejected")),
             Trace.executed_at >= start,
             Trace.executed_at < end,
@@ -130,9 +142,8 @@ def activity_stats(
         by_day[_as_date(on)] = (int(processed or 0), int(rejected or 0))
 
     figures: dict[int, ActivityFigures] = {}
-    for activity_id, values in counts.items():
+    for activity_id, counted in counts.items():
         by_day = series.get(activity_id, {})
         daily = tuple(DayFigures(d, *by_day.get(d, (0, 0))) for d in window)
-        named = dict(zip((*TRACE_COUNTS, *MESSAGE_EVENTS), values, strict=True))
-        figures[activity_id] = ActivityFigures(activity_id=activity_id, daily=daily, **named)
+        figures[activity_id] = replace(counted, daily=daily)
     return CampaignActivityStats(campaign_id=campaign_id, days=window, figures=figures)

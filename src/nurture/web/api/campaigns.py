@@ -20,10 +20,15 @@ from nurture.campaigns.activity_types import activity_types
 from nurture.campaigns.models import Activity, Campaign
 from nurture.channels.sms import service as sms_service
 from nurture.engine import campaign_changes
-from nurture.engine.models import Trace
 from nurture.errors import NotFound
 from nurture.records.catalog import REGISTRY
 from nurture.reporting import campaign_stats
+from nurture.reporting.activity_stats import (
+    MESSAGE_EVENTS,
+    TRACE_COUNTS,
+    ActivityFigures,
+    activity_counts,
+)
 from nurture.web.api.common import (
     AUTH_ERRORS,
     CONFLICT,
@@ -422,6 +427,19 @@ def campaign_count(campaign_id: Id, _user: Reader, session: ReadSession, now: No
     return FilterCount(domain=domains.campaign_domain(campaign), count=count)
 
 
+def _activity_metrics(
+    activity: Activity, figures: ActivityFigures, delivered: int
+) -> ActivityMetrics:
+    return ActivityMetrics(
+        activity_id=activity.id,
+        name=activity.name,
+        activity_type=activity.activity_type,
+        traces=TraceCounts(**{state: getattr(figures, state) for state in TRACE_COUNTS}),
+        delivered=delivered if activity.activity_type == "sms" else None,
+        **{event: figures.count(event) for event in MESSAGE_EVENTS},
+    )
+
+
 @router.get("/{campaign_id}/metrics", summary="Participants and per-activity figures")
 def campaign_metrics(campaign_id: Id, _user: Reader, session: ReadSession) -> CampaignMetrics:
     campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
@@ -430,47 +448,14 @@ def campaign_metrics(campaign_id: Id, _user: Reader, session: ReadSession) -> Ca
         running=by_state.running, completed=by_state.completed, removed=by_state.removed
     )
     tests = by_state.tests
-    by_activity: dict[int, TraceCounts] = {}
-    for activity_id, state, n in session.execute(
-        select(Trace.activity_id, Trace.state, func.count())
-        .where(Trace.campaign_id == campaign.id, Trace.is_test.is_(False))
-        .group_by(Trace.activity_id, Trace.state)
-    ):
-        counts = by_activity.setdefault(activity_id, TraceCounts())
-        if state in TraceCounts.model_fields:
-            setattr(counts, state, int(n))
-    stats: dict[int, tuple[int, ...]] = {}
-    for row in session.execute(
-        select(
-            Trace.activity_id,
-            func.count(Trace.sent_at),
-            func.count(Trace.opened_at),
-            func.count(Trace.clicked_at),
-            func.count(Trace.replied_at),
-            func.count(Trace.bounced_at),
-        )
-        .where(Trace.campaign_id == campaign.id, Trace.is_test.is_(False))
-        .group_by(Trace.activity_id)
-    ):
-        stats[row[0]] = tuple(int(v) for v in row[1:])
+    counts = activity_counts(session=session, campaign_id=campaign.id)
     activities = session.scalars(
         select(Activity).where(Activity.campaign_id == campaign.id).order_by(Activity.id)
     ).all()
     delivered = sms_service.delivered_counts(session=session, campaign_id=campaign.id)
     figures = [
-        ActivityMetrics(
-            activity_id=a.id,
-            name=a.name,
-            activity_type=a.activity_type,
-            traces=by_activity.get(a.id, TraceCounts()),
-            delivered=delivered.get(a.id, 0) if a.activity_type == "sms" else None,
-            **dict(
-                zip(
-                    ("sent", "opened", "clicked", "replied", "bounced"),
-                    stats.get(a.id, (0, 0, 0, 0, 0)),
-                    strict=True,
-                )
-            ),
+        _activity_metrics(
+            a, counts.get(a.id) or ActivityFigures(activity_id=a.id), delivered.get(a.id, 0)
         )
         for a in activities
     ]

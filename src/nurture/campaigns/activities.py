@@ -203,3 +203,18 @@ def applied_count(session: Session, *, activity_id: int, now: datetime) -> int:
         now=now,
         include_archived=campaign.include_archived,
     )
+
+
+def begin_activities(session: Session, *, model: str) -> list[int]:
+    """The first steps (trigger ``begin``) of the running campaigns on ``model``."""
+    return list(
+        session.scalars(
+            select(Activity.id)
+            .join(Campaign, Campaign.id == Activity.campaign_id)
+            .where(
+                Campaign.model == model,
+                Campaign.state == "running",
+                Activity.trigger_type == "begin",
+            )
+        )
+    )

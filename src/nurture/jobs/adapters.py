@@ -18,8 +18,12 @@ from sqlalchemy import select
 from nurture.channels import queue
 from nurture.channels.delivery import channel_for, channel_names
 from nurture.channels.email import delivery as email_delivery
+from nurture.channels.email.receive import handle_inbound as receive_inbound
+from nurture.channels.email.service import email_context
 from nurture.channels.queue import DeliveryResult
+from nurture.engine.models import Trace
 from nurture.jobs.ratelimit import Limiter, RateLimitedTransport, RateLimits, round_limit
+from nurture.tracking.tokens import KIND_MESSAGE
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +35,6 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^@>\s]+)@", re.IGNORECASE | re.MUL
 
 def campaign_of(db: Any, raw: bytes) -> int | None:
     """The campaign of an outgoing message, from its signed Message-ID token."""
-    from nurture.channels.email.service import email_context
-    from nurture.engine.models import Trace
-    from nurture.tracking.tokens import KIND_MESSAGE
-
     header_end = raw.find(b"\r\n\r\n")
     match = _MESSAGE_ID.search(raw[: header_end if header_end > 0 else 8192])
     if match is None:
@@ -99,6 +99,4 @@ def channels_with_work(session: Any, *, now: datetime) -> list[str]:
 
 def handle_inbound(db: Any, raw: bytes, *, now: datetime) -> Any:
     """Process one received message (bounce, reply, unsubscribe): the inbound service."""
-    from nurture.channels.email.receive import handle_inbound as receive
-
-    return receive(db, raw, now=now)
+    return receive_inbound(db, raw, now=now)

@@ -21,9 +21,10 @@ from sqlalchemy import event, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 
-from nurture.campaigns.models import Activity, Campaign
+from nurture.campaigns.activities import begin_activities
 from nurture.engine import events as engine_events
 from nurture.engine.models import Trace
+from nurture.jobs.tasks import send_runs
 from nurture.records import events as record_events
 
 log = logging.getLogger(__name__)
@@ -37,21 +38,6 @@ def _activities() -> set[int]:
     if found is None:
         found = _noted.ids = set()
     return found
-
-
-def begin_activities(session: Session, *, model: str) -> list[int]:
-    """The first steps (trigger ``begin``) of the running campaigns on ``model``."""
-    return list(
-        session.scalars(
-            select(Activity.id)
-            .join(Campaign, Campaign.id == Activity.campaign_id)
-            .where(
-                Campaign.model == model,
-                Campaign.state == "running",
-                Activity.trigger_type == "begin",
-            )
-        )
-    )
 
 
 def on_records_changed(session: Session, model: str, ids: Sequence[int], now: datetime) -> None:
@@ -72,8 +58,6 @@ def _after_commit(session: Session) -> None:
         return
     ids = sorted(found)
     found.clear()
-    from nurture.jobs.tasks import send_runs
-
     try:
         send_runs(ids)
     except Exception:  # never fail the caller: the scheduler finds the work anyway

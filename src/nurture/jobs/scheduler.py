@@ -38,6 +38,7 @@ from nurture.engine.execute import due_backlog
 from nurture.engine.schedule import expire_waiting
 from nurture.jobs import adapters
 from nurture.jobs.app import Context
+from nurture.jobs.tasks import send_deliver, send_enrol, send_run
 
 log = logging.getLogger(__name__)
 
@@ -119,8 +120,6 @@ class Scheduler:
 
     def run_pass(self, now: datetime | None = None) -> PassResult:
         """One pass (the caller holds the lock)."""
-        from nurture.jobs.tasks import send_deliver, send_enrol, send_run
-
         db = self.ctx.rt.db
         now = now or utcnow()
         result = PassResult()

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from nurture.campaigns.activities import begin_activities
 from nurture.campaigns.models import Activity
 from nurture.channels.delivery import channel_names
 from nurture.channels.queue import default_lease
@@ -26,7 +27,6 @@ from nurture.engine.enrol import sync_campaigns
 from nurture.engine.execute import run_due
 from nurture.jobs import adapters
 from nurture.jobs.app import app, context
-from nurture.jobs.hooks import begin_activities
 from nurture.metrics import TASK_LATENCY, TASK_SECONDS, count_batch, count_delivery
 
 log = logging.getLogger(__name__)

@@ -28,10 +28,12 @@ def point(name: str, attr: str) -> EntryPoint:
 
 @pytest.fixture(autouse=True)
 def forget() -> Iterator[None]:
+    report = dict(registry.load())
     yield
     for name in ("fake_push", "alias", "broken", "missing"):
         registry.unregister(name)
-        registry.LOAD_REPORT.pop(name, None)
+    registry.LOAD_REPORT.clear()
+    registry.LOAD_REPORT.update(report)
 
 
 def test_nurtures_own_channels_are_entry_points() -> None:
@@ -72,4 +74,3 @@ def test_broken_entry_points_are_skipped_and_reported() -> None:
     names = registry.names()
     assert not {"broken", "missing", "alias"} & set(names)
     assert isinstance(registry.channel("webhook"), WebhookChannel)
-    registry.LOAD_REPORT["webhook"] = None

@@ -18,15 +18,16 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from nurture.engine.loop import tick
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from nurture.accounts import service as accounts
 from nurture.channels import registry
 from nurture.channels.outbox.models import ChannelMessage
+from nurture.channels.queue import MSG_UNKNOWN
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.engine.models import Trace
+from nurture.worker.loop import drain, tick
 from tests.api.conftest import make_app
 from tests.fakes.twilio_server import CallbackReceiver, running_receiver
 
@@ -152,3 +153,45 @@ def test_failing_receiver_is_retried_then_fails(
 
     tick(db, now=times[-1] + timedelta(days=1))
     assert len(receiver.bodies) == 3
+
+
+def queue_only(client: TestClient, db: Database) -> datetime:
+    """Start the campaign and run the engine without delivery: the message is queued."""
+    start_campaign(client)
+    now = utcnow() + timedelta(minutes=1)
+    assert drain(db, now=now, worker_id="engine-only").processed == 1
+    assert the_message(db).state == "queued"
+    return now
+
+
+def test_interrupted_send_is_failed_not_resent(
+    client: TestClient, db: Database, receiver: CallbackReceiver
+) -> None:
+    now = queue_only(client, db)
+    with db.transaction() as s:  # a worker died while posting it
+        s.execute(
+            update(ChannelMessage).values(
+                state="sending", claimed_by="dead:1", lease_until=now, attempts=1
+            )
+        )
+    tick(db, now=now + timedelta(seconds=1))
+    assert receiver.bodies == []
+    message = the_message(db)
+    assert (message.state, message.failure_reason) == ("failed", MSG_UNKNOWN)
+    assert the_trace(db).failure_reason == "http_message_unknown"
+
+
+def test_a_channel_delivers_only_its_own_rows(
+    client: TestClient, db: Database, receiver: CallbackReceiver
+) -> None:
+    now = queue_only(client, db)
+    with db.transaction() as s:  # a row of a channel that is not installed
+        s.execute(update(ChannelMessage).values(channel="not_installed"))
+    tick(db, now=now)
+    assert receiver.bodies == []
+    assert the_message(db).state == "queued"
+    with db.transaction() as s:
+        s.execute(update(ChannelMessage).values(channel="http_message"))
+    tick(db, now=now)
+    assert len(receiver.bodies) == 1
+    assert the_message(db).state == "sent"

@@ -80,11 +80,15 @@ def _load_locked(points: Iterable[EntryPoint] | None) -> dict[str, str | None]:
             obj = point.load()
             if not _is_channel(obj) and not callable(obj):
                 raise TypeError(f"{point.value} is neither a channel nor a factory")
+            if _is_channel(obj) and getattr(obj, "name", None) != point.name:
+                raise ValueError(f"{point.value} is the channel {getattr(obj, 'name', None)!r}")
+            if point.name in _channels and _channels[point.name] is not obj:
+                raise ValueError(f"channel {point.name!r} is already defined")
         except Exception as exc:
             log.warning("delivery channel %s (%s) not loaded: %s", point.name, point.value, exc)
             LOAD_REPORT[point.name] = str(exc) or type(exc).__name__
             continue
-        _channels.setdefault(point.name, obj)
+        _channels[point.name] = obj
         LOAD_REPORT[point.name] = None
     return LOAD_REPORT
 

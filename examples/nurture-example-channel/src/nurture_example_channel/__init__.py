@@ -15,7 +15,13 @@ from typing import Any
 
 from sqlalchemy import select
 
-from nurture.channels.outbox.channel import Message, NewMessage, OutboxChannel, SendResult, queue_messages
+from nurture.channels.outbox.channel import (
+    Message,
+    NewMessage,
+    OutboxChannel,
+    SendResult,
+    queue_messages,
+)
 from nurture.channels.sms.render import compile_sms
 from nurture.engine.executors import ExecutionBatch, Outcome
 from nurture.records.catalog import REGISTRY

@@ -20,7 +20,23 @@ from nurture.db.base import Base
 MESSAGE_STATES = ("queued", "sending", "sent", "failed")
 
 
-class ChannelMessage(Base):
+class QueuedRow:
+    """The columns the delivery core (:mod:`nurture.channels.queue`) reads and writes on
+    every outbox table: state, attempts, due time, claim token and lease, failure reason,
+    timestamps. An outbox table's class adds its own columns and its indexes."""
+
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class ChannelMessage(QueuedRow, Base):
     __tablename__ = "channel_message"
     __table_args__ = (
         Index(
@@ -48,14 +64,5 @@ class ChannelMessage(Base):
     recipient: Mapped[str] = mapped_column(String(320))
     #: the channel's JSON document (what its ``send`` needs)
     payload: Mapped[str] = mapped_column(Text)
-    state: Mapped[str] = mapped_column(String(16), default="queued")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column()
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[datetime | None] = mapped_column()
     #: the provider's message id, when it gives one
     provider_id: Mapped[str | None] = mapped_column(String(128))
-    failure_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column()
-    sent_at: Mapped[datetime | None] = mapped_column()
-    updated_at: Mapped[datetime] = mapped_column()

@@ -9,17 +9,16 @@ signed headers, URL) and the delivery core POSTs it after commit. States: ``queu
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from nurture.channels.outbox.models import QueuedRow
 from nurture.db.base import Base
 
 WEBHOOK_STATES = ("queued", "sending", "sent", "failed")
 
 
-class WebhookDelivery(Base):
+class WebhookDelivery(QueuedRow, Base):
     __tablename__ = "webhook_delivery"
     __table_args__ = (
         UniqueConstraint("trace_id", "action_id"),
@@ -49,14 +48,5 @@ class WebhookDelivery(Base):
     body: Mapped[bytes] = mapped_column(LargeBinary)
     timeout: Mapped[int] = mapped_column(Integer, default=10)
     max_attempts: Mapped[int] = mapped_column(Integer, default=3)
-    state: Mapped[str] = mapped_column(String(16), default="queued")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column()
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[datetime | None] = mapped_column()
     #: the HTTP status of the last answer (None: no answer)
     response_status: Mapped[int | None] = mapped_column(Integer)
-    failure_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column()
-    sent_at: Mapped[datetime | None] = mapped_column()
-    updated_at: Mapped[datetime] = mapped_column()

@@ -28,7 +28,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event, select, text
 
 from bench._engine_common import analyse, backends, fresh_database, generate_contacts
-from nurture.accounts import service as accounts
+from nurture.accounts import users
 from nurture.actions import service as action_service
 from nurture.campaigns import activities as activity_service
 from nurture.campaigns import campaigns as cs
@@ -48,7 +48,7 @@ def build_data(db: Database, contacts: int, campaigns: int, traces: int) -> dict
     generate_contacts(db, contacts)
     big_id = 0
     with db.transaction() as s:
-        accounts.create_user(
+        users.create_user(
             s, login="marketer@example.com", role="marketer", password=PASSWORD, now=now
         )
         action = action_service.create_server_action(

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-from nurture.accounts import passwords, service
+from nurture.accounts import passwords, tokens, users
 from nurture.cli import accounts as cli_accounts
 from nurture.cli import cli
 from nurture.clock import utcnow
@@ -47,7 +47,7 @@ def test_user_create_with_password_stdin_and_list(run: Run, db: Database) -> Non
     assert "created user" in result.stdout and "anna@example.com (marketer)" in result.stdout
     assert PASSWORD not in result.output
     with db.read() as s:
-        user = service.get_user_by_login(s, "anna@example.com")
+        user = users.get_user_by_login(s, "anna@example.com")
         assert user.name == "Anna K" and user.role == "marketer"
         assert passwords.verify_password(user.password_hash, PASSWORD)
     listing = run("user", "list")
@@ -62,7 +62,7 @@ def test_user_create_without_terminal_or_stdin_has_no_password(run: Run, db: Dat
     assert result.exit_code == 0, result.output
     assert "no password set" in result.stderr
     with db.read() as s:
-        assert service.get_user_by_login(s, "bot@example.com").password_hash is None
+        assert users.get_user_by_login(s, "bot@example.com").password_hash is None
 
 
 def test_user_create_errors_are_clean(run: Run) -> None:
@@ -102,7 +102,7 @@ def test_set_role_set_password_deactivate(run: Run, db: Database) -> None:
     assert no_tty.exit_code == 1 and "--password-stdin" in no_tty.stderr
     assert run("user", "deactivate", "m@example.com").exit_code == 0
     with db.read() as s:
-        user = service.get_user_by_login(s, "m@example.com")
+        user = users.get_user_by_login(s, "m@example.com")
         assert user.role == "viewer" and not user.active
         assert passwords.verify_password(user.password_hash, PASSWORD)
     assert run("user", "activate", "m@example.com").exit_code == 0
@@ -127,7 +127,7 @@ def test_token_create_list_revoke(run: Run, db: Database) -> None:
     assert token.startswith("nrt_") and len(created.stdout.splitlines()) == 1
     assert "will not be shown again" in created.stderr
     with db.transaction() as s:
-        user = service.verify_token(s, token, now=utcnow())
+        user = tokens.verify_token(s, token, now=utcnow())
         assert user is not None and user.login == "m@example.com"
     listing = run("token", "list")
     assert listing.exit_code == 0
@@ -141,7 +141,7 @@ def test_token_create_list_revoke(run: Run, db: Database) -> None:
     assert revoked.exit_code == 0 and "revoked" in revoked.stdout
     assert "revoked" in run("token", "list", "--user", "m@example.com").stdout
     with db.transaction() as s:
-        assert service.verify_token(s, token, now=utcnow()) is None
+        assert tokens.verify_token(s, token, now=utcnow()) is None
     missing = run("token", "revoke", "999")
     assert missing.exit_code == 1 and "no API token with id 999" in missing.stderr
     unknown_user = run("token", "create", "--user", "ghost@example.com")
@@ -175,5 +175,5 @@ def test_user_create_prompts_for_the_password_on_a_terminal(
     assert PASSWORD not in result.output  # hidden input
     with db.read() as s:
         assert passwords.verify_password(
-            service.get_user_by_login(s, "t@example.com").password_hash, PASSWORD
+            users.get_user_by_login(s, "t@example.com").password_hash, PASSWORD
         )

@@ -7,9 +7,9 @@ from argon2 import PasswordHasher
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.accounts import passwords, service
+from nurture.accounts import audit, logins, passwords, sessions, tokens, users
+from nurture.accounts.logins import LoginRefused
 from nurture.accounts.models import ApiToken, AuditLog, LoginAttempt, WebSession
-from nurture.accounts.service import LoginRefused
 from nurture.db import Database
 from nurture.errors import Conflict, NotFound, ValidationError
 from nurture.records.models import User
@@ -24,21 +24,21 @@ def _user(
     role: str = "marketer",
     password: str | None = PASSWORD,
 ) -> User:
-    return service.create_user(s, login=login, role=role, password=password, now=T0)
+    return users.create_user(s, login=login, role=role, password=password, now=T0)
 
 
 def _auth(
     db: Database, login: str, password: str, now: datetime, ip: str | None = "10.0.0.1"
 ) -> User | LoginRefused:
     with db.transaction() as s:
-        return service.authenticate(s, login, password, ip=ip, now=now)
+        return logins.authenticate(s, login, password, ip=ip, now=now)
 
 
 # --- users ---------------------------------------------------------------------------------
 
 
 def test_create_user_normalises_and_hashes(session: Session) -> None:
-    user = service.create_user(
+    user = users.create_user(
         session, login="  Anna@Example.COM ", role="admin", password=PASSWORD, now=T0
     )
     assert user.login == "anna@example.com"
@@ -87,17 +87,17 @@ def test_user_without_password_cannot_log_in(db: Database) -> None:
 def test_change_role_and_last_admin_protection(session: Session) -> None:
     admin = _user(session, login="root@example.com", role="admin")
     marketer = _user(session)
-    service.change_role(session, marketer, "viewer", now=T0, actor=admin)
+    users.change_role(session, marketer, "viewer", now=T0, actor=admin)
     assert marketer.role == "viewer"
     with pytest.raises(Conflict, match="last active admin"):
-        service.change_role(session, admin, "marketer", now=T0)
+        users.change_role(session, admin, "marketer", now=T0)
     with pytest.raises(Conflict, match="last active admin"):
-        service.deactivate(session, admin, now=T0)
+        users.deactivate(session, admin, now=T0)
     with pytest.raises(ValidationError):
-        service.change_role(session, marketer, "god", now=T0)
-    service.change_role(session, marketer, "admin", now=T0)
-    service.change_role(session, admin, "marketer", now=T0)  # another admin exists now
-    changes = service.list_audit(session, action="user.role_change").entries
+        users.change_role(session, marketer, "god", now=T0)
+    users.change_role(session, marketer, "admin", now=T0)
+    users.change_role(session, admin, "marketer", now=T0)  # another admin exists now
+    changes = audit.list_audit(session, action="user.role_change").entries
     assert [(e.actor, e.details) for e in reversed(changes)] == [
         ("root@example.com", {"from": "marketer", "to": "viewer"}),
         ("cli", {"from": "viewer", "to": "admin"}),
@@ -108,50 +108,50 @@ def test_change_role_and_last_admin_protection(session: Session) -> None:
 
 def test_set_password_ends_other_sessions(session: Session) -> None:
     user = _user(session)
-    _, keep = service.create_session(session, user, now=T0)
-    service.create_session(session, user, now=T0)
-    service.set_password(session, user, "another passphrase", now=T0, keep_session_id=keep.id)
+    _, keep = sessions.create_session(session, user, now=T0)
+    sessions.create_session(session, user, now=T0)
+    users.set_password(session, user, "another passphrase", now=T0, keep_session_id=keep.id)
     assert user.password_hash is not None
     assert passwords.verify_password(user.password_hash, "another passphrase")
     assert session.scalars(select(WebSession.id)).all() == [keep.id]
     with pytest.raises(ValidationError):
-        service.set_password(session, user, "tiny", now=T0)
+        users.set_password(session, user, "tiny", now=T0)
 
 
 def test_deactivate_ends_sessions_and_refuses_login_and_tokens(db: Database) -> None:
     with db.transaction() as s:
         _user(s, login="root@example.com", role="admin")
         user = _user(s)
-        token, _ = service.create_token(s, user, "ci", now=T0)
-        sid, _ = service.create_session(s, user, now=T0)
+        token, _ = tokens.create_token(s, user, "ci", now=T0)
+        sid, _ = sessions.create_session(s, user, now=T0)
     with db.transaction() as s:
-        service.deactivate(s, service.get_user_by_login(s, "anna@example.com"), now=T0)
+        users.deactivate(s, users.get_user_by_login(s, "anna@example.com"), now=T0)
     with db.transaction() as s:
-        assert service.verify_token(s, token, now=T0) is None
-        assert service.lookup_session(s, sid, T0) is None
+        assert tokens.verify_token(s, token, now=T0) is None
+        assert sessions.lookup_session(s, sid, T0) is None
         assert s.scalars(select(WebSession)).all() == []
     refused = _auth(db, "anna@example.com", PASSWORD, T0)
     assert isinstance(refused, LoginRefused) and refused.reason == "inactive"
     with db.transaction() as s:
-        service.activate(s, service.get_user_by_login(s, "anna@example.com"), now=T0)
+        users.activate(s, users.get_user_by_login(s, "anna@example.com"), now=T0)
     assert isinstance(_auth(db, "anna@example.com", PASSWORD, T0), User)
 
 
 def test_lookups(session: Session) -> None:
     user = _user(session)
-    assert service.get_user(session, user.id) is user
-    assert service.get_user_by_login(session, "ANNA@example.com") is user
+    assert users.get_user(session, user.id) is user
+    assert users.get_user_by_login(session, "ANNA@example.com") is user
     with pytest.raises(NotFound):
-        service.get_user(session, 999)
+        users.get_user(session, 999)
     with pytest.raises(NotFound):
-        service.get_user_by_login(session, "nobody@example.com")
-    service.create_user(session, login="root@example.com", role="admin", now=T0)
-    service.deactivate(session, user, now=T0)
-    assert [u.login for u in service.list_users(session)] == [
+        users.get_user_by_login(session, "nobody@example.com")
+    users.create_user(session, login="root@example.com", role="admin", now=T0)
+    users.deactivate(session, user, now=T0)
+    assert [u.login for u in users.list_users(session)] == [
         "anna@example.com",
         "root@example.com",
     ]
-    assert [u.login for u in service.list_users(session, include_inactive=False)] == [
+    assert [u.login for u in users.list_users(session, include_inactive=False)] == [
         "root@example.com"
     ]
 
@@ -276,7 +276,7 @@ def test_login_upgrades_outdated_hash(db: Database) -> None:
         user.password_hash = old
     assert isinstance(_auth(db, "anna@example.com", PASSWORD, T0), User)
     with db.read() as s:
-        stored = service.get_user_by_login(s, "anna@example.com").password_hash
+        stored = users.get_user_by_login(s, "anna@example.com").password_hash
     assert stored is not None and stored != old and not passwords.needs_rehash(stored)
     assert passwords.verify_password(stored, PASSWORD)
 
@@ -286,12 +286,12 @@ def test_prune_removes_old_attempts_and_dead_sessions(
 ) -> None:
     with db.transaction() as s:
         user = _user(s)
-        service.create_session(s, user, now=T0)
+        sessions.create_session(s, user, now=T0)
     _auth(db, "anna@example.com", "bad guess!", T0)
     later = T0 + timedelta(days=8)
     with db.transaction() as s:
-        _, live = service.create_session(s, user, now=later)
-        service.prune(s, later)
+        _, live = sessions.create_session(s, user, now=later)
+        logins.prune(s, later)
     with db.read() as s:
         assert s.scalars(select(LoginAttempt)).all() == []
         assert s.scalars(select(WebSession.id)).all() == [live.id]
@@ -303,10 +303,10 @@ def test_prune_removes_old_attempts_and_dead_sessions(
 def test_token_create_verify_and_storage(db: Database) -> None:
     with db.transaction() as s:
         user = _user(s)
-        token, row = service.create_token(s, user, "zapier", now=T0)
+        token, row = tokens.create_token(s, user, "zapier", now=T0)
         token_id = row.id
     assert token.startswith(f"nrt_{token_id}_")
-    assert service.parse_token(token) == (token_id, token.split("_", 2)[2])
+    assert tokens.parse_token(token) == (token_id, token.split("_", 2)[2])
     with db.read() as s:
         stored = s.get(ApiToken, token_id)
         assert stored is not None
@@ -314,11 +314,11 @@ def test_token_create_verify_and_storage(db: Database) -> None:
         assert len(stored.secret_hash) == 64
         assert token.startswith(stored.prefix) and len(stored.prefix) < len(token)
         assert stored.last_used_at is None and stored.active
-        entry = service.list_audit(s, action="token.create").entries[0]
+        entry = audit.list_audit(s, action="token.create").entries[0]
         assert entry.object_id == str(token_id) and entry.details is not None
         assert token not in str(entry.details)
     with db.transaction() as s:
-        found = service.verify_token(s, token, now=T0)
+        found = tokens.verify_token(s, token, now=T0)
         assert found is not None and found.login == "anna@example.com"
 
 
@@ -337,20 +337,20 @@ def test_token_create_verify_and_storage(db: Database) -> None:
 )
 def test_forged_tokens_are_refused(db: Database, mangle: object) -> None:
     with db.transaction() as s:
-        token, _ = service.create_token(s, _user(s), now=T0)
+        token, _ = tokens.create_token(s, _user(s), now=T0)
     assert callable(mangle)
     with db.transaction() as s:
-        assert service.verify_token(s, mangle(token), now=T0) is None
+        assert tokens.verify_token(s, mangle(token), now=T0) is None
 
 
 def test_last_used_is_updated_at_most_once_a_minute(db: Database) -> None:
     with db.transaction() as s:
-        token, row = service.create_token(s, _user(s), now=T0)
+        token, row = tokens.create_token(s, _user(s), now=T0)
         token_id = row.id
 
     def used(now: datetime) -> datetime | None:
         with db.transaction() as s:
-            assert service.verify_token(s, token, now=now) is not None
+            assert tokens.verify_token(s, token, now=now) is not None
         with db.read() as s:
             stored = s.get(ApiToken, token_id)
             assert stored is not None
@@ -368,43 +368,43 @@ def test_revoke_token(db: Database) -> None:
         anna = _user(s)
         bob = _user(s, login="bob@example.com", role="viewer")
         root = _user(s, login="root@example.com", role="admin")
-        token, row = service.create_token(s, anna, "ci", now=T0)
-        other, _ = service.create_token(s, anna, "laptop", now=T0)
+        token, row = tokens.create_token(s, anna, "ci", now=T0)
+        other, _ = tokens.create_token(s, anna, "laptop", now=T0)
         token_id = row.id
     with db.transaction() as s:
         # Another non-admin cannot revoke it (and is not told it exists).
         with pytest.raises(NotFound):
-            service.revoke_token(s, token_id, now=T0, actor=bob)
+            tokens.revoke_token(s, token_id, now=T0, actor=bob)
     with db.transaction() as s:
-        revoked = service.revoke_token(s, token_id, now=T0 + timedelta(minutes=1), actor=root)
+        revoked = tokens.revoke_token(s, token_id, now=T0 + timedelta(minutes=1), actor=root)
         assert revoked.revoked_at == T0 + timedelta(minutes=1)
         # Idempotent: the first revocation time is kept, and audited once.
-        again = service.revoke_token(s, token_id, now=T0 + timedelta(minutes=2), actor=anna)
+        again = tokens.revoke_token(s, token_id, now=T0 + timedelta(minutes=2), actor=anna)
         assert again.revoked_at == T0 + timedelta(minutes=1)
     with db.transaction() as s:
-        assert service.verify_token(s, token, now=T0 + timedelta(minutes=3)) is None
-        assert service.verify_token(s, other, now=T0 + timedelta(minutes=3)) is not None
-        revocations = service.list_audit(s, action="token.revoke").entries
+        assert tokens.verify_token(s, token, now=T0 + timedelta(minutes=3)) is None
+        assert tokens.verify_token(s, other, now=T0 + timedelta(minutes=3)) is not None
+        revocations = audit.list_audit(s, action="token.revoke").entries
         assert [(e.actor, e.object_id) for e in revocations] == [
             ("root@example.com", str(token_id))
         ]
         with pytest.raises(NotFound):
-            service.revoke_token(s, 12345, now=T0)
-        assert [t.name for t in service.list_tokens(s, user_id=anna.id)] == ["ci", "laptop"]
-        assert [t.name for t in service.list_tokens(s, include_revoked=False)] == ["laptop"]
-        assert service.list_tokens(s, user_id=bob.id) == []
+            tokens.revoke_token(s, 12345, now=T0)
+        assert [t.name for t in tokens.list_tokens(s, user_id=anna.id)] == ["ci", "laptop"]
+        assert [t.name for t in tokens.list_tokens(s, include_revoked=False)] == ["laptop"]
+        assert tokens.list_tokens(s, user_id=bob.id) == []
 
 
 def test_token_refusals(session: Session) -> None:
     user = _user(session)
     with pytest.raises(ValidationError):
-        service.create_token(session, user, "   ", now=T0)
+        tokens.create_token(session, user, "   ", now=T0)
     with pytest.raises(ValidationError):
-        service.create_token(session, user, "x" * 101, now=T0)
-    service.create_user(session, login="root@example.com", role="admin", now=T0)
-    service.deactivate(session, user, now=T0)
+        tokens.create_token(session, user, "x" * 101, now=T0)
+    users.create_user(session, login="root@example.com", role="admin", now=T0)
+    users.deactivate(session, user, now=T0)
     with pytest.raises(ValidationError, match="deactivated"):
-        service.create_token(session, user, "ci", now=T0)
+        tokens.create_token(session, user, "ci", now=T0)
 
 
 # --- web sessions --------------------------------------------------------------------------
@@ -413,28 +413,28 @@ def test_token_refusals(session: Session) -> None:
 def test_session_lifetime(db: Database) -> None:
     with db.transaction() as s:
         user = _user(s)
-        sid, row = service.create_session(s, user, now=T0, ip="10.0.0.1", user_agent="pytest")
+        sid, row = sessions.create_session(s, user, now=T0, ip="10.0.0.1", user_agent="pytest")
         session_id = row.id
     with db.read() as s:
-        found = service.lookup_session(s, sid, T0 + timedelta(hours=1))
+        found = sessions.lookup_session(s, sid, T0 + timedelta(hours=1))
         assert found is not None and found[1].login == "anna@example.com"
         assert found[0].csrf_token and found[0].csrf_token != sid
-        assert service.lookup_session(s, sid + "x", T0) is None
-        assert service.lookup_session(s, "", T0) is None
+        assert sessions.lookup_session(s, sid + "x", T0) is None
+        assert sessions.lookup_session(s, "", T0) is None
         # Idle for 12 hours: gone.
-        assert service.lookup_session(s, sid, T0 + service.SESSION_IDLE_TIMEOUT) is None
+        assert sessions.lookup_session(s, sid, T0 + sessions.SESSION_IDLE_TIMEOUT) is None
     # Activity keeps it alive, up to the maximum age.
     now = T0
-    while now + timedelta(hours=10) < T0 + service.SESSION_MAX_AGE:
+    while now + timedelta(hours=10) < T0 + sessions.SESSION_MAX_AGE:
         now += timedelta(hours=10)
         with db.transaction() as s:
-            found = service.lookup_session(s, sid, now)
+            found = sessions.lookup_session(s, sid, now)
             assert found is not None
-            service.touch_session(s, session_id, now)
+            sessions.touch_session(s, session_id, now)
     with db.read() as s:
-        assert service.lookup_session(s, sid, T0 + service.SESSION_MAX_AGE) is None
+        assert sessions.lookup_session(s, sid, T0 + sessions.SESSION_MAX_AGE) is None
     with db.transaction() as s:
-        service.end_session(s, sid)
+        sessions.end_session(s, sid)
         assert s.get(WebSession, session_id) is None
 
 
@@ -449,7 +449,7 @@ def test_audit_and_list_audit(session: Session) -> None:
         (3, "blacklist.add", ("blacklist", "a@example.com")),
         (4, "campaign.delete", ("campaign", 8)),
     ]:
-        service.audit(
+        audit.audit(
             session,
             admin,
             action,
@@ -458,7 +458,7 @@ def test_audit_and_list_audit(session: Session) -> None:
             now=T0 + timedelta(minutes=minute),
             ip="10.1.1.1",
         )
-    page = service.list_audit(session, action="campaign.*")
+    page = audit.list_audit(session, action="campaign.*")
     assert page.total == 3
     assert [e.action for e in page.entries] == [
         "campaign.delete",
@@ -467,36 +467,36 @@ def test_audit_and_list_audit(session: Session) -> None:
     ]
     assert page.entries[-1].details == {"when": T0.isoformat(), "n": 1}
     assert page.entries[-1].ip == "10.1.1.1" and page.entries[-1].actor == "root@example.com"
-    assert service.list_audit(session, object_type="campaign", object_id=7).total == 2
+    assert audit.list_audit(session, object_type="campaign", object_id=7).total == 2
     assert (
-        service.list_audit(session, action="blacklist.add").entries[0].object_id == "a@example.com"
+        audit.list_audit(session, action="blacklist.add").entries[0].object_id == "a@example.com"
     )
-    window = service.list_audit(
+    window = audit.list_audit(
         session, since=T0 + timedelta(minutes=2), until=T0 + timedelta(minutes=4)
     )
     assert [e.action for e in window.entries] == ["blacklist.add", "campaign.stop"]
-    paged = service.list_audit(session, user_id=admin.id, limit=2, offset=1)
+    paged = audit.list_audit(session, user_id=admin.id, limit=2, offset=1)
     assert paged.total == 4 and [e.action for e in paged.entries] == [
         "blacklist.add",
         "campaign.stop",
     ]
-    system = service.audit(session, None, "campaign.stop", None, None, now=T0, actor="system")
+    system = audit.audit(session, None, "campaign.stop", None, None, now=T0, actor="system")
     assert system.actor == "system" and system.user_id is None and system.object_type is None
     with pytest.raises(ValueError):
-        service.audit(session, admin, "Campaign Start", now=T0)
+        audit.audit(session, admin, "Campaign Start", now=T0)
 
 
 def test_audit_survives_user_deletion(db: Database) -> None:
     with db.transaction() as s:
         user = _user(s)
-        service.audit(s, user, "campaign.start", ("campaign", 1), now=T0)
+        audit.audit(s, user, "campaign.start", ("campaign", 1), now=T0)
         user_id = user.id
     with db.transaction() as s:
         doomed = s.get(User, user_id)
         assert doomed is not None
         s.delete(doomed)
     with db.read() as s:
-        entry = service.list_audit(s, action="campaign.start").entries[0]
+        entry = audit.list_audit(s, action="campaign.start").entries[0]
         assert entry.user_id is None and entry.actor == "anna@example.com"
 
 
@@ -521,7 +521,7 @@ def test_distributed_guessing_meets_a_capped_progressive_delay(
     home = "198.51.100.7"
     assert isinstance(_auth(db, "anna@example.com", PASSWORD, T0, ip=home), User)
     at = T0 + timedelta(minutes=1)
-    for i in range(service.BACKOFF_AFTER_FAILURES):  # one failure from each of ten addresses
+    for i in range(logins.BACKOFF_AFTER_FAILURES):  # one failure from each of ten addresses
         _auth(db, "anna@example.com", "bad guess!", at, ip=f"203.0.113.{i}")
     # An eleventh address waits 1 s after the newest failure …
     slowed = _auth(db, "anna@example.com", "bad guess!", at, ip="192.0.2.1")

@@ -11,7 +11,7 @@ from fastapi import Depends, FastAPI, Form, Request, Response
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from nurture.accounts import service
+from nurture.accounts import audit, logins, tokens, users
 from nurture.accounts.models import ApiToken, WebSession
 from nurture.config import Settings
 from nurture.db import Database
@@ -67,7 +67,7 @@ def build_app(
         user: Annotated[CurrentUser, Depends(require("campaigns.write"))],
     ) -> dict[str, str]:
         with db.transaction() as s:
-            service.audit(
+            audit.audit(
                 s,
                 user,
                 "campaign.delete",
@@ -96,7 +96,7 @@ def build_app(
         password: Annotated[str, Form()],
     ) -> dict[str, object]:
         result = login_with_password(request, response, login, password)
-        if isinstance(result, service.LoginRefused):
+        if isinstance(result, logins.LoginRefused):
             raise result
         return {"login": result.login, "csrf_token": result.csrf_token}
 
@@ -145,7 +145,7 @@ def app(db: Database, tmp_path: Path, clock: Clock, fast_hashing: object) -> Fas
             ("marketer@example.com", "marketer"),
             ("viewer@example.com", "viewer"),
         ]:
-            service.create_user(s, login=login, role=role, password=PASSWORD, now=T0)
+            users.create_user(s, login=login, role=role, password=PASSWORD, now=T0)
     return build_app(db, tmp_path, clock)
 
 
@@ -157,7 +157,7 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 def _token(db: Database, login: str) -> str:
     with db.transaction() as s:
-        token, _ = service.create_token(s, service.get_user_by_login(s, login), "test", now=T0)
+        token, _ = tokens.create_token(s, users.get_user_by_login(s, login), "test", now=T0)
     return token
 
 
@@ -214,7 +214,7 @@ def test_revoked_token_is_401(client: TestClient, db: Database) -> None:
     assert client.get("/me", headers=_bearer(token)).status_code == 200
     with db.transaction() as s:
         token_id = s.scalars(select(ApiToken.id)).one()
-        service.revoke_token(s, token_id, now=T0)
+        tokens.revoke_token(s, token_id, now=T0)
     response = client.get("/me", headers=_bearer(token))
     assert response.status_code == 401
     assert response.json()["message"] == "invalid or revoked API token"
@@ -223,7 +223,7 @@ def test_revoked_token_is_401(client: TestClient, db: Database) -> None:
 def test_token_of_deactivated_user_is_401(client: TestClient, db: Database) -> None:
     token = _token(db, "marketer@example.com")
     with db.transaction() as s:
-        service.deactivate(s, service.get_user_by_login(s, "marketer@example.com"), now=T0)
+        users.deactivate(s, users.get_user_by_login(s, "marketer@example.com"), now=T0)
     assert client.get("/me", headers=_bearer(token)).status_code == 401
 
 
@@ -287,7 +287,7 @@ def test_login_sets_hardened_session_cookie(client: TestClient) -> None:
 
 def test_secure_cookie_over_https(db: Database, tmp_path: Path, clock: Clock) -> None:
     with db.transaction() as s:
-        service.create_user(s, login="m@example.com", role="marketer", password=PASSWORD, now=T0)
+        users.create_user(s, login="m@example.com", role="marketer", password=PASSWORD, now=T0)
     app = build_app(db, tmp_path, clock)
     with TestClient(app, base_url="https://testserver") as client:
         anonymous = client.get("/login").json()["csrf_token"]
@@ -507,8 +507,8 @@ def test_audit_entry_from_a_request(client: TestClient, db: Database, clock: Clo
     clock.now = T0 + timedelta(minutes=5)
     assert client.delete("/campaigns/1", headers=_bearer(token)).status_code == 200
     with db.read() as s:
-        entry = service.list_audit(s, action="campaign.delete").entries[0]
-        user = service.get_user_by_login(s, "marketer@example.com")
+        entry = audit.list_audit(s, action="campaign.delete").entries[0]
+        user = users.get_user_by_login(s, "marketer@example.com")
         assert (entry.user_id, entry.actor, entry.object_type, entry.object_id) == (
             user.id,
             "marketer@example.com",

@@ -11,7 +11,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 import nurture.models  # noqa: F401  (every table in Base.metadata)
-from nurture.accounts import service as accounts
+from nurture.accounts import tokens as account_tokens
+from nurture.accounts import users
 from nurture.clock import utcnow
 from nurture.config import Settings
 from nurture.db import Database
@@ -62,10 +63,10 @@ def api(api_db: Database, tmp_path: Path) -> Iterator[Api]:
     now = utcnow()
     with api_db.transaction() as session:
         for role in ROLES:
-            user = accounts.create_user(
+            user = users.create_user(
                 session, login=f"{role}@example.com", role=role, name=role.title(), now=now
             )
-            token, _row = accounts.create_token(session, user, f"{role} token", now=now)
+            token, _row = account_tokens.create_token(session, user, f"{role} token", now=now)
             tokens[role] = token
             user_ids[role] = user.id
     client = TestClient(app, raise_server_exceptions=False)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from nurture.accounts import service as accounts
+from nurture.accounts import sessions, users
 from nurture.clock import utcnow
 from nurture.web.security.cookies import SESSION_COOKIE, sign_value
 from nurture.web.security.csrf import CSRF_HEADER
@@ -177,8 +177,8 @@ def test_users_admin_and_audit(api: Api) -> None:
 
 def test_session_cookie_needs_csrf_for_writes(api: Api) -> None:
     with api.db.transaction() as session:
-        user = accounts.get_user(session, api.user_ids["marketer"])
-        sid, row = accounts.create_session(session, user, now=utcnow())
+        user = users.get_user(session, api.user_ids["marketer"])
+        sid, row = sessions.create_session(session, user, now=utcnow())
         csrf = row.csrf_token
     cookie = sign_value(api.app.state.security.signing_key, sid)
     client = api.client

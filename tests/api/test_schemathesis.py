@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis.config import SchemathesisConfig
 
-from nurture.accounts import service as accounts
+from nurture.accounts import tokens, users
 from nurture.clock import utcnow
 from tests.api.conftest import Api
 
@@ -106,14 +106,14 @@ def test_openapi_conformance_of_destructive_operations(api: Api) -> None:
 
     def throwaway() -> dict[str, str]:
         with api.db.transaction() as session:
-            user = accounts.create_user(
+            user = users.create_user(
                 session,
                 login=f"throwaway{next(_throwaway)}@example.com",
                 role="admin",
                 name="Throwaway",
                 now=utcnow(),
             )
-            token, _row = accounts.create_token(session, user, "throwaway", now=utcnow())
+            token, _row = tokens.create_token(session, user, "throwaway", now=utcnow())
         return {"Authorization": f"Bearer {token}"}
 
     operations = [op for op in _operations(api) if op.label in DESTRUCTIVE]

@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from nurture.accounts import service as accounts
+from nurture.accounts import tokens, users
 from nurture.channels import registry
 from nurture.channels.outbox.models import ChannelMessage
 from nurture.channels.queue import MSG_UNKNOWN
@@ -47,10 +47,10 @@ def client(
     monkeypatch.delenv("NURTURE_HTTP_MESSAGE_TEMPLATE", raising=False)
     app = make_app(db, tmp_path)
     with db.transaction() as session:
-        user = accounts.create_user(
+        user = users.create_user(
             session, login="admin@example.com", role="admin", name="Admin", now=utcnow()
         )
-        token, _row = accounts.create_token(session, user, "admin token", now=utcnow())
+        token, _row = tokens.create_token(session, user, "admin token", now=utcnow())
     with TestClient(app, raise_server_exceptions=False) as test_client:
         test_client.headers["Authorization"] = f"Bearer {token}"
         yield test_client

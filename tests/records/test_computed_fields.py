@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from nurture.accounts import service as accounts
+from nurture.accounts import tokens, users
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.errors import ValidationError
@@ -89,8 +89,8 @@ def test_a_csv_import_skips_their_columns(db: Database, tmp_path: Path) -> None:
 def admin(db: Database, tmp_path: Path) -> Iterator[TestClient]:
     with db.transaction() as s:
         now = utcnow()
-        user = accounts.create_user(s, login="admin@example.com", role="admin", name="A", now=now)
-        token, _row = accounts.create_token(s, user, "token", now=now)
+        user = users.create_user(s, login="admin@example.com", role="admin", name="A", now=now)
+        token, _row = tokens.create_token(s, user, "token", now=now)
     client = TestClient(make_app(db, tmp_path), raise_server_exceptions=False)
     client.headers.update({"Authorization": f"Bearer {token}"})
     yield client

@@ -31,7 +31,7 @@ import uvicorn
 from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
 from sqlalchemy import event
 
-from nurture.accounts import service as accounts
+from nurture.accounts import users
 from nurture.clock import utcnow
 from nurture.config import Settings
 from nurture.db import Database
@@ -114,7 +114,7 @@ def ui(ui_server: UiServer) -> UiServer:
     now = utcnow()
     with ui_server.db.transaction() as s:
         for role in ROLES:
-            user = accounts.create_user(
+            user = users.create_user(
                 s,
                 login=f"{role}@example.com",
                 role=role,

@@ -1,11 +1,17 @@
-"""Password hashing (Argon2id) and the password policy.
+"""Password hashing (Argon2id), the password policy, and the digest of random secrets.
 
 Hashes use argon2-cffi's :class:`PasswordHasher` with its defaults (Argon2id, the RFC 9106
 "low memory" parameters). A hash made with older parameters still verifies; the caller
-stores :func:`upgrade` 's new hash after a successful login (see ``service.authenticate``).
+stores :func:`upgrade` 's new hash after a successful login (see
+:func:`nurture.accounts.logins.authenticate`).
+
+API token and session secrets are random, so a plain SHA-256 digest (:func:`secret_digest`)
+is enough to store them.
 """
 
 from __future__ import annotations
+
+import hashlib
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -86,3 +92,8 @@ def burn_time(password: str) -> None:
         _hasher.verify(_DUMMY_HASH, password[:MAX_LENGTH])
     except VerificationError:
         pass
+
+
+def secret_digest(value: str) -> str:
+    """The SHA-256 hex digest of a random secret (API token, session id) as stored."""
+    return hashlib.sha256(value.encode("utf-8")).hexdigest()

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from nurture.errors import NurtureError
+
 ADMIN: Final = "admin"
 MARKETER: Final = "marketer"
 VIEWER: Final = "viewer"
@@ -47,6 +49,12 @@ POLICY: Final[dict[str, frozenset[str]]] = {
     MARKETER: _READ_BUSINESS | _WRITE_BUSINESS,
     VIEWER: _READ_BUSINESS,
 }
+
+
+class Forbidden(NurtureError):
+    """The actor's role does not allow the operation."""
+
+    code = "forbidden"
 
 
 class UnknownAction(ValueError):

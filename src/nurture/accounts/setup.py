@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nurture.accounts import service
+from nurture.accounts import audit, users
 from nurture.errors import NurtureError, ValidationError
 from nurture.records.models import User
 
@@ -87,15 +87,15 @@ def complete_setup(
         raise SetupRefused("setup is already complete; sign in instead")
     if not password:
         raise ValidationError("choose a password", field="password")
-    user = service.find_user(session, service.normalize_login(login))
+    user = users.find_user(session, users.normalize_login(login))
     if user is None:
-        return service.create_user(
+        return users.create_user(
             session, login=login, role="admin", name=name, password=password, now=now
         )
     user.role = "admin"
     user.active = True
     if name and name.strip():
         user.name = name.strip()[:200]
-    service.set_password(session, user, password, now=now)
-    service.audit(session, None, "user.setup_admin", user, {"login": user.login}, now=now)
+    users.set_password(session, user, password, now=now)
+    audit.audit(session, None, "user.setup_admin", user, {"login": user.login}, now=now)
     return user

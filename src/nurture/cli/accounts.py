@@ -70,13 +70,13 @@ def user() -> None:
 def user_create(login: str, role: str, name: str | None, password_stdin: bool) -> None:
     """Create a user. Without a terminal and without --password-stdin the user gets no
     password (API tokens only, until `nurture user set-password`)."""
-    from nurture.accounts import service
+    from nurture.accounts import users
 
     password = _read_password(password_stdin, required=False)
     rt = runtime()
     try:
         with rt.db.transaction() as s:
-            created = service.create_user(
+            created = users.create_user(
                 s, login=login, role=role, name=name, password=password, now=clock.utcnow()
             )
             summary = f"created user {created.id}: {created.login} ({created.role})"
@@ -94,7 +94,7 @@ def user_create(login: str, role: str, name: str | None, password_stdin: bool) -
 @user.command("list")
 def user_list() -> None:
     """List users."""
-    from nurture.accounts import service
+    from nurture.accounts import users
 
     rt = runtime()
     with rt.db.read() as s:
@@ -108,7 +108,7 @@ def user_list() -> None:
                 "yes" if u.password_hash else "no",
                 _when(u.created_at),
             ]
-            for u in service.list_users(s)
+            for u in users.list_users(s)
         ]
     _table(["ID", "LOGIN", "NAME", "ROLE", "ACTIVE", "PASSWORD", "CREATED"], rows)
 
@@ -118,15 +118,15 @@ def user_list() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def user_set_password(login: str, password_stdin: bool) -> None:
     """Set a user's password (signs out their browsers)."""
-    from nurture.accounts import service
+    from nurture.accounts import users
 
     password = _read_password(password_stdin, required=True)
     assert password is not None
     rt = runtime()
     try:
         with rt.db.transaction() as s:
-            target = service.get_user_by_login(s, login)
-            service.set_password(s, target, password, now=clock.utcnow())
+            target = users.get_user_by_login(s, login)
+            users.set_password(s, target, password, now=clock.utcnow())
     except NurtureError as exc:
         raise _fail(exc) from exc
     click.echo(f"password changed for {login}")
@@ -137,13 +137,13 @@ def user_set_password(login: str, password_stdin: bool) -> None:
 @click.argument("role", type=click.Choice(ROLES))
 def user_set_role(login: str, role: str) -> None:
     """Change a user's role."""
-    from nurture.accounts import service
+    from nurture.accounts import users
 
     rt = runtime()
     try:
         with rt.db.transaction() as s:
-            target = service.get_user_by_login(s, login)
-            service.change_role(s, target, role, now=clock.utcnow())
+            target = users.get_user_by_login(s, login)
+            users.change_role(s, target, role, now=clock.utcnow())
     except NurtureError as exc:
         raise _fail(exc) from exc
     click.echo(f"{login} is now {role}")
@@ -153,12 +153,12 @@ def user_set_role(login: str, role: str) -> None:
 @click.argument("login")
 def user_deactivate(login: str) -> None:
     """Deactivate a user: no sign-in, sessions ended, API tokens refused."""
-    from nurture.accounts import service
+    from nurture.accounts import users
 
     rt = runtime()
     try:
         with rt.db.transaction() as s:
-            service.deactivate(s, service.get_user_by_login(s, login), now=clock.utcnow())
+            users.deactivate(s, users.get_user_by_login(s, login), now=clock.utcnow())
     except NurtureError as exc:
         raise _fail(exc) from exc
     click.echo(f"{login} deactivated")
@@ -168,12 +168,12 @@ def user_deactivate(login: str) -> None:
 @click.argument("login")
 def user_activate(login: str) -> None:
     """Reactivate a deactivated user."""
-    from nurture.accounts import service
+    from nurture.accounts import users
 
     rt = runtime()
     try:
         with rt.db.transaction() as s:
-            service.activate(s, service.get_user_by_login(s, login), now=clock.utcnow())
+            users.activate(s, users.get_user_by_login(s, login), now=clock.utcnow())
     except NurtureError as exc:
         raise _fail(exc) from exc
     click.echo(f"{login} activated")
@@ -189,13 +189,13 @@ def token() -> None:
 @click.option("--name", default="API token", show_default=True, help="What the token is for.")
 def token_create(login: str, name: str) -> None:
     """Create an API token and print it once (only its hash is stored)."""
-    from nurture.accounts import service
+    from nurture.accounts import tokens, users
 
     rt = runtime()
     try:
         with rt.db.transaction() as s:
-            owner = service.get_user_by_login(s, login)
-            secret, row = service.create_token(s, owner, name, now=clock.utcnow())
+            owner = users.get_user_by_login(s, login)
+            secret, row = tokens.create_token(s, owner, name, now=clock.utcnow())
             token_id = row.id
     except NurtureError as exc:
         raise _fail(exc) from exc
@@ -207,12 +207,12 @@ def token_create(login: str, name: str) -> None:
 @click.argument("token_id", metavar="ID", type=int)
 def token_revoke(token_id: int) -> None:
     """Revoke an API token (see `nurture token list` for ids)."""
-    from nurture.accounts import service
+    from nurture.accounts import tokens
 
     rt = runtime()
     try:
         with rt.db.transaction() as s:
-            row = service.revoke_token(s, token_id, now=clock.utcnow())
+            row = tokens.revoke_token(s, token_id, now=clock.utcnow())
             prefix = row.prefix
     except NurtureError as exc:
         raise _fail(exc) from exc
@@ -223,13 +223,13 @@ def token_revoke(token_id: int) -> None:
 @click.option("--user", "login", default=None, help="Only this user's tokens.")
 def token_list(login: str | None) -> None:
     """List API tokens with their last-used time."""
-    from nurture.accounts import service
+    from nurture.accounts import tokens, users
 
     rt = runtime()
     try:
         with rt.db.read() as s:
-            user_id = service.get_user_by_login(s, login).id if login else None
-            logins = {u.id: u.login for u in service.list_users(s)}
+            user_id = users.get_user_by_login(s, login).id if login else None
+            logins = {u.id: u.login for u in users.list_users(s)}
             rows = [
                 [
                     str(t.id),
@@ -240,7 +240,7 @@ def token_list(login: str | None) -> None:
                     _when(t.last_used_at),
                     "active" if t.revoked_at is None else f"revoked {_when(t.revoked_at)}",
                 ]
-                for t in service.list_tokens(s, user_id=user_id)
+                for t in tokens.list_tokens(s, user_id=user_id)
             ]
     except NurtureError as exc:
         raise _fail(exc) from exc
@@ -252,11 +252,11 @@ def token_list(login: str | None) -> None:
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000))
 def audit_list(action: str | None, limit: int) -> None:
     """Show the audit log, newest first."""
-    from nurture.accounts import service
+    from nurture.accounts import audit
 
     rt = runtime()
     with rt.db.read() as s:
-        page = service.list_audit(s, action=action, limit=limit)
+        page = audit.list_audit(s, action=action, limit=limit)
         rows = [
             [
                 _when(e.at),

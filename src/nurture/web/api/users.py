@@ -8,7 +8,8 @@ from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 from sqlalchemy import select
 
-from nurture.accounts import service as accounts
+from nurture.accounts import audit as account_audit
+from nurture.accounts import tokens, users
 from nurture.accounts.models import ApiToken, AuditLog
 from nurture.errors import NotFound
 from nurture.records.models import User
@@ -151,7 +152,7 @@ def list_users(
 
 @users_router.post("", status_code=201, summary="Create a user", responses=CONFLICT)
 def create_user(actor: UsersWrite, session: WriteSession, now: Now, body: UserIn) -> UserOut:
-    user = accounts.create_user(
+    user = users.create_user(
         session,
         login=body.login,
         role=body.role,
@@ -166,7 +167,7 @@ def create_user(actor: UsersWrite, session: WriteSession, now: Now, body: UserIn
 
 @users_router.get("/{user_id}", summary="Get a user")
 def get_user(user_id: Id, _user: UsersRead, session: ReadSession) -> UserOut:
-    return user_out(accounts.get_user(session, user_id))
+    return user_out(users.get_user(session, user_id))
 
 
 @users_router.patch(
@@ -177,23 +178,23 @@ def get_user(user_id: Id, _user: UsersRead, session: ReadSession) -> UserOut:
 def patch_user(
     user_id: Id, actor: UsersWrite, session: WriteSession, now: Now, body: UserPatch
 ) -> UserOut:
-    user = accounts.get_user(session, user_id)
+    user = users.get_user(session, user_id)
     if body.role is not None:
-        accounts.change_role(session, user, body.role, now=now, actor=actor)
+        users.change_role(session, user, body.role, now=now, actor=actor)
     if body.active is True:
-        accounts.activate(session, user, now=now, actor=actor)
+        users.activate(session, user, now=now, actor=actor)
     elif body.active is False:
-        accounts.deactivate(session, user, now=now, actor=actor)
+        users.deactivate(session, user, now=now, actor=actor)
     if body.password is not None:
-        accounts.set_password(session, user, body.password, now=now, actor=actor)
+        users.set_password(session, user, body.password, now=now, actor=actor)
     session.flush()
     return user_out(user)
 
 
 @users_router.get("/{user_id}/tokens", summary="A user's API tokens")
 def list_user_tokens(user_id: Id, _user: UsersRead, session: ReadSession) -> list[TokenOut]:
-    accounts.get_user(session, user_id)
-    return [token_out(t) for t in accounts.list_tokens(session, user_id=user_id)]
+    users.get_user(session, user_id)
+    return [token_out(t) for t in tokens.list_tokens(session, user_id=user_id)]
 
 
 @users_router.post(
@@ -202,8 +203,8 @@ def list_user_tokens(user_id: Id, _user: UsersRead, session: ReadSession) -> lis
 def create_user_token(
     user_id: Id, actor: UsersWrite, session: WriteSession, now: Now, body: TokenIn
 ) -> NewToken:
-    user = accounts.get_user(session, user_id)
-    token, row = accounts.create_token(session, user, body.name, now=now, actor=actor)
+    user = users.get_user(session, user_id)
+    token, row = tokens.create_token(session, user, body.name, now=now, actor=actor)
     return _new_token(token, row)
 
 
@@ -214,7 +215,7 @@ def create_user_token(
 def me(user: Account, session: ReadSession) -> MeOut:
     from nurture.accounts.permissions import actions_for
 
-    row = accounts.get_user(session, user.id)
+    row = users.get_user(session, user.id)
     return MeOut(
         **user_out(row).model_dump(), via=user.via, actions=sorted(actions_for(user.role))
     )
@@ -222,20 +223,20 @@ def me(user: Account, session: ReadSession) -> MeOut:
 
 @me_router.get("/tokens", summary="My API tokens")
 def my_tokens(user: Account, session: ReadSession) -> list[TokenOut]:
-    return [token_out(t) for t in accounts.list_tokens(session, user_id=user.id)]
+    return [token_out(t) for t in tokens.list_tokens(session, user_id=user.id)]
 
 
 @me_router.post("/tokens", status_code=201, summary="Create an API token (shown once)")
 def create_my_token(user: Account, session: WriteSession, now: Now, body: TokenIn) -> NewToken:
-    row_user = accounts.get_user(session, user.id)
-    token, row = accounts.create_token(session, row_user, body.name, now=now, actor=user)
+    row_user = users.get_user(session, user.id)
+    token, row = tokens.create_token(session, row_user, body.name, now=now, actor=user)
     return _new_token(token, row)
 
 
 @me_router.post("/tokens/{token_id}/revoke", summary="Revoke an API token")
 def revoke_token(token_id: Id, user: Account, session: WriteSession, now: Now) -> TokenOut:
     """Admins may revoke any token; other users only their own."""
-    row = accounts.revoke_token(session, token_id, now=now, actor=user)
+    row = tokens.revoke_token(session, token_id, now=now, actor=user)
     return token_out(row)
 
 
@@ -255,7 +256,7 @@ def list_audit(
     limit: Limit = 50,
     offset: Annotated[int, Query(ge=0, le=10**9)] = 0,
 ) -> Page[AuditEntry]:
-    page = accounts.list_audit(
+    page = account_audit.list_audit(
         session,
         action=action,
         object_type=object_type,
@@ -292,7 +293,7 @@ def audit(
     request: Any = None,
 ) -> None:
     """Write an audit entry for an API action (the caller's address when known)."""
-    accounts.audit(
+    account_audit.audit(
         session,
         actor,
         action,

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 
 from fastapi import Depends, HTTPException, Request
 
-from nurture.accounts import service
+from nurture.accounts import sessions, tokens
 from nurture.accounts.permissions import can
 from nurture.web.security.config import request_database, security_config
 from nurture.web.security.cookies import SESSION_COOKIE, unsign_value
@@ -43,11 +43,11 @@ def _from_token(request: Request, token: str) -> CurrentUser:
     config, db = security_config(request), request_database(request)
     now = config.clock()
     with db.read() as s:
-        found = service.lookup_token(s, token)
+        found = tokens.lookup_token(s, token)
         if found is None:
             raise _unauthorized("invalid or revoked API token")
         row, user = found
-        needs_touch = service.token_needs_touch(row, now)
+        needs_touch = tokens.token_needs_touch(row, now)
         token_id = row.id
         principal = CurrentUser(
             id=user.id,
@@ -59,7 +59,7 @@ def _from_token(request: Request, token: str) -> CurrentUser:
         )
     if needs_touch:  # at most once a minute per token: reads stay off the write lock
         with db.transaction() as s:
-            service.touch_token(s, token_id, now)
+            tokens.touch_token(s, token_id, now)
     return principal
 
 
@@ -70,11 +70,11 @@ def _from_session_cookie(request: Request, cookie: str) -> CurrentUser | None:
         return None
     now = config.clock()
     with db.read() as s:
-        found = service.lookup_session(s, sid, now)
+        found = sessions.lookup_session(s, sid, now)
         if found is None:
             return None
         row, user = found
-        needs_touch = service.session_needs_touch(row, now)
+        needs_touch = sessions.session_needs_touch(row, now)
         session_id = row.id
         principal = CurrentUser(
             id=user.id,
@@ -87,7 +87,7 @@ def _from_session_cookie(request: Request, cookie: str) -> CurrentUser | None:
         )
     if needs_touch:
         with db.transaction() as s:
-            service.touch_session(s, session_id, now)
+            sessions.touch_session(s, session_id, now)
     return principal
 
 

@@ -13,7 +13,7 @@ from fastapi import Request, Response
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from nurture.accounts import service
+from nurture.accounts import logins, permissions
 from nurture.errors import Conflict, NotFound, NurtureError, ValidationError
 from nurture.web.security.config import is_https, security_config
 from nurture.web.security.headers import DEFAULT_CSP, header_items
@@ -53,9 +53,9 @@ def error_status(exc: NurtureError) -> int:
         return 404
     if isinstance(exc, Conflict):
         return 409
-    if isinstance(exc, service.Forbidden):
+    if isinstance(exc, permissions.Forbidden):
         return 403
-    if isinstance(exc, service.LoginRefused):
+    if isinstance(exc, logins.LoginRefused):
         return 429 if exc.reason == "locked" else 401
     return 400
 
@@ -63,7 +63,7 @@ def error_status(exc: NurtureError) -> int:
 async def nurture_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, NurtureError)
     headers: dict[str, str] = {}
-    if isinstance(exc, service.LoginRefused):
+    if isinstance(exc, logins.LoginRefused):
         seconds = exc.retry_after_seconds(security_config(request).clock())
         if seconds is not None:
             headers["Retry-After"] = str(seconds)

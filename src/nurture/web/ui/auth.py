@@ -7,8 +7,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, HTTPException, Request, Response
 from sqlalchemy.orm import Session
 
-from nurture.accounts import service as accounts
-from nurture.accounts import setup
+from nurture.accounts import logins, setup, users
+from nurture.accounts import tokens as account_tokens
 from nurture.errors import NurtureError
 from nurture.web.api.common import Now
 from nurture.web.security.auth import current_user_optional
@@ -59,7 +59,7 @@ def login_submit(
     target = safe_next(next)
     response = redirect(request, target)
     result = login_with_password(request, response, login, password)
-    if isinstance(result, accounts.LoginRefused):
+    if isinstance(result, logins.LoginRefused):
         now = request.app.state.security.clock()
         wait = result.retry_after_seconds(now)
         message = (
@@ -150,8 +150,8 @@ def setup_submit(
 
 
 def _account_context(session: Session, user_id: int) -> dict[str, object]:
-    me = accounts.get_user(session, user_id)
-    tokens = accounts.list_tokens(session, user_id=user_id)
+    me = users.get_user(session, user_id)
+    tokens = account_tokens.list_tokens(session, user_id=user_id)
     return {"me": me, "tokens": tokens}
 
 
@@ -180,8 +180,8 @@ def change_password(
     else:
         try:
             with db.transaction() as s:
-                me = accounts.get_user(s, user.id)
-                accounts.change_own_password(
+                me = users.get_user(s, user.id)
+                users.change_own_password(
                     s, me, current, password, now=now, keep_session_id=user.session_id
                 )
         except NurtureError as exc:
@@ -209,8 +209,8 @@ def create_token(
     new_token: str | None = None
     try:
         with db.transaction() as s:
-            me = accounts.get_user(s, user.id)
-            new_token, _row = accounts.create_token(s, me, name.strip() or "UI token", now=now)
+            me = users.get_user(s, user.id)
+            new_token, _row = account_tokens.create_token(s, me, name.strip() or "UI token", now=now)
     except NurtureError as exc:
         error = exc
     with db.read() as s:
@@ -225,9 +225,9 @@ def create_token(
 @router.post("/account/tokens/{token_id}/revoke")
 def revoke_token(request: Request, user: UiUser, now: Now, token_id: int) -> Response:
     with database(request).transaction() as s:
-        row = accounts.get_token(s, token_id)
+        row = account_tokens.get_token(s, token_id)
         if row.user_id != user.id:
             raise HTTPException(status_code=404, detail="not found")
-        me = accounts.get_user(s, user.id)
-        accounts.revoke_token(s, token_id, now=now, actor=me)
+        me = users.get_user(s, user.id)
+        account_tokens.revoke_token(s, token_id, now=now, actor=me)
     return redirect(request, "/account", "The token was revoked.")

@@ -22,7 +22,7 @@ from fastapi import APIRouter, Depends, Form, Request, Response
 from sqlalchemy.orm import Session
 
 from nurture import campaign_templates
-from nurture.accounts import service as accounts
+from nurture.accounts import users
 from nurture.campaigns import campaigns
 from nurture.campaigns.models import Campaign
 from nurture.engine import campaign_changes
@@ -124,7 +124,7 @@ def _form_context(
         "targets": [(m.name, m.label) for m in REGISTRY.targets()],
         "unicity_choices": _unicity_choices(model),
         "form_model": model,
-        "users": [u for u in accounts.list_users(session, include_inactive=False)],
+        "users": [u for u in users.list_users(session, include_inactive=False)],
         "can_write": user.can("campaigns.write"),
         "state_labels": STATE_LABELS,
     }

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from nurture.accounts import audit as account_audit
 from nurture.accounts import tokens, users
 from nurture.accounts.models import ApiToken, AuditLog
+from nurture.accounts.permissions import actions_for
 from nurture.errors import NotFound
 from nurture.records.models import User
 from nurture.web.api.common import (
@@ -213,8 +214,6 @@ def create_user_token(
 
 @me_router.get("", summary="The authenticated user")
 def me(user: Account, session: ReadSession) -> MeOut:
-    from nurture.accounts.permissions import actions_for
-
     row = users.get_user(session, user.id)
     return MeOut(
         **user_out(row).model_dump(), via=user.via, actions=sorted(actions_for(user.role))

@@ -25,25 +25,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nurture.errors import NurtureError
 from nurture.web.api.strict import RefusedBody, body_problem
-from nurture.web.security.errors import error_status
+from nurture.web.security.errors import STATUS_CODES, error_status
 
 log = logging.getLogger(__name__)
 
 API_PREFIX = "/api/"
 Handler = Callable[[Request, Exception], Awaitable[Response] | Response]
 
-_STATUS_CODES = {
-    400: "bad_request",
-    401: "unauthenticated",
-    403: "forbidden",
-    404: "not_found",
-    405: "method_not_allowed",
-    409: "conflict",
-    413: "request_too_large",
-    422: "invalid",
-    429: "too_many_requests",
-    500: "internal_error",
-}
+_STATUS_CODES = {**STATUS_CODES, 500: "internal_error"}
 _DROP_HEADERS = {"content-length", "content-type"}
 
 

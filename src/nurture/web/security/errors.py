@@ -21,7 +21,8 @@ from nurture.web.security.headers import DEFAULT_CSP, header_items
 log = logging.getLogger(__name__)
 
 
-_STATUS_CODES = {
+#: the error code of an HTTP status when the error names none
+STATUS_CODES = {
     400: "bad_request",
     401: "unauthenticated",
     403: "forbidden",
@@ -74,11 +75,11 @@ async def http_error_handler(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     detail: Any = exc.detail
     if isinstance(detail, dict) and "message" in detail:
-        code = str(detail.get("code") or _STATUS_CODES.get(exc.status_code, "error"))
+        code = str(detail.get("code") or STATUS_CODES.get(exc.status_code, "error"))
         message = str(detail["message"])
         field_name = detail.get("field")
     else:
-        code = _STATUS_CODES.get(exc.status_code, "error")
+        code = STATUS_CODES.get(exc.status_code, "error")
         message = str(detail)
         field_name = None
     if exc.status_code in (204, 304):

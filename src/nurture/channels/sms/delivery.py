@@ -134,10 +134,9 @@ class SmsChannel:
 
     name = "sms"
     model = SmsMessage
-    limit = DEFAULT_LIMIT
 
-    def __init__(self, provider: SmsProvider) -> None:
-        self.provider = provider
+    def __init__(self, provider: SmsProvider | None = None) -> None:
+        self.provider = provider or default_provider()
         self.ctx = service.sms_context()
 
     def claim(self, session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
@@ -166,11 +165,6 @@ class SmsChannel:
     ) -> None:
         for item, sent in outcomes:
             _record(session, item, sent, provider=self.provider.name, token=token, now=now, result=result)
-
-
-def sms_channel(provider: SmsProvider | None = None) -> SmsChannel:
-    """The SMS channel with ``provider`` (default: the process provider)."""
-    return SmsChannel(provider or default_provider())
 
 
 def _record(

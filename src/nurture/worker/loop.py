@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from nurture.channels import delivery as channel_delivery  # registers the email/sms executors
+from nurture.channels import delivery as channel_delivery
 from nurture.channels.email.transports import Transport
 from nurture.clock import utcnow
 from nurture.db import Database

@@ -13,7 +13,9 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
 from nurture.web.api import (
+    activities,
     blacklists,
+    campaign_metrics,
     campaign_templates,
     campaigns,
     email_templates,
@@ -66,6 +68,8 @@ def api_router() -> APIRouter:
         lists.router,
         blacklists.router,
         campaigns.router,
+        campaign_metrics.router,
+        activities.router,
         campaign_templates.router,
         testmode.router,
         email_templates.router,

@@ -23,6 +23,7 @@ from nurture.web.api import (
     lists,
     messages,
     participants,
+    record_files,
     records,
     server_actions,
     sms_templates,
@@ -62,6 +63,7 @@ def api_router() -> APIRouter:
         ],
     )
     for module_router in (
+        record_files.router,  # before records: its paths are not a {record_id}
         records.router,
         filters.router,
         tags.router,

@@ -103,6 +103,13 @@ def _kind_forms(model: str) -> dict[str, list[KindField]]:
     }
 
 
+def server_actions_of(session: Session, model: str) -> list[ServerAction]:
+    """The server actions an activity of a campaign on ``model`` may run, by name (the picker)."""
+    return list(
+        session.scalars(select(ServerAction).where(ServerAction.model == model).order_by(ServerAction.name))
+    )
+
+
 def _kind_fields(model: str, kind: str) -> list[KindField]:
     return _kind_forms(model).get(kind, [KindField("payload", "Settings (JSON)", "json")])
 
@@ -190,9 +197,7 @@ def _action_dialog(
     status_code: int = 200,
 ) -> HTMLResponse:
     mdef = REGISTRY.target(campaign.model)
-    existing = list(
-        session.scalars(select(ServerAction).where(ServerAction.model == campaign.model).order_by(ServerAction.name))
-    )
+    existing = server_actions_of(session, campaign.model)
     return render(
         request,
         "ui/workflow/_server_action.html",
@@ -252,9 +257,7 @@ async def create_server_action(
         campaign = campaigns.get_campaign(session=session, campaign_id=campaign_id)
         if error is not None:
             return _action_dialog(request, session, campaign, kind, values, chosen, error, 200)
-        server_actions = list(
-            session.scalars(select(ServerAction).where(ServerAction.model == campaign.model).order_by(ServerAction.name))
-        )
+        server_actions = server_actions_of(session, campaign.model)
         html = environment().get_template("ui/workflow/_action_select.html").render(
             server_actions=server_actions, selected=str(created[0]), error=None, created=created[1]
         )

@@ -36,7 +36,6 @@ from nurture.campaigns.models import (
     TRIGGER_PARENT,
     Activity,
     Campaign,
-    ServerAction,
 )
 from nurture.channels.email import service as email
 from nurture.channels.sms import service as sms
@@ -48,6 +47,7 @@ from nurture.templating import TemplateValidationError
 from nurture.web.api.common import Now
 from nurture.web.security.auth import CurrentUser
 from nurture.web.security.csrf import csrf_protect
+from nurture.web.ui.action_dialog import server_actions_of
 from nurture.web.ui.render import (
     FieldError,
     UiReadSession,
@@ -202,9 +202,7 @@ def _dialog(
         )
     except NurtureError:
         applied, applied_count = base, None
-    server_actions = list(
-        session.scalars(select(ServerAction).where(ServerAction.model == campaign.model).order_by(ServerAction.name))
-    )
+    server_actions = server_actions_of(session, campaign.model)
     sample = _sample(session, campaign, domains.campaign_domain(campaign), now)
     title = f"Edit “{activity.name}”" if activity else "New activity"
     context = {

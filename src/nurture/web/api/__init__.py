@@ -13,7 +13,9 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPBearer
 
 from nurture.web.api import (
+    activities,
     blacklists,
+    campaign_metrics,
     campaign_templates,
     campaigns,
     email_templates,
@@ -21,6 +23,7 @@ from nurture.web.api import (
     lists,
     messages,
     participants,
+    record_files,
     records,
     server_actions,
     sms_templates,
@@ -60,12 +63,15 @@ def api_router() -> APIRouter:
         ],
     )
     for module_router in (
+        record_files.router,  # before records: its paths are not a {record_id}
         records.router,
         filters.router,
         tags.router,
         lists.router,
         blacklists.router,
         campaigns.router,
+        campaign_metrics.router,
+        activities.router,
         campaign_templates.router,
         testmode.router,
         email_templates.router,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
@@ -209,3 +210,31 @@ def check(user: CurrentUser, action: str) -> None:
 def enum_of(values: Sequence[str]) -> dict[str, Any]:
     """``json_schema_extra`` documenting the allowed values of a string."""
     return {"enum": list(values)}
+
+
+# --------------------------------------------------------------------------- bodies
+
+
+def given(body: BaseModel) -> dict[str, Any]:
+    """The fields the client sent (an explicit null included)."""
+    return {name: getattr(body, name) for name in body.model_fields_set}
+
+
+#: a filter in a body: a domain as a JSON list, or as text
+Domain = list[Any] | str | None
+DOMAIN_DOC = (
+    "Filter as a domain (JSON list, or text: JSON or Odoo Python-literal); "
+    "empty or null: all records."
+)
+OptionalId = Annotated[int | None, Field(default=None, ge=1, le=MAX_ID)]
+
+
+def stored_domain(text: str | None) -> list[Any]:
+    """A stored filter (JSON text) as the list the API answers."""
+    value = json.loads(text or "[]")
+    return list(value) if isinstance(value, list) else []
+
+
+class FilterCount(BaseModel):
+    domain: list[Any] = Field(description="The filter (for an activity: the applied filter).")
+    count: int = Field(description="Records matching it now (#records).")

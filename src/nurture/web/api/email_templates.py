@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from nurture.channels.email import service as email
 from nurture.channels.email.models import EmailTemplate
-from nurture.web.api.campaigns import _campaign_activity
+from nurture.web.api.activities import campaign_activity
 from nurture.web.api.common import (
     AUTH_ERRORS,
     CONFLICT,
@@ -121,7 +121,7 @@ def put_email_template(
     now: Now,
     body: EmailTemplatePut,
 ) -> EmailTemplateOut:
-    _campaign_activity(session, campaign_id, activity_id)
+    campaign_activity(session, campaign_id, activity_id)
     template = email.set_activity_template(
         session=session,
         now=now,

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from nurture.channels.sms import service as sms
 from nurture.channels.sms.models import SmsTemplate
 from nurture.channels.sms.segments import count_segments
-from nurture.web.api.campaigns import _campaign_activity
+from nurture.web.api.activities import campaign_activity
 from nurture.web.api.common import (
     AUTH_ERRORS,
     NOT_FOUND,
@@ -109,7 +109,7 @@ def put_sms_template(
     now: Now,
     body: SmsTemplatePut,
 ) -> SmsTemplateOut:
-    _campaign_activity(session, campaign_id, activity_id)
+    campaign_activity(session, campaign_id, activity_id)
     template = sms.set_activity_template(
         session=session,
         now=now,

@@ -19,7 +19,7 @@ from nurture.channels.sms import segments as sms_segments
 from nurture.errors import NotFound, ValidationError
 from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
-from nurture.web.api.campaigns import _campaign_activity
+from nurture.web.api.activities import campaign_activity
 from nurture.web.api.common import AUTH_ERRORS, MAX_ID, NOT_FOUND, ReadSession, enum_of
 from nurture.web.security.auth import CurrentUser, require
 
@@ -42,7 +42,7 @@ def activity_template(
 ) -> T:
     """The stored template of an activity of the campaign (``lookup``: the channel's
     ``template_for_activity``), or 404 naming what is missing."""
-    _campaign_activity(session, campaign_id, activity_id)
+    campaign_activity(session, campaign_id, activity_id)
     template = lookup(session=session, activity_id=activity_id)
     if template is None:
         raise NotFound(f"activity {activity_id} has no {channel} template", field="activity_id")

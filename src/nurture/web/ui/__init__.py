@@ -15,7 +15,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from nurture.errors import NurtureError
 from nurture.web.security.errors import error_status
-from nurture.web.ui import auth, campaigns, filters, participants, records, testmode, workflow
+from nurture.web.ui import (
+    action_dialog,
+    activity_dialog,
+    auth,
+    campaigns,
+    filters,
+    participants,
+    previews,
+    records,
+    testmode,
+    workflow,
+)
 from nurture.web.ui.render import (
     STATIC_DIR,
     LoginRequired,
@@ -30,6 +41,9 @@ ROUTERS = (
     campaigns.router,
     filters.router,
     workflow.router,
+    activity_dialog.router,
+    previews.router,
+    action_dialog.router,
     testmode.router,
     participants.router,
     records.router,

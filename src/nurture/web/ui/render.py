@@ -167,6 +167,11 @@ def render(
     return response
 
 
+def form_values(form: Mapping[str, Any]) -> dict[str, str]:
+    """The text fields of a submitted form (uploaded files left out)."""
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
 def flash(request: Request, response: Response, text: str, kind: str = "success") -> None:
     """Show ``text`` on the next page rendered for this browser."""
     config = request.app.state.security

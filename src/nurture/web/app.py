@@ -15,6 +15,7 @@ from nurture.runtime import Runtime
 from nurture.web.api import install_api
 from nurture.web.ops import broker_status, install_ops
 from nurture.web.security import install_security
+from nurture.web.tracking import router as tracking_router
 from nurture.web.ui import install_ui
 
 log = logging.getLogger(__name__)
@@ -100,10 +101,5 @@ def create_app(rt: Runtime, *, runner: BackgroundRunner | None = None) -> FastAP
 
     install_ops(app, rt)
 
-    from nurture.tracking.routes import router as tracking_router
-
     app.include_router(tracking_router)
-    from nurture.tracking.sms_routes import router as sms_tracking_router
-
-    app.include_router(sms_tracking_router)
     return app

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from nurture.actions import validate_action
 from nurture.campaigns import service as cs
+from nurture.channels.email.bounces import AUTO_BLACKLIST_REASON
 from nurture.channels.email.models import MailMessage
-from nurture.channels.email.receive import AUTO_BLACKLIST_REASON
 from nurture.db import Database
 from nurture.errors import ValidationError
 from nurture.records import service as records

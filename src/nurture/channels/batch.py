@@ -1,18 +1,23 @@
-"""What the channels' executors share: the batch's records, query chunks, and the failure
-types of the traces a batch did not send (``failure_reason``, Odoo's names)."""
+"""What the channels' executors share (:func:`message_executor`): the batch's template and
+records, query chunks, the traces refused (:class:`MessageBatch`) and their failure types
+(``failure_reason``, Odoo's names), the insert of the queued messages."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from nurture.engine.executors import ExecutionBatch
+from nurture.channels.activity_templates import ActivityTemplates, TemplateRow
+from nurture.engine.executors import ExecutionBatch, Outcome
 from nurture.engine.models import Trace
 from nurture.records.catalog import REGISTRY
 from nurture.records.registry import ModelDef
+
+M = TypeVar("M", bound=TemplateRow)
 
 
 def chunks(values: list[Any], size: int = 900) -> Iterable[list[Any]]:
@@ -42,3 +47,55 @@ def set_failure_types(session: Session, failure: Mapping[int, str]) -> None:
                 .values(failure_reason=failure_type)
                 .execution_options(synchronize_session=False)
             )
+
+
+@dataclass
+class MessageBatch(Generic[M]):
+    """One batch of a message step: the activity's template, the records, and the traces
+    refused so far (their outcomes and failure types)."""
+
+    batch: ExecutionBatch
+    template: M
+    mdef: ModelDef
+    loaded: dict[int, Any]
+    outcomes: dict[int, Outcome] = field(default_factory=dict)
+    failure: dict[int, str] = field(default_factory=dict)
+
+    def refuse(self, trace_id: int, message: str, failure_type: str | None = None) -> None:
+        """Not sent: the trace is ``canceled`` with ``message`` (and ``failure_type``)."""
+        self.outcomes[trace_id] = Outcome("canceled", message)
+        if failure_type is not None:
+            self.failure[trace_id] = failure_type
+
+    def error(self, trace_id: int, message: str) -> None:
+        """Cannot be sent: the trace is ``error`` with ``message``."""
+        self.outcomes[trace_id] = Outcome("error", message[:1000])
+
+
+def message_executor(
+    templates: ActivityTemplates[M],
+    model: Any,
+    no_template: str,
+    queue: Callable[[MessageBatch[M]], list[dict[str, Any]]],
+) -> Callable[[ExecutionBatch], dict[int, Outcome]]:
+    """The executor of a message step: the batch's template (every trace ``error`` with
+    ``no_template`` without one) and records, then ``queue`` checks and composes (refusing
+    traces on the :class:`MessageBatch`) and returns the ``model`` rows to insert
+    ``queued``; the refused traces get their failure types. Never talks to the network."""
+
+    def execute(batch: ExecutionBatch) -> dict[int, Outcome]:
+        session = batch.session
+        if not batch.traces:
+            return {}
+        template = templates.for_activity(session=session, activity_id=batch.activity.id)
+        if template is None:
+            return {t.id: Outcome("error", no_template) for t in batch.traces}
+        mdef, loaded = batch_records(batch)
+        work = MessageBatch(batch, template, mdef, loaded)
+        rows = queue(work)
+        if rows:
+            session.execute(insert(model), rows)
+        set_failure_types(session, work.failure)
+        return work.outcomes
+
+    return execute

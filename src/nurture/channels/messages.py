@@ -118,26 +118,13 @@ class MessageChannel(Generic[Item, Out]):
         )
 
     def record(
-        self,
-        session: Session,
-        outcomes: Sequence[tuple[Item, Out]],
-        *,
-        token: str,
-        now: datetime,
-        result: DeliveryResult,
+        self, session: Session, outcomes: Sequence[tuple[Item, Out]], *, token: str, now: datetime, result: DeliveryResult
     ) -> None:
         for item, out in outcomes:
             self._record(session, item, self.outcome(item, out, now=now), token=token, now=now, result=result)
 
     def _record(
-        self,
-        session: Session,
-        item: Item,
-        outcome: Outcome,
-        *,
-        token: str,
-        now: datetime,
-        result: DeliveryResult,
+        self, session: Session, item: Item, outcome: Outcome, *, token: str, now: datetime, result: DeliveryResult
     ) -> None:
         model = self.model
         reason = outcome.reason[:1000]

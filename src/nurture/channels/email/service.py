@@ -42,12 +42,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Campaign
 from nurture.channels.activity_templates import ActivityTemplates, CompiledCache, TemplateRules
-from nurture.channels.batch import batch_records, chunks, set_failure_types
+from nurture.channels.batch import MessageBatch, chunks, message_executor
 from nurture.channels.email import templates as tpl_mod
 from nurture.channels.email.compose import (
     FAILURE_EMAIL_INVALID,
@@ -71,7 +71,7 @@ from nurture.channels.email.templates import (
 )
 from nurture.channels.links import LinkStore
 from nurture.config import Settings
-from nurture.engine.executors import ExecutionBatch, Outcome, register_executor
+from nurture.engine.executors import register_executor
 from nurture.engine.models import Trace
 from nurture.errors import Conflict, NotFound, ValidationError
 from nurture.records import models as rm
@@ -135,10 +135,8 @@ def _coerce(key: str, value: Any) -> Any:
 TEMPLATES = ActivityTemplates(
     TemplateRules(EmailTemplate, "email", "email", _CONTENT, validate=_validate, coerce=_coerce)
 )
-get_template = TEMPLATES.get
+#: the template of an activity, or None
 template_for_activity = TEMPLATES.for_activity
-update_template = TEMPLATES.update
-delete_template = TEMPLATES.delete
 
 
 def create_template(
@@ -182,7 +180,7 @@ def set_activity_template(
 ) -> EmailTemplate:
     """Create or replace the template of the email activity ``activity_id`` (API PUT, UI).
 
-    Validated before anything is written (:func:`create_template`, :func:`update_template`).
+    Validated before anything is written (:func:`create_template`, :meth:`ActivityTemplates.update`).
     """
     return TEMPLATES.set_for_activity(
         session=session, now=now, activity_id=activity_id, name=name, create=create_template,
@@ -195,7 +193,7 @@ def preview_template(
     *, session: Session, template_id: int, record_id: int | None = None
 ) -> RenderedEmail:
     """Render the template with any record of its model (or none: defaults show)."""
-    template = get_template(session=session, template_id=template_id)
+    template = TEMPLATES.get(session=session, template_id=template_id)
     record = TEMPLATES.preview_record(session=session, template=template, record_id=record_id)
     compiled = _compiled(template)
     with render_budget(PREVIEW_BUDGET):
@@ -288,26 +286,13 @@ def _already_mailed(session: Session, activity_id: int, emails: list[str]) -> se
 # --------------------------------------------------------------------------- executor
 
 
-def send_email(batch: ExecutionBatch) -> dict[int, Outcome]:
-    """The ``email`` executor: checks, composes and queues one message per trace."""
-    session = batch.session
-    traces = batch.traces
-    if not traces:
-        return {}
-    template = template_for_activity(session=session, activity_id=batch.activity.id)
-    if template is None:
-        return {t.id: Outcome("error", MSG_NO_TEMPLATE) for t in traces}
+def _queue_email(work: MessageBatch[EmailTemplate]) -> list[dict[str, Any]]:
+    """Checks and composes the batch's messages: the ``mail_message`` rows to queue."""
+    batch, template, mdef, loaded = work.batch, work.template, work.mdef, work.loaded
+    session, traces, outcomes, refuse = batch.session, batch.traces, work.outcomes, work.refuse
     ctx = email_context()
     compiled = _compiled(template)
-    mdef, loaded = batch_records(batch)
     email_field = mdef.email_field
-
-    outcomes: dict[int, Outcome] = {}
-    failure: dict[int, str] = {}
-
-    def refuse(trace_id: int, message: str, failure_type: str) -> None:
-        outcomes[trace_id] = Outcome("canceled", message)
-        failure[trace_id] = failure_type
 
     # 1. addresses
     addresses: dict[int, tuple[str, str]] = {}  # trace id -> (as written, normalised)
@@ -371,7 +356,7 @@ def send_email(batch: ExecutionBatch) -> dict[int, Outcome]:
             refuse(t.id, MSG_INVALID, exc.failure_type)
             continue
         except (TemplateRenderError, ValueError) as exc:
-            outcomes[t.id] = Outcome("error", f"Cannot compose the email: {exc}"[:1000])
+            work.error(t.id, f"Cannot compose the email: {exc}")
             continue
         out = composed.outgoing
         rows.append(
@@ -393,10 +378,7 @@ def send_email(batch: ExecutionBatch) -> dict[int, Outcome]:
                 "updated_at": batch.now,
             }
         )
-    if rows:
-        session.execute(insert(MailMessage), rows)
-    set_failure_types(session, failure)
-    return outcomes
+    return rows
 
 
 def _message_id(raw: bytes) -> str:
@@ -408,6 +390,8 @@ def _message_id(raw: bytes) -> str:
     return ""
 
 
+#: the ``email`` executor: checks, composes and queues one message per trace
+send_email = message_executor(TEMPLATES, MailMessage, MSG_NO_TEMPLATE, _queue_email)
 register_executor("email", send_email)
 
 

@@ -31,12 +31,12 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Activity
 from nurture.channels.activity_templates import ActivityTemplates, CompiledCache, TemplateRules
-from nurture.channels.batch import batch_records, chunks, set_failure_types
+from nurture.channels.batch import MessageBatch, chunks, message_executor
 from nurture.channels.email.templates import TemplateRenderError
 from nurture.channels.links import LinkStore
 from nurture.channels.sms.delivery import SmsContext, sms_context
@@ -50,7 +50,7 @@ from nurture.channels.sms.render import (
     validate_sms_template,
 )
 from nurture.channels.sms.segments import SegmentInfo
-from nurture.engine.executors import ExecutionBatch, Outcome, register_executor
+from nurture.engine.executors import register_executor
 from nurture.errors import NotFound, ValidationError
 from nurture.records import models as rm
 
@@ -80,10 +80,8 @@ def _coerce(key: str, value: Any) -> Any:
 TEMPLATES = ActivityTemplates(
     TemplateRules(SmsTemplate, "sms", "SMS", ("body", "opt_out"), validate=_validate, coerce=_coerce)
 )
-get_template = TEMPLATES.get
+#: the template of an activity, or None
 template_for_activity = TEMPLATES.for_activity
-update_template = TEMPLATES.update
-delete_template = TEMPLATES.delete
 
 
 def create_template(
@@ -120,7 +118,7 @@ def set_activity_template(
     """Create or replace the template of the SMS activity ``activity_id`` (API PUT, CLI).
 
     With ``campaign_id``, the activity must belong to that campaign (:class:`NotFound`).
-    Validated before anything is written (:func:`create_template`, :func:`update_template`).
+    Validated before anything is written (:func:`create_template`, :meth:`ActivityTemplates.update`).
     """
     if campaign_id is not None:
         activity = session.get(Activity, activity_id)
@@ -137,7 +135,7 @@ def set_activity_template(
 
 def preview_template(*, session: Session, template_id: int, record_id: int | None = None) -> RenderedSms:
     """Render the template with any record of its model (or none: defaults show)."""
-    template = get_template(session=session, template_id=template_id)
+    template = TEMPLATES.get(session=session, template_id=template_id)
     record = TEMPLATES.preview_record(session=session, template=template, record_id=record_id)
     ctx = sms_context()
     return _compiled(template).render(record, opt_out_text=ctx.opt_out_text if template.opt_out else None)
@@ -225,53 +223,41 @@ def _shortener(ctx: SmsContext, store: Callable[[str], int], trace_id: int) -> C
     return shorten
 
 
-def send_sms(batch: ExecutionBatch) -> dict[int, Outcome]:
-    """The ``sms`` executor: checks, renders and queues one message per trace."""
-    session = batch.session
-    traces = batch.traces
-    if not traces:
-        return {}
-    template = template_for_activity(session=session, activity_id=batch.activity.id)
-    if template is None:
-        return {t.id: Outcome("error", MSG_NO_TEMPLATE) for t in traces}
+def _queue_sms(work: MessageBatch[SmsTemplate]) -> list[dict[str, Any]]:
+    """Checks and renders the batch's messages: the ``sms_message`` rows to queue."""
+    batch, template, mdef, loaded = work.batch, work.template, work.mdef, work.loaded
     ctx = sms_context()
     compiled = _compiled(template)
-    mdef, loaded = batch_records(batch)
-
-    outcomes: dict[int, Outcome] = {}
-    failure: dict[int, str] = {}
     numbers: dict[int, str] = {}
-    for t in traces:
+    for t in batch.traces:
         record = loaded.get(t.res_id)
         if record is None:
-            outcomes[t.id] = Outcome("error", f"{mdef.label} {t.res_id} no longer exists")
+            work.error(t.id, f"{mdef.label} {t.res_id} no longer exists")
             continue
         try:
             numbers[t.id] = recipient_number(mdef, record)
         except InvalidNumber as exc:
-            outcomes[t.id] = Outcome("canceled", str(exc))
-            failure[t.id] = FAILURE_MISSING if str(exc) == "no phone number" else FAILURE_FORMAT
-    blacklisted = blacklisted_numbers(session, numbers.values())
-    store = LinkStore(session, batch.campaign.id, batch.now)
+            work.refuse(t.id, str(exc), FAILURE_MISSING if str(exc) == "no phone number" else FAILURE_FORMAT)
+    blacklisted = blacklisted_numbers(batch.session, numbers.values())
+    store = LinkStore(batch.session, batch.campaign.id, batch.now)
     opt_out = ctx.opt_out_text if template.opt_out else None
     rows: list[dict[str, Any]] = []
-    for t in traces:
-        if t.id in outcomes:
+    for t in batch.traces:
+        if t.id in work.outcomes:
             continue
         number = numbers[t.id]
         if number in blacklisted:
-            outcomes[t.id] = Outcome("canceled", MSG_BLACKLISTED)
-            failure[t.id] = FAILURE_BLACKLISTED
+            work.refuse(t.id, MSG_BLACKLISTED, FAILURE_BLACKLISTED)
             continue
         try:
             rendered = compiled.render(
                 loaded[t.res_id], shorten=_shortener(ctx, store, t.id), opt_out_text=opt_out
             )
         except (TemplateRenderError, ValueError) as exc:
-            outcomes[t.id] = Outcome("error", f"Cannot render the SMS: {exc}"[:1000])
+            work.error(t.id, f"Cannot render the SMS: {exc}")
             continue
         if not rendered.body:
-            outcomes[t.id] = Outcome("canceled", "empty message")
+            work.refuse(t.id, "empty message")
             continue
         rows.append(
             message_row(
@@ -284,10 +270,9 @@ def send_sms(batch: ExecutionBatch) -> dict[int, Outcome]:
                 now=batch.now,
             )
         )
-    if rows:
-        session.execute(insert(SmsMessage), rows)
-    set_failure_types(session, failure)
-    return outcomes
+    return rows
 
 
+#: the ``sms`` executor: checks, renders and queues one message per trace
+send_sms = message_executor(TEMPLATES, SmsMessage, MSG_NO_TEMPLATE, _queue_sms)
 register_executor("sms", send_sms)

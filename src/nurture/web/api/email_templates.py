@@ -96,16 +96,9 @@ def _preview(session: Session, template_id: int, record_id: int | None) -> Rende
 
 router = template_router(
     TemplateApi(
-        slug="email",
-        label="email",
-        templates=email.TEMPLATES,
-        out=template_out,
-        out_model=EmailTemplateOut,
-        put_model=EmailTemplatePut,
-        put=_put,
-        preview=_preview,
-        preview_model=RenderedOut,
-        preview_field="body_html",
+        slug="email", label="email", templates=email.TEMPLATES,
+        out=template_out, out_model=EmailTemplateOut, put_model=EmailTemplatePut, put=_put,
+        preview=_preview, preview_model=RenderedOut, preview_field="body_html",
         put_responses=CONFLICT,
     )
 )

@@ -76,15 +76,8 @@ def _preview(session: Session, template_id: int, record_id: int | None) -> SmsPr
 
 router = template_router(
     TemplateApi(
-        slug="sms",
-        label="SMS",
-        templates=sms.TEMPLATES,
-        out=template_out,
-        out_model=SmsTemplateOut,
-        put_model=SmsTemplatePut,
-        put=_put,
-        preview=_preview,
-        preview_model=SmsPreviewOut,
-        preview_field="body",
+        slug="sms", label="SMS", templates=sms.TEMPLATES,
+        out=template_out, out_model=SmsTemplateOut, put_model=SmsTemplatePut, put=_put,
+        preview=_preview, preview_model=SmsPreviewOut, preview_field="body",
     )
 )

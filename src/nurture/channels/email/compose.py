@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 from nurture.channels.email.links import Utm, add_open_pixel, rewrite_links
 from nurture.channels.email.mime import MessageSpec, OutgoingEmail, Unsubscribe, build_message
-from nurture.channels.email.templates import CompiledTemplate, RenderedEmail
+from nurture.channels.email.templates import CompiledTemplate, RecordProxy, RenderedEmail
 from nurture.config import Settings
 from nurture.records.validation import InvalidEmail, normalize_email
 from nurture.tracking.tokens import KIND_UNSUBSCRIBE, TokenSigner, message_token
@@ -200,8 +200,6 @@ def compose_email(
 
 def _display_name(record: Any, template: CompiledTemplate) -> str:
     """The record's display name for the To header (quoted by the email package)."""
-    from nurture.channels.email.templates import RecordProxy
-
     name = str(RecordProxy(template.registry, template.model, record)).strip()
     name = " ".join(name.split())
     if not name or "@" in name or any(c in name for c in "<>\"\\"):

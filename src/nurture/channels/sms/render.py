@@ -43,6 +43,7 @@ from nurture.channels.email.templates import (
 )
 from nurture.channels.sms.segments import SegmentInfo, count_segments
 from nurture.errors import ValidationError
+from nurture.records.catalog import REGISTRY
 from nurture.records.registry import ModelDef, Registry, RegistryError
 from nurture.records.validation import normalize_country_code, parse_phone
 
@@ -163,8 +164,6 @@ def _problems_on_body(exc: TemplateValidationError) -> TemplateValidationError:
 def _registry(registry: Registry | None) -> Registry:
     if registry is not None:
         return registry
-    from nurture.records.catalog import REGISTRY
-
     return REGISTRY
 
 

@@ -149,6 +149,7 @@ def environ(db_url: str, log_level: str) -> dict[str, str]:
 def prepare(db: Database, rows: int) -> tuple[list[str], list[str]]:
     """Sent email traces through the product's services; their open and click paths."""
     from nurture.campaigns import service as cs
+    from nurture.channels.email import context as email_context
     from nurture.channels.email import delivery
     from nurture.channels.email import service as email_service
     from nurture.channels.email.models import MailMessage, TrackedLink
@@ -160,7 +161,7 @@ def prepare(db: Database, rows: int) -> tuple[list[str], list[str]]:
     from nurture.tracking.urls import click_url, open_url
 
     settings = load_settings(environ(db.url, "WARNING"))
-    delivery.configure(settings)
+    email_context.configure(settings)
     generate_contacts(db, rows)
     with db.transaction() as s:
         campaign = cs.create_campaign(session=s, now=NOW, name="Spring", model="contact")

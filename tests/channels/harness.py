@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.campaigns import service as cs
-from nurture.channels.email.delivery import EMAIL
-from nurture.channels.sms.delivery import SMS
+from nurture.channels.email.context import EMAIL
+from nurture.channels.sms.context import SMS
 from nurture.config import Settings, load_settings
 from nurture.db import Database
 from nurture.engine.models import Trace

@@ -56,7 +56,7 @@ from nurture.campaigns.models import ServerAction
 from nurture.channels.email import templates as email_templates
 from nurture.channels.email.bounces import AUTO_BLACKLIST_REASON
 from nurture.channels.email.compose import SenderIdentity, Unsendable, check_address
-from nurture.channels.email.delivery import email_context
+from nurture.channels.email.context import email_context
 from nurture.channels.email.mime import MessageSpec, build_message, parse_address
 from nurture.channels.email.models import MailMessage
 from nurture.channels.queue import MSG_UNKNOWN

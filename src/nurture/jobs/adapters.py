@@ -34,7 +34,7 @@ _MESSAGE_ID = re.compile(rb"^Message-ID:\s*<([^@>\s]+)@", re.IGNORECASE | re.MUL
 
 def campaign_of(db: Any, raw: bytes) -> int | None:
     """The campaign of an outgoing message, from its signed Message-ID token."""
-    from nurture.channels.email.delivery import email_context
+    from nurture.channels.email.context import email_context
     from nurture.engine.models import Trace
     from nurture.tracking.tokens import KIND_MESSAGE
 

@@ -45,6 +45,7 @@ from sqlalchemy import select
 from nurture.channels.email import service as email_service
 from nurture.channels.email.models import MailMessage
 from nurture.channels.email.tracking import PendingHit, recorder_for
+from nurture.channels.sms import context as sms_context
 from nurture.channels.sms import delivery as sms_delivery
 from nurture.channels.sms import tracking as sms_tracking
 from nurture.channels.sms.providers import CallbackRefused, StatusUpdate, parse_status_callback
@@ -176,9 +177,9 @@ async def click(token: str, request: Request) -> Response:
     return await _click(request, token, KIND_CLICK, _email_click)
 
 
-@router.api_route(sms_delivery.SMS_CLICK_PREFIX + "{token}", methods=["GET", "HEAD"])
+@router.api_route(sms_context.SMS_CLICK_PREFIX + "{token}", methods=["GET", "HEAD"])
 async def sms_click(token: str, request: Request) -> Response:
-    return await _click(request, token, sms_delivery.KIND_SMS_CLICK, _sms_click)
+    return await _click(request, token, sms_context.KIND_SMS_CLICK, _sms_click)
 
 
 # --------------------------------------------------------------------------- unsubscribe
@@ -298,13 +299,13 @@ def _forbidden() -> Response:
 def _candidate_urls(request: Request) -> list[str]:
     """The URL the provider called: as we built it (base URL + path), and as received."""
     query = f"?{request.url.query}" if request.url.query else ""
-    built = f"{sms_delivery.sms_context().base_url}{request.url.path}{query}"
+    built = f"{sms_context.sms_context().base_url}{request.url.path}{query}"
     return list(dict.fromkeys([built, str(request.url)]))
 
 
-@router.post(sms_delivery.SMS_STATUS_PREFIX + "{token}")
+@router.post(sms_context.SMS_STATUS_PREFIX + "{token}")
 async def sms_status(token: str, request: Request) -> Response:
-    data = _signer(request).verify(token, sms_delivery.KIND_SMS_STATUS)
+    data = _signer(request).verify(token, sms_context.KIND_SMS_STATUS)
     if data is None or len(data.ids) != 1:
         return _not_found()
     trace_id = data.ids[0]

@@ -8,7 +8,7 @@ the transaction that claims the next one, short leases renewed by a heartbeat, r
 interrupted sends — is the shared delivery core of :mod:`nurture.channels.queue` (the same
 for SMS and webhooks), and recording an outcome is the shared
 :class:`~nurture.channels.messages.MessageChannel`. This module is the email
-:class:`EmailChannel`:
+:class:`EmailChannel` and the process transport (:data:`TRANSPORT`):
 
 * *send*: the transport (one SMTP transaction per message), outside any transaction;
 * *record*: ``sent`` (the trace's ``sent_at`` stamped); a temporary failure goes back to
@@ -25,7 +25,7 @@ Every attempt of a message carries the same Message-ID (the signed trace token),
 rare SMTP-level duplicate (connection lost after the server accepted ``DATA`` but before
 its reply arrived — a temporary failure, retried) is detectable downstream.
 
-Transports (:mod:`.context`): ``smtp`` when ``NURTURE_SMTP_URL`` is set (one pooled
+Transports: ``smtp`` when ``NURTURE_SMTP_URL`` is set (one pooled
 transport per process), otherwise the database ``outbox``: "sending" only marks the row
 sent; the row with its raw source *is* the outbox.
 """
@@ -37,16 +37,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Activity
-from nurture.channels.context import ChannelProcess
+from nurture.channels.context import ProcessTransport
+from nurture.channels.email import service  # noqa: F401 - registers the ``email`` executor
 from nurture.channels.email.bounces import apply_auto_blacklist
-from nurture.channels.email.compose import SenderIdentity
-from nurture.channels.email.models import EmailTemplate, MailMessage
+from nurture.channels.email.context import EMAIL, email_context
+from nurture.channels.email.models import MailMessage
 from nurture.channels.email.transports import (
     FAILURE_SMTP,
     SENT,
@@ -59,48 +59,14 @@ from nurture.channels.email.transports import (
 from nurture.channels.email.transports import Outcome as SendOutcome
 from nurture.channels.messages import MessageChannel, Outcome
 from nurture.channels.queue import DEFAULT_LEASE_SECONDS, DeliveryResult, deliver_rounds
-from nurture.config import Settings
 from nurture.engine.events import record_event
 from nurture.engine.models import Trace
-from nurture.tracking.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LEASE = timedelta(seconds=DEFAULT_LEASE_SECONDS)
 DEFAULT_LIMIT = 500
 FAILURE_UNKNOWN = "mail_unknown"
-
-
-@dataclass
-class EmailContext:
-    """What the channel needs from the process settings (signer, sender identity)."""
-
-    settings: Settings
-    signer: TokenSigner
-    default_from: str
-    keep_sent_source: bool = True
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> EmailContext:
-        extra = settings.extra
-        domain = extra.get("NURTURE_MAIL_DOMAIN", "").strip() or (
-            urlsplit(settings.base_url).hostname or "localhost"
-        )
-        default_from = extra.get("NURTURE_MAIL_FROM", "").strip() or f"Nurture <noreply@{domain}>"
-        keep = extra.get("NURTURE_MAIL_KEEP_SENT_SOURCE", "").strip().lower()
-        return cls(
-            settings=settings,
-            signer=TokenSigner.from_settings(settings),
-            default_from=default_from,
-            keep_sent_source=keep not in {"0", "false", "no", "off"},
-        )
-
-    def identity(self, template: EmailTemplate) -> SenderIdentity:
-        return SenderIdentity.from_settings(
-            self.settings,
-            from_addr=template.from_addr or self.default_from,
-            reply_to=template.reply_to or None,
-        )
 
 
 class DatabaseOutbox:
@@ -115,8 +81,9 @@ class DatabaseOutbox:
         pass
 
 
-def _transport(ctx: EmailContext) -> Transport:
-    url = ctx.settings.extra.get("NURTURE_SMTP_URL", "").strip()
+def _transport() -> Transport:
+    """``smtp`` from ``NURTURE_SMTP_URL`` (pooled, one per process), else the outbox."""
+    url = email_context().settings.extra.get("NURTURE_SMTP_URL", "").strip()
     return SmtpTransport.from_url(url) if url else DatabaseOutbox()
 
 
@@ -124,19 +91,12 @@ def _close(transport: Transport) -> None:
     transport.close()
 
 
-#: the email channel of this process: its context and transport
-#: (:class:`~nurture.channels.context.ChannelProcess`)
-EMAIL: ChannelProcess[EmailContext, Transport] = ChannelProcess(
-    EmailContext.from_settings, _transport, close=_close
-)
-#: use these settings for the email channel of this process (servers, CLI, tests)
-configure = EMAIL.configure
-#: the configured context, or one from the environment's settings on first use
-email_context = EMAIL.context
-#: ``smtp`` from ``NURTURE_SMTP_URL`` (pooled, one per process), else the outbox
-default_transport = EMAIL.transport
+#: the process transport, made from the email context on first use
+TRANSPORT: ProcessTransport[Transport] = ProcessTransport(_transport, close=_close)
+EMAIL.on_change(TRANSPORT.reset)
+default_transport = TRANSPORT.get
 #: forget (and close) the process transport
-reset_transport = EMAIL.reset_transport
+reset_transport = TRANSPORT.reset
 
 
 @dataclass(frozen=True)

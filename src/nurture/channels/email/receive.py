@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from nurture.campaigns.models import Activity
 from nurture.channels.email import service
 from nurture.channels.email.bounces import apply_auto_blacklist
-from nurture.channels.email.delivery import email_context
+from nurture.channels.email.context import email_context
 from nurture.channels.email.inbound import InboundKind, InboundResult, parse_inbound
 from nurture.channels.email.inbound_smtp import InboundTemporaryError
 from nurture.channels.email.models import MailMessage

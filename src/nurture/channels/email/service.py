@@ -56,7 +56,7 @@ from nurture.channels.email.compose import (
     check_address,
     compose_email,
 )
-from nurture.channels.email.delivery import email_context
+from nurture.channels.email.context import email_context
 from nurture.channels.email.links import Utm
 from nurture.channels.email.mime import parse_address
 from nurture.channels.email.models import EmailTemplate, MailMessage, MailUnsubscribe

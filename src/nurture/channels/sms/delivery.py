@@ -6,8 +6,7 @@ outcome in the transaction that claims the next one, short leases renewed by a h
 recovery of interrupted sends — is the shared delivery core of
 :mod:`nurture.channels.queue`, recording an outcome the shared
 :class:`~nurture.channels.messages.MessageChannel`. This module is the SMS
-:class:`SmsChannel` and the channel's per-process state (:data:`SMS`: the
-:class:`SmsContext` and the provider):
+:class:`SmsChannel` and the process provider (:data:`PROVIDER`):
 
 * *send*: one provider request per message, outside any transaction (the ``http``
   provider itself retries 429/5xx with backoff, and never retries a request whose answer
@@ -34,9 +33,11 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from nurture.channels.context import ChannelProcess
+from nurture.channels.context import ProcessTransport
 from nurture.channels.messages import MessageChannel, Outcome
 from nurture.channels.queue import DEFAULT_LEASE_SECONDS
+from nurture.channels.sms import service  # noqa: F401 - registers the ``sms`` executor
+from nurture.channels.sms.context import SMS, sms_context
 from nurture.channels.sms.models import SmsMessage
 from nurture.channels.sms.providers import (
     SmsConfigError,
@@ -44,17 +45,10 @@ from nurture.channels.sms.providers import (
     SmsSendResult,
     provider_from_settings,
 )
-from nurture.config import Settings
 from nurture.engine.events import record_event
-from nurture.tracking.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 
-KIND_SMS_CLICK = "sclick"  # SMS short link: ids = (link id, trace id)
-KIND_SMS_STATUS = "sstatus"  # delivery-status callback URL: ids = (trace id,)
-SMS_CLICK_PREFIX = "/t/s/"
-SMS_STATUS_PREFIX = "/t/sms/status/"
-DEFAULT_OPT_OUT_TEXT = "Reply STOP to opt out"
 FAILURE_SERVER = "sms_server"
 FAILURE_UNKNOWN = "sms_unknown"
 
@@ -71,39 +65,13 @@ RETRY_DELAYS = (
 )
 
 
-@dataclass
-class SmsContext:
-    """What the channel needs from the process settings."""
-
-    settings: Settings
-    signer: TokenSigner
-    base_url: str
-    opt_out_text: str
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SmsContext:
-        extra = settings.extra
-        return cls(
-            settings=settings,
-            signer=TokenSigner.from_settings(settings),
-            base_url=settings.base_url.rstrip("/"),
-            opt_out_text=extra.get("NURTURE_SMS_OPT_OUT_TEXT", "").strip() or DEFAULT_OPT_OUT_TEXT,
-        )
-
-    def click_url(self, link_id: int, trace_id: int) -> str:
-        return f"{self.base_url}{SMS_CLICK_PREFIX}{self.signer.sign(KIND_SMS_CLICK, link_id, trace_id)}"
-
-    def status_callback_url(self, trace_id: int) -> str:
-        return f"{self.base_url}{SMS_STATUS_PREFIX}{self.signer.sign(KIND_SMS_STATUS, trace_id)}"
-
-
-def _provider(ctx: SmsContext) -> SmsProvider:
+def _provider() -> SmsProvider:
     """``http`` when ``NURTURE_SMS_URL`` is set, else the outbox.
 
     ``NURTURE_SMS_BACKOFF`` (seconds, default 0.5) is the first in-request retry delay of the
     ``http`` provider.
     """
-    extra = ctx.settings.extra
+    extra = sms_context().settings.extra
     kwargs: dict[str, Any] = {}
     backoff = extra.get("NURTURE_SMS_BACKOFF", "").strip()
     if backoff:
@@ -111,17 +79,10 @@ def _provider(ctx: SmsContext) -> SmsProvider:
     return provider_from_settings(extra, **kwargs)
 
 
-#: the SMS channel of this process: its context and provider
-#: (:class:`~nurture.channels.context.ChannelProcess`)
-SMS: ChannelProcess[SmsContext, SmsProvider] = ChannelProcess(SmsContext.from_settings, _provider)
-#: use these settings for the SMS channel of this process (servers, CLI, tests)
-configure = SMS.configure
-#: the configured context, or one from the environment's settings on first use
-sms_context = SMS.context
-#: the process provider (one per process)
-default_provider = SMS.transport
-#: forget the configured context and provider (tests)
-reset = SMS.reset
+#: the process provider, made from the SMS context on first use
+PROVIDER: ProcessTransport[SmsProvider] = ProcessTransport(_provider)
+SMS.on_change(PROVIDER.reset)
+default_provider = PROVIDER.get
 
 
 def auth_token() -> str | None:

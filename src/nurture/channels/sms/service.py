@@ -39,7 +39,7 @@ from nurture.channels.activity_templates import ActivityTemplates, CompiledCache
 from nurture.channels.batch import MessageBatch, chunks, message_executor
 from nurture.channels.email.templates import TemplateRenderError
 from nurture.channels.links import LinkStore
-from nurture.channels.sms.delivery import SmsContext, sms_context
+from nurture.channels.sms.context import SmsContext, sms_context
 from nurture.channels.sms.models import SmsMessage, SmsTemplate
 from nurture.channels.sms.render import (
     CompiledSms,

@@ -51,7 +51,7 @@ from nurture.channels.email import service as email
 from nurture.channels.email import templates as email_templates
 from nurture.channels.email.models import EmailTemplate
 from nurture.channels.email.templates import TemplateRenderError, TemplateValidationError
-from nurture.channels.sms import delivery as sms_delivery
+from nurture.channels.sms import context as sms_context
 from nurture.channels.sms import render as sms_render
 from nurture.channels.sms import service as sms
 from nurture.channels.sms.models import SmsTemplate
@@ -717,7 +717,7 @@ async def preview_sms(
     try:
         record = _record(session, campaign.model, values.get("record_id"))
         compiled = sms_render.compile_sms(campaign.model, body)
-        opt_out = sms_delivery.sms_context().opt_out_text if values.get("sms_opt_out") else None
+        opt_out = sms_context.sms_context().opt_out_text if values.get("sms_opt_out") else None
         rendered = compiled.render(record, opt_out_text=opt_out)
     except TemplateValidationError as exc:
         problems = [f"Line {p.line}, column {p.column}: {p.message}" for p in exc.problems]

@@ -54,12 +54,17 @@ ReportReader = Annotated[CurrentUser, Depends(require("reports.read"))]
 FilterId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
-class MessageOut(BaseModel):
+class OutboxRow(BaseModel):
+    """The fields every outbox message starts with (one message per trace)."""
+
     id: int
     trace_id: int
     campaign_id: int
     activity_id: int
     is_test: bool
+
+
+class MessageOut(OutboxRow):
     email: str = Field(description="The recipient, normalised.")
     recipient: str = Field(description="The envelope recipient as written.")
     envelope_from: str
@@ -192,12 +197,7 @@ def message_source(message_id: Id, _user: Reader, session: ReadSession) -> Respo
 # --------------------------------------------------------------------------- SMS outbox
 
 
-class SmsMessageOut(BaseModel):
-    id: int
-    trace_id: int
-    campaign_id: int
-    activity_id: int
-    is_test: bool
+class SmsMessageOut(OutboxRow):
     transactional: bool = Field(description="Sent by a server action, not a marketing step.")
     to_number: str = Field(description="The recipient, E.164.")
     body: str = Field(description="The text as sent (links shortened, opt-out text appended).")

@@ -90,11 +90,11 @@ def worker(db_url: str, port: int, batch: int, serial: bool = False) -> None:
     (each cycle sends after its batches, in the same thread)."""
     import threading
 
-    from nurture.channels.email import delivery, service
+    from nurture.channels.email import context, delivery
     from nurture.config import load_settings
     from nurture.worker.loop import Worker
 
-    service.configure(load_settings(environ(db_url, port)))
+    context.configure(load_settings(environ(db_url, port)))
     delivery.reset_transport()
     db = Database(db_url)
     _count(db, PENDING_QUERY)  # connected before "ready"
@@ -161,6 +161,7 @@ def bare_loop(port: int, raw: bytes, rows: int) -> float:
 def run(backend: str, rows: int, batch: int, serial: bool = False, workers: int = 1) -> float:
     from nurture.campaigns import activities as activity_service
     from nurture.campaigns import campaigns as cs
+    from nurture.channels.email import context as email_context
     from nurture.channels.email import service as email_service
     from nurture.config import load_settings
     from nurture.engine.enrol import enrol_campaign
@@ -169,7 +170,7 @@ def run(backend: str, rows: int, batch: int, serial: bool = False, workers: int 
     sink = start_sink(port)
     try:
         with fresh_database(backend, "email") as db:
-            email_service.configure(load_settings(environ(db.url, port)))
+            email_context.configure(load_settings(environ(db.url, port)))
             print(f"[{backend}] generating {rows:,} contacts and their due email traces …", flush=True)
             generate_contacts(db, rows)
             with db.transaction() as s:

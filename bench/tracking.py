@@ -22,7 +22,7 @@ path of a file (a browser ``User-Agent``, so hits count as human and fire their 
 * tracking: a fresh slice of the shuffled open/click URLs each round (every hit is a new
   trace's first open or click: the hit row, the trace's statistics, its children dated or
   canceled, all committed before the response — group commit under load, see
-  :mod:`nurture.tracking.recorder`);
+  :mod:`nurture.channels.email.tracking`);
 * hello world: ``/healthz``, the server's liveness route (no database; a coroutine, like
   the tracking routes, so neither goes through the threadpool: the strictest baseline the
   server has).
@@ -151,6 +151,7 @@ def prepare(db: Database, rows: int) -> tuple[list[str], list[str]]:
     from nurture.actions import service as action_service
     from nurture.campaigns import activities as activity_service
     from nurture.campaigns import campaigns as cs
+    from nurture.channels.email import context as email_context
     from nurture.channels.email import delivery
     from nurture.channels.email import service as email_service
     from nurture.channels.email.models import MailMessage, TrackedLink
@@ -162,7 +163,7 @@ def prepare(db: Database, rows: int) -> tuple[list[str], list[str]]:
     from nurture.tracking.urls import click_url, open_url
 
     settings = load_settings(environ(db.url, "WARNING"))
-    email_service.configure(settings)
+    email_context.configure(settings)
     generate_contacts(db, rows)
     with db.transaction() as s:
         campaign = cs.create_campaign(session=s, now=NOW, name="Spring", model="contact")

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from fastapi.testclient import TestClient
 
-from nurture.channels.sms import service as sms_service
+from nurture.channels.sms import context as sms_service
 from nurture.clock import utcnow
 from nurture.worker.loop import tick
 from tests.api.conftest import Api

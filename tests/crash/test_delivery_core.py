@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from nurture.channels.email import delivery
-from nurture.channels.email import service as email_service
+from nurture.channels.email.context import EMAIL as email_service
 from nurture.channels.email.models import MailMessage
 from nurture.channels.email.transports import MemoryOutbox, SendResult
 from nurture.channels.queue import Heartbeat, default_lease, update_claimed

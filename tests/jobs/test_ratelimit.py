@@ -70,7 +70,7 @@ class TimedSink(Sink):
 
 
 def test_a_throttled_round_waits_and_sends_everything(pg: Database, tmp_path: Path) -> None:
-    from nurture.channels.email import service as email_service
+    from nurture.channels.email.context import EMAIL as email_service
     from nurture.engine.enrol import sync_campaigns
     from nurture.engine.execute import run_due
 

@@ -54,11 +54,11 @@ from nurture.actions.base import (
     text_value,
 )
 from nurture.campaigns.models import ServerAction
+from nurture.channels.email.bounces import AUTO_BLACKLIST_REASON
 from nurture.channels.email.compose import SenderIdentity, Unsendable, check_address
+from nurture.channels.email.context import email_context
 from nurture.channels.email.mime import MessageSpec, build_message, parse_address
 from nurture.channels.email.models import MailMessage
-from nurture.channels.email.receive import AUTO_BLACKLIST_REASON
-from nurture.channels.email.service import email_context
 from nurture.channels.queue import MSG_UNKNOWN
 from nurture.channels.sms import service as sms_service
 from nurture.channels.sms.models import SmsMessage

@@ -95,13 +95,13 @@ def inbound() -> None:
     NURTURE_SECRET_KEY is not configured, the database is unavailable or not migrated, or
     the key cannot verify the server's tokens.
     """
-    from nurture.channels.email import service
+    from nurture.channels.email import context
     from nurture.channels.email.inbound_smtp import InboundTemporaryError
     from nurture.channels.email.receive import handle_inbound
 
     raw = sys.stdin.buffer.read()
     rt = _inbound_runtime()
-    service.configure(rt.settings)
+    context.configure(rt.settings)
     try:
         result = handle_inbound(rt.db, raw, now=utcnow())
     except (InboundTemporaryError, DBAPIError) as exc:
@@ -117,12 +117,12 @@ def inbound() -> None:
 @click.option("--domain", "domains", multiple=True, help="Accept recipients of this domain only (repeatable).")
 def inbound_smtp(host: str, port: int, domains: tuple[str, ...]) -> None:
     """Listen for bounces and replies over SMTP (aiosmtpd); SIGTERM stops."""
-    from nurture.channels.email import service
+    from nurture.channels.email import context
     from nurture.channels.email.inbound_smtp import InboundEnvelope, start_listener
     from nurture.channels.email.receive import handle_inbound
 
     rt = runtime()
-    service.configure(rt.settings)
+    context.configure(rt.settings)
 
     def on_message(envelope: InboundEnvelope) -> None:
         handle_inbound(rt.db, envelope.raw, now=utcnow())
@@ -148,7 +148,7 @@ def inbound_smtp(host: str, port: int, domains: tuple[str, ...]) -> None:
 @click.option("--once", is_flag=True, help="Poll once and exit.")
 def inbound_imap(interval: float, once: bool) -> None:
     """Poll the mailbox of NURTURE_IMAP_URL for bounces and replies."""
-    from nurture.channels.email import service
+    from nurture.channels.email import context
     from nurture.channels.email.imap import parse_imap_url, poll_imap
     from nurture.channels.email.receive import handle_inbound
 
@@ -157,7 +157,7 @@ def inbound_imap(interval: float, once: bool) -> None:
     if not url:
         raise click.ClickException("NURTURE_IMAP_URL is not set")
     config = parse_imap_url(url)
-    service.configure(rt.settings)
+    context.configure(rt.settings)
     stopping = threading.Event()
 
     def on_message(raw: bytes) -> None:

@@ -18,8 +18,8 @@ from sqlalchemy import select
 from nurture.channels import queue
 from nurture.channels.delivery import channel_for, channel_names
 from nurture.channels.email import delivery as email_delivery
+from nurture.channels.email.context import email_context
 from nurture.channels.email.receive import handle_inbound as receive_inbound
-from nurture.channels.email.service import email_context
 from nurture.channels.queue import DeliveryResult
 from nurture.engine.models import Trace
 from nurture.jobs.ratelimit import Limiter, RateLimitedTransport, RateLimits, round_limit

@@ -11,10 +11,12 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
 from nurture import __version__
+from nurture.records.service import record_counts
 from nurture.runtime import Runtime
 from nurture.web.api import install_api
 from nurture.web.ops import broker_status, install_ops
 from nurture.web.security.install import install_security
+from nurture.web.tracking import router as tracking_router
 from nurture.web.ui import install_ui
 
 log = logging.getLogger(__name__)
@@ -79,8 +81,6 @@ def create_app(rt: Runtime, *, runner: BackgroundRunner | None = None) -> FastAP
     @app.get("/readyz", tags=["health"])
     def readyz() -> JSONResponse:
         """Readiness: database reachable and migrated; record counts for a quick look."""
-        from nurture.records.service import record_counts
-
         try:
             rt.db.ping()
             migrated = rt.db.is_up_to_date()
@@ -100,10 +100,5 @@ def create_app(rt: Runtime, *, runner: BackgroundRunner | None = None) -> FastAP
 
     install_ops(app, rt)
 
-    from nurture.tracking.routes import router as tracking_router
-
     app.include_router(tracking_router)
-    from nurture.tracking.sms_routes import router as sms_tracking_router
-
-    app.include_router(sms_tracking_router)
     return app

@@ -15,7 +15,14 @@ Modules:
 * :mod:`.inbound` — bounce / reply / auto-reply classification of inbound mail;
 * :mod:`.inbound_smtp` — the aiosmtpd handler of the inbound SMTP listener;
 * :mod:`.imap` — IMAP polling (``NURTURE_IMAP_URL``);
-* :mod:`.bounces` — the auto-blacklist rule.
+* :mod:`.bounces` — the auto-blacklist rule;
+* :mod:`.context` — the channel's per-process context (signer, sender identity);
+* :mod:`.service` — template rules, the ``email`` executor (checks, compose), unsubscribes;
+* :mod:`.delivery` — the :class:`~.delivery.EmailChannel` of the delivery core and the
+  process transport;
+* :mod:`.tracking` — open and click hits written with group commit (the routes are
+  :mod:`nurture.web.tracking`);
+* :mod:`.receive` — inbound bounces and replies applied to traces.
 
 Tokens and tracking URLs live in :mod:`nurture.tracking`.
 """

@@ -1,13 +1,14 @@
 """Delivery of queued email, after the batch that queued them committed.
 
-:func:`deliver_queued` runs one round; :func:`deliver_due` runs rounds until nothing is
-due (the engine loop calls them after each drain of due traces: ``nurture tick``,
+:func:`deliver_due` runs delivery rounds until nothing is due (the engine loop calls them after each drain of due traces: ``nurture tick``,
 ``nurture worker``, the in-process runner).
 
 The loop itself — claim one message right before handing it over, record its outcome in
 the transaction that claims the next one, short leases renewed by a heartbeat, recovery of
 interrupted sends — is the shared delivery core of :mod:`nurture.channels.queue` (the same
-for SMS and webhooks). This module is the email :class:`EmailChannel`:
+for SMS and webhooks), and recording an outcome is the shared
+:class:`~nurture.channels.messages.MessageChannel`. This module is the email
+:class:`EmailChannel` and the process transport (:data:`TRANSPORT`):
 
 * *send*: the transport (one SMTP transaction per message), outside any transaction;
 * *record*: ``sent`` (the trace's ``sent_at`` stamped); a temporary failure goes back to
@@ -24,15 +25,14 @@ Every attempt of a message carries the same Message-ID (the signed trace token),
 rare SMTP-level duplicate (connection lost after the server accepted ``DATA`` but before
 its reply arrived — a temporary failure, retried) is detectable downstream.
 
-Transports: ``smtp`` when ``NURTURE_SMTP_URL`` is set (one pooled transport per process),
-otherwise the database ``outbox``: "sending" only marks the row sent; the row with its raw
-source *is* the outbox.
+Transports: ``smtp`` when ``NURTURE_SMTP_URL`` is set (one pooled
+transport per process), otherwise the database ``outbox``: "sending" only marks the row
+sent; the row with its raw source *is* the outbox.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -42,9 +42,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Activity
-from nurture.channels.email import service
+from nurture.channels.context import ProcessTransport
+from nurture.channels.email import service  # noqa: F401 - registers the ``email`` executor
+from nurture.channels.email.bounces import apply_auto_blacklist
+from nurture.channels.email.context import EMAIL, email_context
 from nurture.channels.email.models import MailMessage
-from nurture.channels.email.receive import apply_auto_blacklist
 from nurture.channels.email.transports import (
     FAILURE_SMTP,
     SENT,
@@ -55,17 +57,8 @@ from nurture.channels.email.transports import (
     decide,
 )
 from nurture.channels.email.transports import Outcome as SendOutcome
-from nurture.channels.queue import (
-    DEFAULT_LEASE_SECONDS,
-    DeliveryResult,
-    claim_queued,
-    deliver_round,
-    deliver_rounds,
-    fail_trace,
-    recover_interrupted,
-    stamp_sent,
-    update_claimed,
-)
+from nurture.channels.messages import MessageChannel, Outcome
+from nurture.channels.queue import DEFAULT_LEASE_SECONDS, DeliveryResult, deliver_rounds
 from nurture.engine.events import record_event
 from nurture.engine.models import Trace
 
@@ -88,27 +81,22 @@ class DatabaseOutbox:
         pass
 
 
-_transport: Transport | None = None
-_transport_lock = threading.Lock()
-
-
-def reset_transport() -> None:
-    """Forget the process transport (after :func:`service.configure`)."""
-    global _transport
-    with _transport_lock:
-        old, _transport = _transport, None
-    if old is not None:
-        old.close()
-
-
-def default_transport() -> Transport:
+def _transport() -> Transport:
     """``smtp`` from ``NURTURE_SMTP_URL`` (pooled, one per process), else the outbox."""
-    global _transport
-    with _transport_lock:
-        if _transport is None:
-            url = service.email_context().settings.extra.get("NURTURE_SMTP_URL", "").strip()
-            _transport = SmtpTransport.from_url(url) if url else DatabaseOutbox()
-        return _transport
+    url = email_context().settings.extra.get("NURTURE_SMTP_URL", "").strip()
+    return SmtpTransport.from_url(url) if url else DatabaseOutbox()
+
+
+def _close(transport: Transport) -> None:
+    transport.close()
+
+
+#: the process transport, made from the email context on first use
+TRANSPORT: ProcessTransport[Transport] = ProcessTransport(_transport, close=_close)
+EMAIL.on_change(TRANSPORT.reset)
+default_transport = TRANSPORT.get
+#: forget (and close) the process transport
+reset_transport = TRANSPORT.reset
 
 
 @dataclass(frozen=True)
@@ -122,27 +110,23 @@ class _Claimed:
     attempts: int
 
 
-def claim(session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
-    rows = claim_queued(
-        session, MailMessage, now=now, limit=limit, token=token, lease=lease,
-        columns=("trace_id", "email", "recipient", "envelope_from", "raw", "attempts"),
-    )
-    return [_Claimed(r[0], r[1], r[2], r[3], r[4], r[5] or b"", r[6]) for r in rows]
-
-
-class EmailChannel:
+class EmailChannel(MessageChannel[_Claimed, Delivery]):
     """The email channel of the delivery core (:class:`nurture.channels.queue.Channel`)."""
 
     name = "email"
     limit = DEFAULT_LIMIT
     model = MailMessage
+    columns = ("trace_id", "email", "recipient", "envelope_from", "raw", "attempts")
+    failure_unknown = FAILURE_UNKNOWN
+    unknown_values = {"failure_type": FAILURE_UNKNOWN}
 
     def __init__(self, transport: Transport, *, keep_source: bool) -> None:
         self.transport = transport
         self.keep_source = keep_source
 
-    def claim(self, session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[_Claimed]:
-        return claim(session, now=now, limit=limit, token=token, lease=lease)
+    @classmethod
+    def item(cls, row: Sequence[Any]) -> _Claimed:
+        return _Claimed(row[0], row[1], row[2], row[3], row[4], row[5] or b"", row[6])
 
     def send(self, item: _Claimed, *, now: datetime) -> Delivery:
         try:
@@ -152,56 +136,31 @@ class EmailChannel:
             sent = SendResult(SendOutcome.TEMPORARY, f"{type(exc).__name__}: {exc}")
         return decide(sent, item.attempts, now)
 
-    def recover(self, session: Session, *, now: datetime) -> int:
-        return recover_interrupted(
-            session,
-            MailMessage,
-            now=now,
-            trace_failure=FAILURE_UNKNOWN,
-            message_values={"failure_type": FAILURE_UNKNOWN},
+    def outcome(self, item: _Claimed, out: Delivery, *, now: datetime) -> Outcome:
+        if out.state == "sent":
+            values: dict[str, Any] = {"transport": self.transport.name[:16]}
+            if not self.keep_source:
+                values["raw"] = None
+            return Outcome("sent", values=values)
+        if out.state == "retry":
+            return Outcome("retry", out.reason, retry_at=out.retry_at)
+        return Outcome(
+            "failed",
+            out.reason,
+            failure_type=out.failure_type or FAILURE_SMTP,
+            values={"failure_type": out.failure_type},
         )
 
-    def record(
-        self,
-        session: Session,
-        outcomes: Sequence[tuple[_Claimed, Delivery]],
-        *,
-        token: str,
-        now: datetime,
-        result: DeliveryResult,
-    ) -> None:
-        for c, d in outcomes:
-            if d.state == "sent":
-                values: dict[str, Any] = {"state": "sent", "sent_at": now, "failure_reason": None}
-                values["transport"] = self.transport.name[:16]
-                if not self.keep_source:
-                    values["raw"] = None
-                if update_claimed(session, MailMessage, c.id, token=token, now=now, **values):
-                    stamp_sent(session, c.trace_id, now=now)
-                    result.sent += 1
-            elif d.state == "retry":
-                if update_claimed(
-                    session, MailMessage, c.id, token=token, now=now,
-                    state="queued", next_attempt_at=d.retry_at, failure_reason=d.reason[:1000],
-                ):
-                    result.retried += 1
-            elif update_claimed(
-                session, MailMessage, c.id, token=token, now=now,
-                state="failed", failure_type=d.failure_type, failure_reason=d.reason[:1000],
-            ):
-                fail_trace(
-                    session,
-                    c.trace_id,
-                    message=f"Not delivered: {d.reason}",
-                    failure_type=d.failure_type or FAILURE_SMTP,
-                )
-                # a send-time refusal of a campaign email counts as a bounce: bounce children
-                # run, others cancel (a transactional email sent by an action step has no
-                # message events)
-                if _sent_by_email_step(session, c.trace_id):
-                    record_event(session, trace_id=c.trace_id, event="bounce", now=now)
-                apply_auto_blacklist(session, email=c.email, now=now)
-                result.failed += 1
+    def failed(self, session: Session, item: _Claimed, *, now: datetime) -> None:
+        # a send-time refusal of a campaign email counts as a bounce: bounce children run,
+        # others cancel (a transactional email sent by an action step has no message events)
+        if _sent_by_email_step(session, item.trace_id):
+            record_event(session, trace_id=item.trace_id, event="bounce", now=now)
+        apply_auto_blacklist(session, email=item.email, now=now)
+
+
+#: claim up to ``limit`` due messages (``session``, ``now``, ``limit``, ``token``, ``lease``)
+claim = EmailChannel.claim_rows
 
 
 def _sent_by_email_step(session: Session, trace_id: int) -> bool:
@@ -216,24 +175,8 @@ def _sent_by_email_step(session: Session, trace_id: int) -> bool:
 def email_channel(transport: Transport | None = None) -> EmailChannel:
     """The email channel with ``transport`` (default: the process transport)."""
     transport = transport or default_transport()
-    keep_source = transport.name == "outbox" or service.email_context().keep_sent_source
+    keep_source = transport.name == "outbox" or email_context().keep_sent_source
     return EmailChannel(transport, keep_source=keep_source)
-
-
-def deliver_queued(
-    db: Any,
-    *,
-    now: datetime,
-    transport: Transport | None = None,
-    limit: int = DEFAULT_LIMIT,
-    lease: timedelta | None = None,
-    worker_id: str = "deliver",
-) -> DeliveryResult:
-    """One round: recover, then claim, send and record up to ``limit`` messages one by one
-    (:func:`nurture.channels.queue.deliver_round`)."""
-    return deliver_round(
-        db, email_channel(transport), now=now, limit=limit, worker_id=worker_id, lease=lease
-    )
 
 
 def deliver_due(
@@ -246,7 +189,8 @@ def deliver_due(
     worker_id: str = "deliver",
     max_rounds: int = 1000,
 ) -> DeliveryResult:
-    """Rounds of :func:`deliver_queued` until nothing due is left."""
+    """Rounds of delivery (:func:`nurture.channels.queue.deliver_round`: recover, then
+    claim, send and record up to ``limit`` messages one by one) until nothing due is left."""
     return deliver_rounds(
         db,
         email_channel(transport),

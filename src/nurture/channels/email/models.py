@@ -26,36 +26,26 @@ from sqlalchemy import (
     Boolean,
     ForeignKey,
     Index,
-    Integer,
     LargeBinary,
     String,
     Text,
     UniqueConstraint,
-    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from nurture.channels.models import ActivityTemplateColumns, QueuedMessageColumns, queue_indexes
 from nurture.db.base import Base
 
 MESSAGE_STATES = ("queued", "sending", "sent", "failed", "canceled")
 
 
-class EmailTemplate(Base):
+class EmailTemplate(ActivityTemplateColumns, Base):
     __tablename__ = "email_template"
     __table_args__ = (
         # subject unique within a campaign (standalone templates have no campaign)
         UniqueConstraint("campaign_id", "subject"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    name: Mapped[str] = mapped_column(String(200))
-    model: Mapped[str] = mapped_column(String(64))
-    campaign_id: Mapped[int | None] = mapped_column(
-        ForeignKey("campaign.id", ondelete="CASCADE"), index=True
-    )
-    activity_id: Mapped[int | None] = mapped_column(
-        ForeignKey("activity.id", ondelete="CASCADE"), unique=True
-    )
     subject: Mapped[str] = mapped_column(String(500))
     preview: Mapped[str] = mapped_column(String(500), default="")
     from_addr: Mapped[str | None] = mapped_column(String(320))
@@ -64,36 +54,16 @@ class EmailTemplate(Base):
     mailing_list_id: Mapped[int | None] = mapped_column(
         ForeignKey("mailing_list.id", ondelete="SET NULL"), index=True
     )
-    created_at: Mapped[datetime] = mapped_column()
-    updated_at: Mapped[datetime] = mapped_column()
 
 
-class MailMessage(Base):
+class MailMessage(QueuedMessageColumns, Base):
     __tablename__ = "mail_message"
     __table_args__ = (
-        Index(
-            "ix_mail_message_due",
-            "next_attempt_at",
-            sqlite_where=text("state = 'queued'"),
-            postgresql_where=text("state = 'queued'"),
-        ),
-        Index(
-            "ix_mail_message_sending",
-            "lease_until",
-            sqlite_where=text("state = 'sending'"),
-            postgresql_where=text("state = 'sending'"),
-        ),
+        *queue_indexes("mail_message"),
         Index("ix_mail_message_activity_email", "activity_id", "email"),
         Index("ix_mail_message_email", "email"),
     )
 
-    id: Mapped[int] = mapped_column(primary_key=True)
-    trace_id: Mapped[int] = mapped_column(
-        ForeignKey("trace.id", ondelete="CASCADE"), unique=True
-    )
-    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"), index=True)
-    activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"))
-    is_test: Mapped[bool] = mapped_column(Boolean, default=False)
     #: the recipient, normalised (duplicate, blacklist and bounce checks compare this)
     email: Mapped[str] = mapped_column(String(254))
     #: the envelope recipient as written (a local part may be case-sensitive)
@@ -101,18 +71,9 @@ class MailMessage(Base):
     envelope_from: Mapped[str] = mapped_column(String(320))
     message_id: Mapped[str] = mapped_column(String(200))  # "<token@domain>"
     subject: Mapped[str] = mapped_column(String(500), default="")
-    state: Mapped[str] = mapped_column(String(16), default="queued")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column()
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[datetime | None] = mapped_column()
     failure_type: Mapped[str | None] = mapped_column(String(40))
-    failure_reason: Mapped[str | None] = mapped_column(Text)
     raw: Mapped[bytes | None] = mapped_column(LargeBinary)
     transport: Mapped[str | None] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column()
-    sent_at: Mapped[datetime | None] = mapped_column()
-    updated_at: Mapped[datetime] = mapped_column()
 
 
 class TrackedLink(Base):

@@ -26,18 +26,17 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from nurture.campaigns.models import Activity
 from nurture.channels.email import service
-from nurture.channels.email.bounces import should_auto_blacklist
+from nurture.channels.email.bounces import apply_auto_blacklist
+from nurture.channels.email.context import email_context
 from nurture.channels.email.inbound import InboundKind, InboundResult, parse_inbound
 from nurture.channels.email.inbound_smtp import InboundTemporaryError
 from nurture.channels.email.models import MailMessage
 from nurture.engine.events import record_event
 from nurture.engine.models import Trace
-from nurture.records import blacklists
 from nurture.tracking.tokens import KIND_MESSAGE, TokenSigner
 
 log = logging.getLogger(__name__)
 
-AUTO_BLACKLIST_REASON = "Auto-blacklisted: repeated bounces"
 
 
 def _email_trace(session: Any, trace_id: int | None) -> Trace | None:
@@ -51,27 +50,6 @@ def _email_trace(session: Any, trace_id: int | None) -> Trace | None:
         return None
     result: Trace = trace
     return result
-
-
-def apply_auto_blacklist(session: Any, *, email: str, now: datetime) -> bool:
-    """Blacklist ``email`` when its bounced messages meet the rule; True when it did."""
-    times = [
-        t
-        for t in session.scalars(
-            select(Trace.bounced_at)
-            .join(MailMessage, MailMessage.trace_id == Trace.id)
-            .where(MailMessage.email == email, Trace.bounced_at.is_not(None))
-        )
-        if t is not None
-    ]
-    if not should_auto_blacklist(times, now):
-        return False
-    if blacklists.is_email_blacklisted(session=session, email=email):
-        return False
-    blacklists.blacklist_email(
-        session=session, email=email, now=now, reason=AUTO_BLACKLIST_REASON, source="bounce"
-    )
-    return True
 
 
 def key_problem(session: Any, signer: TokenSigner) -> str | None:
@@ -101,7 +79,7 @@ def key_problem(session: Any, signer: TokenSigner) -> str | None:
 
 def handle_inbound(db: Any, raw: bytes, *, now: datetime) -> InboundResult:
     """Classify ``raw`` and record its effect (module docstring)."""
-    ctx = service.email_context()
+    ctx = email_context()
     extra = ctx.settings.extra
     result = parse_inbound(
         raw,

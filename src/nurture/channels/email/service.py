@@ -37,40 +37,36 @@ unsubscribe is recorded with its optional reason (:class:`MailUnsubscribe`).
 from __future__ import annotations
 
 import logging
-import secrets
-import threading
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture import templating as tpl_mod
-from nurture.campaigns.campaigns import on_activity_duplicated
-from nurture.campaigns.models import Activity, Campaign
+from nurture.campaigns.models import Campaign
+from nurture.channels.activity_templates import ActivityTemplates, CompiledCache, TemplateRules
+from nurture.channels.batch import MessageBatch, chunks, message_executor
 from nurture.channels.email.compose import (
     FAILURE_EMAIL_INVALID,
     FAILURE_EMAIL_MISSING,
-    SenderIdentity,
     Unsendable,
     check_address,
     compose_email,
 )
+from nurture.channels.email.context import email_context
 from nurture.channels.email.links import Utm
 from nurture.channels.email.mime import parse_address
-from nurture.channels.email.models import EmailTemplate, MailMessage, MailUnsubscribe, TrackedLink
-from nurture.config import Settings, load_settings
-from nurture.engine.executors import ExecutionBatch, Outcome
+from nurture.channels.email.models import EmailTemplate, MailMessage, MailUnsubscribe
+from nurture.channels.links import LinkStore
+from nurture.config import Settings
 from nurture.engine.models import Trace
 from nurture.errors import Conflict, NotFound, ValidationError
 from nurture.records import blacklists, mailing_lists
 from nurture.records import models as rm
 from nurture.records import service as records
-from nurture.records.catalog import REGISTRY
 from nurture.templating import (
     PREVIEW_BUDGET,
     CompiledTemplate,
@@ -80,7 +76,6 @@ from nurture.templating import (
     render_budget,
     validate_template,
 )
-from nurture.tracking.tokens import TokenSigner
 
 log = logging.getLogger(__name__)
 
@@ -95,69 +90,9 @@ MSG_OPTOUT = "Not sent: opted out of the mailing list"
 MSG_DUPLICATE = "Not sent: address already mailed by this activity"
 MSG_NO_TEMPLATE = "No email template for this activity"
 
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass
-class EmailContext:
-    """What the channel needs from the process settings (signer, sender identity)."""
-
-    settings: Settings
-    signer: TokenSigner
-    default_from: str
-    keep_sent_source: bool = True
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> EmailContext:
-        extra = settings.extra
-        domain = extra.get("NURTURE_MAIL_DOMAIN", "").strip() or (
-            urlsplit(settings.base_url).hostname or "localhost"
-        )
-        default_from = extra.get("NURTURE_MAIL_FROM", "").strip() or f"Nurture <noreply@{domain}>"
-        keep = extra.get("NURTURE_MAIL_KEEP_SENT_SOURCE", "").strip().lower()
-        return cls(
-            settings=settings,
-            signer=TokenSigner.from_settings(settings),
-            default_from=default_from,
-            keep_sent_source=keep not in {"0", "false", "no", "off"},
-        )
-
-    def identity(self, template: EmailTemplate) -> SenderIdentity:
-        return SenderIdentity.from_settings(
-            self.settings,
-            from_addr=template.from_addr or self.default_from,
-            reply_to=template.reply_to or None,
-        )
-
-
-_context: EmailContext | None = None
-_context_lock = threading.Lock()
-
-
-def configure(settings: Settings) -> EmailContext:
-    """Use ``settings`` for the email channel of this process (servers, CLI, tests)."""
-    global _context
-    with _context_lock:
-        _context = EmailContext.from_settings(settings)
-        from nurture.channels.email import delivery
-
-        delivery.reset_transport()
-        return _context
-
-
-def email_context() -> EmailContext:
-    """The configured context, or one from the environment's settings on first use."""
-    global _context
-    with _context_lock:
-        if _context is None:
-            _context = EmailContext.from_settings(load_settings())
-        return _context
-
-
 # --------------------------------------------------------------------------- templates
 
-_TEMPLATE_FIELDS = ("name", "subject", "preview", "from_addr", "reply_to", "body_html", "mailing_list_id")
+_CONTENT = ("subject", "preview", "from_addr", "reply_to", "body_html", "mailing_list_id")
 
 
 def _check_address_field(value: str | None, name: str) -> str | None:
@@ -193,6 +128,17 @@ def _validate(session: Session, t: EmailTemplate) -> None:
     _check_subject_unique(session, t.campaign_id, t.subject, t.id)
 
 
+def _coerce(key: str, value: Any) -> Any:
+    return value if value is not None or key not in ("subject", "body_html") else ""
+
+
+TEMPLATES = ActivityTemplates(
+    TemplateRules(EmailTemplate, "email", "email", _CONTENT, validate=_validate, coerce=_coerce)
+)
+#: the template of an activity, or None
+template_for_activity = TEMPLATES.for_activity
+
+
 def create_template(
     *,
     session: Session,
@@ -210,68 +156,13 @@ def create_template(
     """A template for an email activity (``activity_id``) or standalone (``model``).
 
     Validated at save time: a template error raises
-    :class:`~nurture.templating.TemplateValidationError` with line and column.
+    :class:`~.templates.TemplateValidationError` with line and column.
     """
-    campaign_id: int | None = None
-    if activity_id is not None:
-        activity = session.get(Activity, activity_id)
-        if activity is None:
-            raise NotFound(f"no activity with id {activity_id}", field="activity_id")
-        if activity.activity_type != "email":
-            raise ValidationError("only email activities have an email template", field="activity_id")
-        if session.scalar(select(EmailTemplate.id).where(EmailTemplate.activity_id == activity_id)):
-            raise Conflict("this activity already has an email template", field="activity_id")
-        campaign = session.get(Campaign, activity.campaign_id)
-        assert campaign is not None
-        campaign_id, model = campaign.id, campaign.model
-        name = name or activity.name
-    if model is None:
-        raise ValidationError("a target model is required for a standalone template", field="model")
-    REGISTRY.target(model)
-    template = EmailTemplate(
-        name=(name or subject)[:200],
-        model=model,
-        campaign_id=campaign_id,
-        activity_id=activity_id,
-        subject=subject,
-        preview=preview or "",
-        from_addr=from_addr,
-        reply_to=reply_to,
-        body_html=body_html,
-        mailing_list_id=mailing_list_id,
-        created_at=now,
-        updated_at=now,
+    return TEMPLATES.create(
+        session=session, now=now, activity_id=activity_id, model=model, name=name, default_name=subject,
+        subject=subject, preview=preview or "", from_addr=from_addr, reply_to=reply_to,
+        body_html=body_html, mailing_list_id=mailing_list_id,
     )
-    _validate(session, template)
-    session.add(template)
-    session.flush()
-    return template
-
-
-def get_template(*, session: Session, template_id: int) -> EmailTemplate:
-    template = session.get(EmailTemplate, template_id)
-    if template is None:
-        raise NotFound(f"no email template with id {template_id}", field="template_id")
-    return template
-
-
-def template_for_activity(*, session: Session, activity_id: int) -> EmailTemplate | None:
-    return session.scalar(select(EmailTemplate).where(EmailTemplate.activity_id == activity_id))
-
-
-def update_template(
-    *, session: Session, now: datetime, template_id: int, **changes: Any
-) -> EmailTemplate:
-    template = get_template(session=session, template_id=template_id)
-    unknown = set(changes) - set(_TEMPLATE_FIELDS)
-    if unknown:
-        raise ValidationError(f"unknown template field(s): {sorted(unknown)}", field=sorted(unknown)[0])
-    for key, value in changes.items():
-        setattr(template, key, value if value is not None or key not in ("subject", "body_html") else "")
-    _validate(session, template)
-    template.updated_at = now
-    session.flush()
-    return template
 
 
 def set_activity_template(
@@ -289,66 +180,21 @@ def set_activity_template(
 ) -> EmailTemplate:
     """Create or replace the template of the email activity ``activity_id`` (API PUT, UI).
 
-    Validated before anything is written (:func:`create_template`, :func:`update_template`).
+    Validated before anything is written (:func:`create_template`, :meth:`ActivityTemplates.update`).
     """
-    existing = template_for_activity(session=session, activity_id=activity_id)
-    content: dict[str, Any] = {
-        "subject": subject,
-        "body_html": body_html,
-        "preview": preview,
-        "from_addr": from_addr,
-        "reply_to": reply_to,
-        "mailing_list_id": mailing_list_id,
-    }
-    if existing is None:
-        return create_template(session=session, now=now, activity_id=activity_id, name=name, **content)
-    activity = session.get(Activity, activity_id)
-    assert activity is not None
-    return update_template(
-        session=session, now=now, template_id=existing.id, name=(name or activity.name)[:200], **content
+    return TEMPLATES.set_for_activity(
+        session=session, now=now, activity_id=activity_id, name=name, create=create_template,
+        subject=subject, body_html=body_html, preview=preview, from_addr=from_addr,
+        reply_to=reply_to, mailing_list_id=mailing_list_id,
     )
-
-
-def _copy_template(session: Session, original: Activity, copy: Activity, now: datetime) -> None:
-    """Campaign duplication: the copied email activity gets a copy of its template."""
-    template = template_for_activity(session=session, activity_id=original.id)
-    if template is None:
-        return
-    session.add(
-        EmailTemplate(
-            name=template.name,
-            model=template.model,
-            campaign_id=copy.campaign_id,
-            activity_id=copy.id,
-            subject=template.subject,
-            preview=template.preview,
-            from_addr=template.from_addr,
-            reply_to=template.reply_to,
-            body_html=template.body_html,
-            mailing_list_id=template.mailing_list_id,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    session.flush()
-
-
-on_activity_duplicated(_copy_template)
-
-
-def delete_template(*, session: Session, template_id: int) -> None:
-    session.delete(get_template(session=session, template_id=template_id))
-    session.flush()
 
 
 def preview_template(
     *, session: Session, template_id: int, record_id: int | None = None
 ) -> RenderedEmail:
     """Render the template with any record of its model (or none: defaults show)."""
-    template = get_template(session=session, template_id=template_id)
-    record = None
-    if record_id is not None:
-        record = records.get_record(session=session, model=template.model, record_id=record_id)
+    template = TEMPLATES.get(session=session, template_id=template_id)
+    record = TEMPLATES.preview_record(session=session, template=template, record_id=record_id)
     compiled = _compiled(template)
     with render_budget(PREVIEW_BUDGET):
         return compiled.render(
@@ -356,83 +202,20 @@ def preview_template(
         )
 
 
-_compiled_cache: dict[tuple[int, str, datetime, str], CompiledTemplate] = {}
-_compiled_lock = threading.Lock()
-
-
-def _compiled(template: EmailTemplate) -> CompiledTemplate:
-    """Compile once per template version (kept across batches; small LRU-ish cache)."""
-    key = (
-        template.id,
-        template.model,
-        template.updated_at,
-        "\x00".join((template.subject, template.preview or "", template.body_html)),
-    )
-    with _compiled_lock:
-        found = _compiled_cache.get(key)
-    if found is not None:
-        return found
-    compiled = compile_template(
+def _compile(template: EmailTemplate) -> CompiledTemplate:
+    return compile_template(
         template.model, tpl_mod.EmailTemplate(template.subject, template.body_html, template.preview or "")
     )
-    with _compiled_lock:
-        if len(_compiled_cache) > 64:
-            _compiled_cache.clear()
-        _compiled_cache[key] = compiled
-    return compiled
 
 
-# --------------------------------------------------------------------------- links
+def _source(template: EmailTemplate) -> str:
+    return "\x00".join((template.subject, template.preview or "", template.body_html))
 
 
-class LinkStore:
-    """``store_link`` for :func:`compose_email`: one row per (campaign, URL), cached per batch."""
-
-    def __init__(self, session: Session, campaign_id: int, now: datetime) -> None:
-        self.session = session
-        self.campaign_id = campaign_id
-        self.now = now
-        self.cache: dict[str, int] = {}
-
-    def __call__(self, url: str) -> int:
-        found = self.cache.get(url)
-        if found is not None:
-            return found
-        link_id = self._find(url)
-        if link_id is None:
-            try:
-                with self.session.begin_nested():
-                    link = TrackedLink(
-                        code=secrets.token_urlsafe(8)[:12],
-                        campaign_id=self.campaign_id,
-                        url=url,
-                        created_at=self.now,
-                    )
-                    self.session.add(link)
-                    self.session.flush()
-                    link_id = link.id
-            except IntegrityError:  # stored meanwhile by another worker
-                link_id = self._find(url)
-                if link_id is None:
-                    raise
-        self.cache[url] = link_id
-        return link_id
-
-    def _find(self, url: str) -> int | None:
-        found = self.session.scalar(
-            select(TrackedLink.id).where(
-                TrackedLink.campaign_id == self.campaign_id, TrackedLink.url == url
-            )
-        )
-        return int(found) if found is not None else None
+_compiled = CompiledCache(_compile, _source)
 
 
 # --------------------------------------------------------------------------- not-sent checks
-
-
-def _chunks(values: list[Any], size: int = 900) -> Iterable[list[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
 
 
 def _opted_out(
@@ -448,7 +231,7 @@ def _opted_out(
     ids: set[int] = set()
     addresses: set[str] = set()
     if model == "mailing_contact":
-        for part in _chunks(record_ids):
+        for part in chunks(record_ids):
             if list_id is not None:
                 ids.update(
                     session.scalars(
@@ -471,7 +254,7 @@ def _opted_out(
                 ids.update(out - still_in)
     elif list_id is not None:
         mc = rm.MailingContact
-        for part in _chunks(emails):
+        for part in chunks(emails):
             addresses.update(
                 e.lower()
                 for e in session.scalars(
@@ -486,7 +269,7 @@ def _opted_out(
 
 def _already_mailed(session: Session, activity_id: int, emails: list[str]) -> set[str]:
     found: set[str] = set()
-    for part in _chunks(emails):
+    for part in chunks(emails):
         found.update(
             session.scalars(
                 select(MailMessage.email).where(
@@ -503,28 +286,13 @@ def _already_mailed(session: Session, activity_id: int, emails: list[str]) -> se
 # --------------------------------------------------------------------------- executor
 
 
-def send_email(batch: ExecutionBatch) -> dict[int, Outcome]:
-    """The ``email`` executor: checks, composes and queues one message per trace."""
-    session = batch.session
-    traces = batch.traces
-    if not traces:
-        return {}
-    template = template_for_activity(session=session, activity_id=batch.activity.id)
-    if template is None:
-        return {t.id: Outcome("error", MSG_NO_TEMPLATE) for t in traces}
+def _queue_email(work: MessageBatch[EmailTemplate]) -> list[dict[str, Any]]:
+    """Checks and composes the batch's messages: the ``mail_message`` rows to queue."""
+    batch, template, mdef, loaded = work.batch, work.template, work.mdef, work.loaded
+    session, traces, outcomes, refuse = batch.session, batch.traces, work.outcomes, work.refuse
     ctx = email_context()
     compiled = _compiled(template)
-    mdef = REGISTRY.target(batch.campaign.model)
-    orm = mdef.orm
     email_field = mdef.email_field
-    loaded = {r.id: r for r in session.scalars(select(orm).where(orm.id.in_(batch.record_ids)))}
-
-    outcomes: dict[int, Outcome] = {}
-    failure: dict[int, str] = {}
-
-    def refuse(trace_id: int, message: str, failure_type: str) -> None:
-        outcomes[trace_id] = Outcome("canceled", message)
-        failure[trace_id] = failure_type
 
     # 1. addresses
     addresses: dict[int, tuple[str, str]] = {}  # trace id -> (as written, normalised)
@@ -588,7 +356,7 @@ def send_email(batch: ExecutionBatch) -> dict[int, Outcome]:
             refuse(t.id, MSG_INVALID, exc.failure_type)
             continue
         except (TemplateRenderError, ValueError) as exc:
-            outcomes[t.id] = Outcome("error", f"Cannot compose the email: {exc}"[:1000])
+            work.error(t.id, f"Cannot compose the email: {exc}")
             continue
         out = composed.outgoing
         rows.append(
@@ -610,20 +378,7 @@ def send_email(batch: ExecutionBatch) -> dict[int, Outcome]:
                 "updated_at": batch.now,
             }
         )
-    if rows:
-        session.execute(insert(MailMessage), rows)
-    by_type: dict[str, list[int]] = {}
-    for trace_id, failure_type in failure.items():
-        by_type.setdefault(failure_type, []).append(trace_id)
-    for failure_type, ids in by_type.items():
-        for part in _chunks(ids):
-            session.execute(
-                update(Trace)
-                .where(Trace.id.in_(part))
-                .values(failure_reason=failure_type)
-                .execution_options(synchronize_session=False)
-            )
-    return outcomes
+    return rows
 
 
 def _message_id(raw: bytes) -> str:
@@ -634,6 +389,9 @@ def _message_id(raw: bytes) -> str:
             return line[11:].strip().decode("ascii", "replace")
     return ""
 
+
+#: the ``email`` executor: checks, composes and queues one message per trace
+send_email = message_executor(TEMPLATES, MailMessage, MSG_NO_TEMPLATE, _queue_email)
 
 
 # --------------------------------------------------------------------------- unsubscribe

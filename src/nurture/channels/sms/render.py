@@ -1,8 +1,8 @@
 """SMS templates: placeholders, tracked short links, opt-out text, E.164 recipients.
 
-The template language is :mod:`nurture.templating`, shared with email: the same immutable
-Jinja2 sandbox, the same read-only record proxies and the same save-time check against the
-model registry (:func:`nurture.templating.compile_template` validates the body as a plain-text
+The template language is the email channel's: the same immutable Jinja2 sandbox, the same
+read-only record proxies and the same save-time check against the model registry
+(:func:`nurture.templating.compile_template` validates the body as a plain-text
 field, so an unknown field, a call or an unsupported tag is refused at save time with its
 line and column, reported on the field ``body``).
 
@@ -33,6 +33,7 @@ from jinja2.exceptions import SecurityError, TemplateError
 from nurture.channels.email.links import is_trackable
 from nurture.channels.sms.segments import SegmentInfo, count_segments
 from nurture.errors import ValidationError
+from nurture.records.catalog import REGISTRY
 from nurture.records.registry import ModelDef, Registry, RegistryError
 from nurture.records.validation import normalize_country_code, parse_phone
 from nurture.templating import (
@@ -163,8 +164,6 @@ def _problems_on_body(exc: TemplateValidationError) -> TemplateValidationError:
 def _registry(registry: Registry | None) -> Registry:
     if registry is not None:
         return registry
-    from nurture.records.catalog import REGISTRY
-
     return REGISTRY
 
 

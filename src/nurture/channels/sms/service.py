@@ -1,4 +1,4 @@
-"""SMS channel services: settings, template CRUD, the ``sms`` executor, message queueing.
+"""SMS channel services: template CRUD, the ``sms`` executor, message queueing.
 
 **The executor** (registered for the ``sms`` activity type) works per batch of due traces in
 the engine's batch transaction and never talks to the network, like the email executor: it
@@ -15,28 +15,30 @@ Delivery happens after the commit (:mod:`.delivery`), so a rolled-back batch sen
 3. ``blacklisted`` — the E.164 number is on the phone blacklist.
 
 Links in the rendered text are stored as :class:`~nurture.channels.email.models.TrackedLink`
-rows (one per campaign and URL, shared with email) and replaced by a signed short link
-``<base>/t/s/<token>`` (kind ``sclick``: link id, trace id) served by
-:mod:`nurture.tracking.sms_routes`; a click there is the ``sms_click`` event.
+rows (one per campaign and URL, shared with email, :class:`~nurture.channels.links.LinkStore`)
+and replaced by a signed short link ``<base>/t/s/<token>`` (kind ``sclick``: link id, trace
+id) served by :mod:`nurture.web.tracking`; a click there is the ``sms_click`` event
+(:mod:`.tracking`).
 
 Settings: ``NURTURE_SMS_OPT_OUT_TEXT`` (default "Reply STOP to opt out"), appended when the
-template's ``opt_out`` flag is on; the provider settings of :mod:`.providers`.
+template's ``opt_out`` flag is on; the provider settings of :mod:`.providers`; the channel's per-process context is
+:data:`.delivery.SMS`.
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nurture.campaigns.campaigns import on_activity_duplicated
-from nurture.campaigns.models import Activity, Campaign
-from nurture.channels.email.service import LinkStore
+from nurture.campaigns.models import Activity
+from nurture.channels.activity_templates import ActivityTemplates, CompiledCache, TemplateRules
+from nurture.channels.batch import MessageBatch, chunks, message_executor
+from nurture.channels.links import LinkStore
+from nurture.channels.sms.context import SmsContext, sms_context
 from nurture.channels.sms.models import SmsMessage, SmsTemplate
 from nurture.channels.sms.render import (
     CompiledSms,
@@ -47,104 +49,38 @@ from nurture.channels.sms.render import (
     validate_sms_template,
 )
 from nurture.channels.sms.segments import SegmentInfo
-from nurture.config import Settings, load_settings
-from nurture.engine.executors import ExecutionBatch, Outcome
-from nurture.engine.models import Trace
-from nurture.errors import Conflict, NotFound, ValidationError
+from nurture.errors import NotFound, ValidationError
 from nurture.records import models as rm
-from nurture.records import service as records
-from nurture.records.catalog import REGISTRY
 from nurture.templating import TemplateRenderError
-from nurture.tracking.tokens import TokenSigner
-
-KIND_SMS_CLICK = "sclick"  # SMS short link: ids = (link id, trace id)
-KIND_SMS_STATUS = "sstatus"  # delivery-status callback URL: ids = (trace id,)
-SMS_CLICK_PREFIX = "/t/s/"
-SMS_STATUS_PREFIX = "/t/sms/status/"
 
 # failure types (Odoo's names)
 FAILURE_MISSING = "sms_number_missing"
 FAILURE_FORMAT = "sms_number_format"
 FAILURE_BLACKLISTED = "sms_blacklist"
-FAILURE_SERVER = "sms_server"
-FAILURE_UNKNOWN = "sms_unknown"
 
 MSG_NO_TEMPLATE = "No SMS template for this activity"
 MSG_BLACKLISTED = "blacklisted"
-DEFAULT_OPT_OUT_TEXT = "Reply STOP to opt out"
-
-# --------------------------------------------------------------------------- settings
-
-
-@dataclass
-class SmsContext:
-    """What the channel needs from the process settings."""
-
-    settings: Settings
-    signer: TokenSigner
-    base_url: str
-    opt_out_text: str
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> SmsContext:
-        extra = settings.extra
-        return cls(
-            settings=settings,
-            signer=TokenSigner.from_settings(settings),
-            base_url=settings.base_url.rstrip("/"),
-            opt_out_text=extra.get("NURTURE_SMS_OPT_OUT_TEXT", "").strip() or DEFAULT_OPT_OUT_TEXT,
-        )
-
-    def click_url(self, link_id: int, trace_id: int) -> str:
-        return f"{self.base_url}{SMS_CLICK_PREFIX}{self.signer.sign(KIND_SMS_CLICK, link_id, trace_id)}"
-
-    def status_callback_url(self, trace_id: int) -> str:
-        return f"{self.base_url}{SMS_STATUS_PREFIX}{self.signer.sign(KIND_SMS_STATUS, trace_id)}"
-
-
-_context: SmsContext | None = None
-_context_lock = threading.Lock()
-
-
-def configure(settings: Settings) -> SmsContext:
-    """Use ``settings`` for the SMS channel of this process (servers, CLI, tests)."""
-    global _context
-    with _context_lock:
-        _context = SmsContext.from_settings(settings)
-    from nurture.channels.sms import delivery
-
-    delivery.reset_provider()
-    return _context
-
-
-def sms_context() -> SmsContext:
-    """The configured context, or one from the environment's settings on first use."""
-    global _context
-    with _context_lock:
-        if _context is None:
-            _context = SmsContext.from_settings(load_settings())
-        return _context
-
-
-def reset() -> None:
-    """Forget the configured context and provider (tests)."""
-    global _context
-    with _context_lock:
-        _context = None
-    from nurture.channels.sms import delivery
-
-    delivery.reset_provider()
-
 
 # --------------------------------------------------------------------------- templates
 
-_TEMPLATE_FIELDS = ("name", "body", "opt_out")
 
-
-def _validate(template: SmsTemplate) -> SegmentInfo:
+def _validate(session: Session, template: SmsTemplate) -> SegmentInfo:
     if not isinstance(template.body, str):
         raise ValidationError("body takes text", field="body")
     return validate_sms_template(template.model, template.body)
+
+
+def _coerce(key: str, value: Any) -> Any:
+    if key == "opt_out":
+        return bool(value)
+    return "" if value is None else value
+
+
+TEMPLATES = ActivityTemplates(
+    TemplateRules(SmsTemplate, "sms", "SMS", ("body", "opt_out"), validate=_validate, coerce=_coerce)
+)
+#: the template of an activity, or None
+template_for_activity = TEMPLATES.for_activity
 
 
 def create_template(
@@ -162,64 +98,10 @@ def create_template(
     Validated at save time (:func:`~.render.validate_sms_template`): a template error raises
     :class:`~nurture.templating.TemplateValidationError` on ``body``.
     """
-    campaign_id: int | None = None
-    if activity_id is not None:
-        activity = session.get(Activity, activity_id)
-        if activity is None:
-            raise NotFound(f"no activity with id {activity_id}", field="activity_id")
-        if activity.activity_type != "sms":
-            raise ValidationError("only SMS activities have an SMS template", field="activity_id")
-        if session.scalar(select(SmsTemplate.id).where(SmsTemplate.activity_id == activity_id)):
-            raise Conflict("this activity already has an SMS template", field="activity_id")
-        campaign = session.get(Campaign, activity.campaign_id)
-        assert campaign is not None
-        campaign_id, model = campaign.id, campaign.model
-        name = name or activity.name
-    if model is None:
-        raise ValidationError("a target model is required for a standalone template", field="model")
-    REGISTRY.target(model)
-    template = SmsTemplate(
-        name=(name or body or "SMS")[:200],
-        model=model,
-        campaign_id=campaign_id,
-        activity_id=activity_id,
-        body=body,
-        opt_out=bool(opt_out),
-        created_at=now,
-        updated_at=now,
+    return TEMPLATES.create(
+        session=session, now=now, activity_id=activity_id, model=model, name=name,
+        default_name=body or "SMS", body=body, opt_out=bool(opt_out),
     )
-    _validate(template)
-    session.add(template)
-    session.flush()
-    return template
-
-
-def get_template(*, session: Session, template_id: int) -> SmsTemplate:
-    template = session.get(SmsTemplate, template_id)
-    if template is None:
-        raise NotFound(f"no SMS template with id {template_id}", field="template_id")
-    return template
-
-
-def template_for_activity(*, session: Session, activity_id: int) -> SmsTemplate | None:
-    return session.scalar(select(SmsTemplate).where(SmsTemplate.activity_id == activity_id))
-
-
-def update_template(*, session: Session, now: datetime, template_id: int, **changes: Any) -> SmsTemplate:
-    template = get_template(session=session, template_id=template_id)
-    unknown = set(changes) - set(_TEMPLATE_FIELDS)
-    if unknown:
-        raise ValidationError(f"unknown template field(s): {sorted(unknown)}", field=sorted(unknown)[0])
-    for key, value in changes.items():
-        if key == "opt_out":
-            value = bool(value)
-        elif value is None:
-            value = ""
-        setattr(template, key, value)
-    _validate(template)
-    template.updated_at = now
-    session.flush()
-    return template
 
 
 def set_activity_template(
@@ -235,7 +117,7 @@ def set_activity_template(
     """Create or replace the template of the SMS activity ``activity_id`` (API PUT, CLI).
 
     With ``campaign_id``, the activity must belong to that campaign (:class:`NotFound`).
-    Validated before anything is written (:func:`create_template`, :func:`update_template`).
+    Validated before anything is written (:func:`create_template`, :meth:`ActivityTemplates.update`).
     """
     if campaign_id is not None:
         activity = session.get(Activity, activity_id)
@@ -244,78 +126,29 @@ def set_activity_template(
                 f"activity {activity_id} does not exist in campaign {campaign_id}",
                 field="activity_id",
             )
-    existing = template_for_activity(session=session, activity_id=activity_id)
-    if existing is None:
-        return create_template(
-            session=session, now=now, activity_id=activity_id, body=body, name=name, opt_out=opt_out
-        )
-    activity = session.get(Activity, activity_id)
-    assert activity is not None
-    return update_template(
-        session=session,
-        now=now,
-        template_id=existing.id,
-        name=(name or activity.name)[:200],
-        body=body,
-        opt_out=opt_out,
+    return TEMPLATES.set_for_activity(
+        session=session, now=now, activity_id=activity_id, name=name, create=create_template,
+        body=body, opt_out=opt_out,
     )
-
-
-def delete_template(*, session: Session, template_id: int) -> None:
-    session.delete(get_template(session=session, template_id=template_id))
-    session.flush()
-
-
-def _copy_template(session: Session, original: Activity, copy: Activity, now: datetime) -> None:
-    """Campaign duplication: the copied SMS activity gets a copy of its template."""
-    template = template_for_activity(session=session, activity_id=original.id)
-    if template is None:
-        return
-    session.add(
-        SmsTemplate(
-            name=template.name,
-            model=template.model,
-            campaign_id=copy.campaign_id,
-            activity_id=copy.id,
-            body=template.body,
-            opt_out=template.opt_out,
-            created_at=now,
-            updated_at=now,
-        )
-    )
-    session.flush()
-
-
-on_activity_duplicated(_copy_template)
 
 
 def preview_template(*, session: Session, template_id: int, record_id: int | None = None) -> RenderedSms:
     """Render the template with any record of its model (or none: defaults show)."""
-    template = get_template(session=session, template_id=template_id)
-    record = None
-    if record_id is not None:
-        record = records.get_record(session=session, model=template.model, record_id=record_id)
+    template = TEMPLATES.get(session=session, template_id=template_id)
+    record = TEMPLATES.preview_record(session=session, template=template, record_id=record_id)
     ctx = sms_context()
     return _compiled(template).render(record, opt_out_text=ctx.opt_out_text if template.opt_out else None)
 
 
-_compiled_cache: dict[tuple[int, str, datetime, str], CompiledSms] = {}
-_compiled_lock = threading.Lock()
+def _compile(template: SmsTemplate) -> CompiledSms:
+    return compile_sms(template.model, template.body)
 
 
-def _compiled(template: SmsTemplate) -> CompiledSms:
-    """Compile once per template version (kept across batches)."""
-    key = (template.id, template.model, template.updated_at, template.body)
-    with _compiled_lock:
-        found = _compiled_cache.get(key)
-    if found is not None:
-        return found
-    compiled = compile_sms(template.model, template.body)
-    with _compiled_lock:
-        if len(_compiled_cache) > 64:
-            _compiled_cache.clear()
-        _compiled_cache[key] = compiled
-    return compiled
+def _source(template: SmsTemplate) -> str:
+    return template.body
+
+
+_compiled = CompiledCache(_compile, _source)
 
 
 def delivered_counts(*, session: Session, campaign_id: int) -> dict[int, int]:
@@ -335,17 +168,12 @@ def delivered_counts(*, session: Session, campaign_id: int) -> dict[int, int]:
 # --------------------------------------------------------------------------- checks
 
 
-def _chunks(values: list[Any], size: int = 900) -> Iterable[list[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]
-
-
 def blacklisted_numbers(session: Session, numbers: Iterable[str]) -> set[str]:
     """The subset of the E.164 ``numbers`` on the (active) phone blacklist; one query per 900."""
     keys = sorted({n for n in numbers if n})
     found: set[str] = set()
     bl = rm.PhoneBlacklist
-    for part in _chunks(keys):
+    for part in chunks(keys):
         found.update(
             session.scalars(select(bl.number).where(bl.number.in_(part), bl.active.is_(True)))
         )
@@ -394,55 +222,41 @@ def _shortener(ctx: SmsContext, store: Callable[[str], int], trace_id: int) -> C
     return shorten
 
 
-def send_sms(batch: ExecutionBatch) -> dict[int, Outcome]:
-    """The ``sms`` executor: checks, renders and queues one message per trace."""
-    session = batch.session
-    traces = batch.traces
-    if not traces:
-        return {}
-    template = template_for_activity(session=session, activity_id=batch.activity.id)
-    if template is None:
-        return {t.id: Outcome("error", MSG_NO_TEMPLATE) for t in traces}
+def _queue_sms(work: MessageBatch[SmsTemplate]) -> list[dict[str, Any]]:
+    """Checks and renders the batch's messages: the ``sms_message`` rows to queue."""
+    batch, template, mdef, loaded = work.batch, work.template, work.mdef, work.loaded
     ctx = sms_context()
     compiled = _compiled(template)
-    mdef = REGISTRY.target(batch.campaign.model)
-    orm = mdef.orm
-    loaded = {r.id: r for r in session.scalars(select(orm).where(orm.id.in_(batch.record_ids)))}
-
-    outcomes: dict[int, Outcome] = {}
-    failure: dict[int, str] = {}
     numbers: dict[int, str] = {}
-    for t in traces:
+    for t in batch.traces:
         record = loaded.get(t.res_id)
         if record is None:
-            outcomes[t.id] = Outcome("error", f"{mdef.label} {t.res_id} no longer exists")
+            work.error(t.id, f"{mdef.label} {t.res_id} no longer exists")
             continue
         try:
             numbers[t.id] = recipient_number(mdef, record)
         except InvalidNumber as exc:
-            outcomes[t.id] = Outcome("canceled", str(exc))
-            failure[t.id] = FAILURE_MISSING if str(exc) == "no phone number" else FAILURE_FORMAT
-    blacklisted = blacklisted_numbers(session, numbers.values())
-    store = LinkStore(session, batch.campaign.id, batch.now)
+            work.refuse(t.id, str(exc), FAILURE_MISSING if str(exc) == "no phone number" else FAILURE_FORMAT)
+    blacklisted = blacklisted_numbers(batch.session, numbers.values())
+    store = LinkStore(batch.session, batch.campaign.id, batch.now)
     opt_out = ctx.opt_out_text if template.opt_out else None
     rows: list[dict[str, Any]] = []
-    for t in traces:
-        if t.id in outcomes:
+    for t in batch.traces:
+        if t.id in work.outcomes:
             continue
         number = numbers[t.id]
         if number in blacklisted:
-            outcomes[t.id] = Outcome("canceled", MSG_BLACKLISTED)
-            failure[t.id] = FAILURE_BLACKLISTED
+            work.refuse(t.id, MSG_BLACKLISTED, FAILURE_BLACKLISTED)
             continue
         try:
             rendered = compiled.render(
                 loaded[t.res_id], shorten=_shortener(ctx, store, t.id), opt_out_text=opt_out
             )
         except (TemplateRenderError, ValueError) as exc:
-            outcomes[t.id] = Outcome("error", f"Cannot render the SMS: {exc}"[:1000])
+            work.error(t.id, f"Cannot render the SMS: {exc}")
             continue
         if not rendered.body:
-            outcomes[t.id] = Outcome("canceled", "empty message")
+            work.refuse(t.id, "empty message")
             continue
         rows.append(
             message_row(
@@ -455,18 +269,8 @@ def send_sms(batch: ExecutionBatch) -> dict[int, Outcome]:
                 now=batch.now,
             )
         )
-    if rows:
-        session.execute(insert(SmsMessage), rows)
-    by_type: dict[str, list[int]] = {}
-    for trace_id, failure_type in failure.items():
-        by_type.setdefault(failure_type, []).append(trace_id)
-    for failure_type, ids in by_type.items():
-        for part in _chunks(ids):
-            session.execute(
-                update(Trace)
-                .where(Trace.id.in_(part))
-                .values(failure_reason=failure_type)
-                .execution_options(synchronize_session=False)
-            )
-    return outcomes
+    return rows
 
+
+#: the ``sms`` executor: checks, renders and queues one message per trace
+send_sms = message_executor(TEMPLATES, SmsMessage, MSG_NO_TEMPLATE, _queue_sms)

@@ -3,41 +3,20 @@
 
 Storage, save-time validation and rendering are the email channel's
 (:mod:`nurture.channels.email.service`); a template error is a 422 whose message gives
-the field, line and column.
+the field, line and column. The routes are :func:`~.activity_templates.template_router`'s.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+from datetime import datetime
 
-from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 
 from nurture.channels.email import service as email
 from nurture.channels.email.models import EmailTemplate
-from nurture.web.api.activities import campaign_activity
-from nurture.web.api.common import (
-    AUTH_ERRORS,
-    CONFLICT,
-    MAX_ID,
-    NOT_FOUND,
-    Id,
-    Now,
-    ReadSession,
-    Timestamp,
-    WriteSession,
-)
-from nurture.web.api.templates import PreviewRecord, activity_template, rendered
-from nurture.web.security.auth import CurrentUser, require
-
-router = APIRouter(
-    prefix="/campaigns/{campaign_id}/activities/{activity_id}/email-template",
-    tags=["email templates"],
-    responses={**AUTH_ERRORS, **NOT_FOUND},
-)
-Reader = Annotated[CurrentUser, Depends(require("templates.read"))]
-Writer = Annotated[CurrentUser, Depends(require("templates.write"))]
+from nurture.web.api.activity_templates import TemplateApi, template_router
+from nurture.web.api.common import CONFLICT, MAX_ID, Timestamp
 
 
 class EmailTemplateOut(BaseModel):
@@ -95,34 +74,8 @@ def template_out(t: EmailTemplate) -> EmailTemplateOut:
     )
 
 
-def _template(session: Session, campaign_id: int, activity_id: int) -> EmailTemplate:
-    return activity_template(
-        session, campaign_id, activity_id, lookup=email.template_for_activity, channel="email"
-    )
-
-
-@router.get("", summary="Get the email template of an email activity")
-def get_email_template(
-    campaign_id: Id, activity_id: Id, _user: Reader, session: ReadSession
-) -> EmailTemplateOut:
-    return template_out(_template(session, campaign_id, activity_id))
-
-
-@router.put(
-    "",
-    summary="Create or replace the email template of an email activity",
-    responses=CONFLICT,
-)
-def put_email_template(
-    campaign_id: Id,
-    activity_id: Id,
-    _user: Writer,
-    session: WriteSession,
-    now: Now,
-    body: EmailTemplatePut,
-) -> EmailTemplateOut:
-    campaign_activity(session, campaign_id, activity_id)
-    template = email.set_activity_template(
+def _put(session: Session, now: datetime, activity_id: int, body: EmailTemplatePut) -> EmailTemplate:
+    return email.set_activity_template(
         session=session,
         now=now,
         activity_id=activity_id,
@@ -134,31 +87,18 @@ def put_email_template(
         reply_to=body.reply_to,
         mailing_list_id=body.mailing_list_id,
     )
-    return template_out(template)
 
 
-@router.delete("", status_code=204, summary="Delete the email template of an email activity")
-def delete_email_template(
-    campaign_id: Id, activity_id: Id, _user: Writer, session: WriteSession
-) -> Response:
-    template = _template(session, campaign_id, activity_id)
-    email.delete_template(session=session, template_id=template.id)
-    return Response(status_code=204)
+def _preview(session: Session, template_id: int, record_id: int | None) -> RenderedOut:
+    out = email.preview_template(session=session, template_id=template_id, record_id=record_id)
+    return RenderedOut(subject=out.subject, preview=out.preview, html=out.html, text=out.text)
 
 
-@router.get("/preview", summary="Render the email template for a record")
-def preview_email_template(
-    campaign_id: Id,
-    activity_id: Id,
-    _user: Reader,
-    session: ReadSession,
-    record_id: PreviewRecord = None,
-) -> RenderedOut:
-    template = _template(session, campaign_id, activity_id)
-    out = rendered(
-        lambda: email.preview_template(session=session, template_id=template.id, record_id=record_id),
-        "body_html",
+router = template_router(
+    TemplateApi(
+        slug="email", label="email", templates=email.TEMPLATES,
+        out=template_out, out_model=EmailTemplateOut, put_model=EmailTemplatePut, put=_put,
+        preview=_preview, preview_model=RenderedOut, preview_field="body_html",
+        put_responses=CONFLICT,
     )
-    return RenderedOut(
-        subject=out.subject, preview=out.preview, html=out.html, text=out.text
-    )
+)

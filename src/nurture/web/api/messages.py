@@ -17,7 +17,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import defer
+from sqlalchemy.orm import Session, defer
 
 from nurture.channels.email.models import MESSAGE_STATES, MailMessage
 from nurture.channels.sms.models import SMS_STATES, SmsMessage
@@ -54,12 +54,17 @@ ReportReader = Annotated[CurrentUser, Depends(require("reports.read"))]
 FilterId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 
 
-class MessageOut(BaseModel):
+class OutboxRow(BaseModel):
+    """The fields every outbox message starts with (one message per trace)."""
+
     id: int
     trace_id: int
     campaign_id: int
     activity_id: int
     is_test: bool
+
+
+class MessageOut(OutboxRow):
     email: str = Field(description="The recipient, normalised.")
     recipient: str = Field(description="The envelope recipient as written.")
     envelope_from: str
@@ -92,15 +97,19 @@ StateFilter = Annotated[
 
 
 @dataclass(frozen=True)
-class OutboxFilters:
-    """The query filters both outboxes (email and SMS) take."""
+class OutboxQuery:
+    """The query parameters both outboxes (email and SMS) take: filters and paging."""
 
     campaign_id: int | None
     activity_id: int | None
     state: str | None
     is_test: bool | None
+    limit: int
+    cursor: str | None
+    offset: int | None
 
-    def apply(self, stmt: Select[Any], orm: type[MailMessage] | type[SmsMessage]) -> Select[Any]:
+    def page(self, session: Session, stmt: Select[Any], orm: type[MailMessage] | type[SmsMessage]) -> tuple[list[Any], str | None]:
+        """The rows of ``stmt`` (``orm`` rows) that match, one page by id."""
         if self.campaign_id is not None:
             stmt = stmt.where(orm.campaign_id == self.campaign_id)
         if self.activity_id is not None:
@@ -114,36 +123,31 @@ class OutboxFilters:
             stmt = stmt.where(orm.state == self.state)
         if self.is_test is not None:
             stmt = stmt.where(orm.is_test.is_(self.is_test))
-        return stmt
+        rows, next_cursor = paginate(
+            session, stmt, orm.id, limit=self.limit, cursor=self.cursor, offset=self.offset
+        )
+        return list(rows), next_cursor
 
 
-def outbox_filters(
+def outbox_query(
+    limit: Limit = 50,
+    cursor: Cursor = None,
+    offset: Offset = None,
     campaign_id: FilterId = None,
     activity_id: FilterId = None,
     state: StateFilter = None,
     is_test: bool | None = None,
-) -> OutboxFilters:
-    return OutboxFilters(campaign_id, activity_id, state, is_test)
+) -> OutboxQuery:
+    return OutboxQuery(campaign_id, activity_id, state, is_test, limit, cursor, offset)
 
 
-Filters = Annotated[OutboxFilters, Depends(outbox_filters)]
+Outbox = Annotated[OutboxQuery, Depends(outbox_query)]
 
 
 @messages_router.get("", summary="List email messages (the outbox)")
-def list_messages(
-    _user: Reader,
-    session: ReadSession,
-    filters: Filters,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-    offset: Offset = None,
-) -> Page[MessageOut]:
-    stmt = filters.apply(
-        select(MailMessage).options(defer(MailMessage.raw, raiseload=True)), MailMessage
-    )
-    rows, next_cursor = paginate(
-        session, stmt, MailMessage.id, limit=limit, cursor=cursor, offset=offset
-    )
+def list_messages(_user: Reader, session: ReadSession, query: Outbox) -> Page[MessageOut]:
+    stmt = select(MailMessage).options(defer(MailMessage.raw, raiseload=True))
+    rows, next_cursor = query.page(session, stmt, MailMessage)
     return Page[MessageOut](
         items=[MessageOut(**_fields(m)) for m in rows], next_cursor=next_cursor
     )
@@ -193,12 +197,7 @@ def message_source(message_id: Id, _user: Reader, session: ReadSession) -> Respo
 # --------------------------------------------------------------------------- SMS outbox
 
 
-class SmsMessageOut(BaseModel):
-    id: int
-    trace_id: int
-    campaign_id: int
-    activity_id: int
-    is_test: bool
+class SmsMessageOut(OutboxRow):
     transactional: bool = Field(description="Sent by a server action, not a marketing step.")
     to_number: str = Field(description="The recipient, E.164.")
     body: str = Field(description="The text as sent (links shortened, opt-out text appended).")
@@ -221,18 +220,8 @@ def _sms_out(m: SmsMessage) -> SmsMessageOut:
 
 
 @sms_router.get("", summary="List SMS messages (the SMS outbox)")
-def list_sms_messages(
-    _user: Reader,
-    session: ReadSession,
-    filters: Filters,
-    limit: Limit = 50,
-    cursor: Cursor = None,
-    offset: Offset = None,
-) -> Page[SmsMessageOut]:
-    stmt = filters.apply(select(SmsMessage), SmsMessage)
-    rows, next_cursor = paginate(
-        session, stmt, SmsMessage.id, limit=limit, cursor=cursor, offset=offset
-    )
+def list_sms_messages(_user: Reader, session: ReadSession, query: Outbox) -> Page[SmsMessageOut]:
+    rows, next_cursor = query.page(session, select(SmsMessage), SmsMessage)
     return Page[SmsMessageOut](items=[_sms_out(m) for m in rows], next_cursor=next_cursor)
 
 

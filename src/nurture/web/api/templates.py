@@ -6,56 +6,19 @@ Stateless: nothing is stored here. An activity's template is stored by
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
-from sqlalchemy.orm import Session
 
 from nurture import templating as email_templates
 from nurture.channels.sms import render as sms_render
 from nurture.channels.sms import segments as sms_segments
-from nurture.errors import NotFound, ValidationError
+from nurture.errors import ValidationError
 from nurture.records import service as records
 from nurture.records.catalog import REGISTRY
-from nurture.web.api.activities import campaign_activity
 from nurture.web.api.common import AUTH_ERRORS, MAX_ID, NOT_FOUND, ReadSession, enum_of
 from nurture.web.security.auth import CurrentUser, require
-
-T = TypeVar("T")
-
-#: the ``record_id`` query parameter of the activity template previews
-PreviewRecord = Annotated[
-    int | None,
-    Query(ge=1, le=MAX_ID, description="A record of the campaign's model (default: none)."),
-]
-
-
-def activity_template(
-    session: Session,
-    campaign_id: int,
-    activity_id: int,
-    *,
-    lookup: Callable[..., T | None],
-    channel: str,
-) -> T:
-    """The stored template of an activity of the campaign (``lookup``: the channel's
-    ``template_for_activity``), or 404 naming what is missing."""
-    campaign_activity(session, campaign_id, activity_id)
-    template = lookup(session=session, activity_id=activity_id)
-    if template is None:
-        raise NotFound(f"activity {activity_id} has no {channel} template", field="activity_id")
-    return template
-
-
-def rendered(render: Callable[[], T], field: str) -> T:
-    """``render()``, a rendering error becoming a 422 on ``field`` (or the error's own)."""
-    try:
-        return render()
-    except email_templates.TemplateRenderError as exc:
-        raise ValidationError(exc.message, field=exc.field or field) from None
-
 
 router = APIRouter(prefix="/templates", tags=["templates"], responses={**AUTH_ERRORS, **NOT_FOUND})
 Reader = Annotated[CurrentUser, Depends(require("templates.read"))]

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from nurture import templating as email_templates
 from nurture.campaigns import campaigns
 from nurture.channels.sms import render as sms_render
-from nurture.channels.sms import service as sms
+from nurture.channels.sms.context import sms_context
 from nurture.channels.sms.segments import count_segments
 from nurture.errors import NurtureError
 from nurture.records import service as records
@@ -108,7 +108,7 @@ async def preview_sms(
     try:
         record = _record(session, campaign.model, values.get("record_id"))
         compiled = sms_render.compile_sms(campaign.model, body)
-        opt_out = sms.sms_context().opt_out_text if values.get("sms_opt_out") else None
+        opt_out = sms_context().opt_out_text if values.get("sms_opt_out") else None
         rendered = compiled.render(record, opt_out_text=opt_out)
     except TemplateValidationError as exc:
         problems = [f"Line {p.line}, column {p.column}: {p.message}" for p in exc.problems]

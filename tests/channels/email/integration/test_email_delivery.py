@@ -11,8 +11,8 @@ from sqlalchemy import select
 from nurture.channels.delivery import BackgroundDelivery
 from nurture.channels.email import delivery
 from nurture.channels.email import service as email_service
+from nurture.channels.email.bounces import apply_auto_blacklist
 from nurture.channels.email.models import MailMessage
-from nurture.channels.email.receive import apply_auto_blacklist
 from nurture.engine.enrol import sync_campaigns
 from nurture.engine.execute import run_due
 from nurture.engine.models import Trace

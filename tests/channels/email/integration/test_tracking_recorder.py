@@ -1,4 +1,4 @@
-"""Group commit of tracking hits (:mod:`nurture.tracking.recorder`): many hits at once,
+"""Group commit of tracking hits (:mod:`nurture.channels.email.tracking`): many hits at once,
 each written once with its engine event, and a failing group falling back to one
 transaction per hit."""
 
@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from nurture.channels.email.models import LinkClick, MailOpen, TrackedLink
+from nurture.channels.email.tracking import HitRecorder, PendingHit
 from nurture.engine.models import Trace
 from nurture.tracking.hits import HitPolicy
-from nurture.tracking.recorder import HitRecorder, PendingHit
 from nurture.worker.loop import tick
 
 from .conftest import HOUR, HUMAN_UA, T0, Env, campaign_with_email

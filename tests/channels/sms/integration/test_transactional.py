@@ -12,8 +12,8 @@ from nurture.actions import service as action_service
 from nurture.actions import validate_action
 from nurture.campaigns import activities as activity_service
 from nurture.campaigns import campaigns as cs
+from nurture.channels.email.bounces import AUTO_BLACKLIST_REASON
 from nurture.channels.email.models import MailMessage
-from nurture.channels.email.receive import AUTO_BLACKLIST_REASON
 from nurture.db import Database
 from nurture.errors import ValidationError
 from nurture.records import blacklists

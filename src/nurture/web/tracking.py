@@ -1,5 +1,6 @@
-"""Public tracking routes: open pixel, click redirect, unsubscribe page and one-click POST,
-web version (see :mod:`nurture.tracking.urls` for the URL table).
+"""Public tracking routes: open pixel, click redirects (email and SMS short links),
+unsubscribe page and one-click POST, web version, SMS delivery-status callbacks (see
+:mod:`nurture.tracking.urls` for the URL table).
 
 Every handler verifies its token (signature and kind) first; a forged, altered or unknown
 token gets a 404 and writes nothing. Each hit is stored (time, user agent, IP class, the
@@ -7,14 +8,23 @@ machine-hit flag of :func:`~nurture.tracking.hits.classify_hit`) and, when
 :func:`~nurture.tracking.hits.fires_trigger` says so, becomes an engine event
 (:func:`nurture.engine.events.apply_events`) in the same transaction — within the request,
 not at the next cron; the transaction commits before the response (group commit under
-load, see :mod:`nurture.tracking.recorder`). A click also counts as an open (the engine's
-implication rule); the unsubscribe and web-version links are separate routes and never
-count as clicks.
+load, see :mod:`nurture.channels.email.tracking`). A click also counts as an open (the
+engine's implication rule); the unsubscribe and web-version links are separate routes and
+never count as clicks. An SMS short-link click is recorded by
+:func:`nurture.channels.sms.tracking.record_click` (the ``sms_click`` event); both click
+routes share one handler.
 
 The unsubscribe URL answers ``GET`` with a confirmation form (optional reason, "exclude me
 from all marketing") and ``POST`` with the unsubscribe itself; a ``POST`` whose body is
 ``List-Unsubscribe=One-Click`` (RFC 8058, sent by mailbox providers) unsubscribes at once,
 without a session or CSRF token (the signed token is the credential).
+
+``POST /t/sms/status/<token>`` — a Twilio-style delivery-status callback (token kind
+``sstatus``: trace id, put in the ``StatusCallback`` URL when the message was sent). Both
+the URL token and the ``X-Twilio-Signature`` (HMAC-SHA1 with the provider's auth token over
+the URL and the form, :func:`~nurture.channels.sms.providers.parse_status_callback`) must
+verify, and the ``MessageSid`` must be the message sent for that trace
+(:func:`nurture.channels.sms.tracking.apply_status`); otherwise 403 and nothing is written.
 """
 
 from __future__ import annotations
@@ -23,9 +33,9 @@ import base64
 import email
 import email.policy
 import html
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, parse_qsl
 
 from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
@@ -34,10 +44,14 @@ from sqlalchemy import select
 
 from nurture.channels.email import service as email_service
 from nurture.channels.email.models import MailMessage
+from nurture.channels.email.tracking import PendingHit, recorder_for
+from nurture.channels.sms import context as sms_context
+from nurture.channels.sms import delivery as sms_delivery
+from nurture.channels.sms import tracking as sms_tracking
+from nurture.channels.sms.providers import CallbackRefused, StatusUpdate, parse_status_callback
 from nurture.clock import utcnow
 from nurture.db import Database
 from nurture.tracking.hits import HitPolicy
-from nurture.tracking.recorder import PendingHit, recorder_for
 from nurture.tracking.tokens import KIND_CLICK, KIND_OPEN, KIND_UNSUBSCRIBE, TokenSigner
 from nurture.tracking.urls import KIND_VIEW
 
@@ -120,19 +134,52 @@ async def open_pixel(token: str, request: Request) -> Response:
 # --------------------------------------------------------------------------- clicks
 
 
-@router.api_route("/t/c/{token}", methods=["GET", "HEAD"])
-async def click(token: str, request: Request) -> Response:
-    data = _signer(request).verify(token, KIND_CLICK)
+ClickRecorder = Callable[[Request, int, int], Awaitable["str | None"]]
+
+
+async def _click(request: Request, token: str, kind: str, record: ClickRecorder) -> Response:
+    """A click redirect: verify the token (``kind``: link id, trace id), record the hit
+    (``record``: the URL to redirect to, or None for a 404), redirect."""
+    data = _signer(request).verify(token, kind)
     if data is None or len(data.ids) != 2:
         return _not_found()
     link_id, trace_id = data.ids
+    url = await record(request, link_id, trace_id)
+    if url is None:
+        return _not_found()
+    return RedirectResponse(url, status_code=302, headers=NO_CACHE)
+
+
+async def _email_click(request: Request, link_id: int, trace_id: int) -> str | None:
     hit = PendingHit(
         "click", trace_id, link_id, request.headers.get("user-agent"), _client_ip(request),
         _now(request), method=request.method,
     )
-    if not (await _record(request, hit)).found or hit.url is None:
-        return _not_found()
-    return RedirectResponse(hit.url, status_code=302, headers=NO_CACHE)
+    return hit.url if (await _record(request, hit)).found else None
+
+
+async def _sms_click(request: Request, link_id: int, trace_id: int) -> str | None:
+    now, db, policy = _now(request), _db(request), _policy(request)
+    ua, ip, method = request.headers.get("user-agent"), _client_ip(request), request.method
+
+    def work() -> str | None:
+        with db.transaction() as session:
+            return sms_tracking.record_click(
+                session, link_id=link_id, trace_id=trace_id, user_agent=ua, ip=ip, at=now,
+                method=method, policy=policy,
+            )
+
+    return await run_in_threadpool(work)
+
+
+@router.api_route("/t/c/{token}", methods=["GET", "HEAD"])
+async def click(token: str, request: Request) -> Response:
+    return await _click(request, token, KIND_CLICK, _email_click)
+
+
+@router.api_route(sms_context.SMS_CLICK_PREFIX + "{token}", methods=["GET", "HEAD"])
+async def sms_click(token: str, request: Request) -> Response:
+    return await _click(request, token, sms_context.KIND_SMS_CLICK, _sms_click)
 
 
 # --------------------------------------------------------------------------- unsubscribe
@@ -240,3 +287,51 @@ def web_version(token: str, request: Request) -> Response:
         return _not_found()
     content = part.get_content() if hasattr(part, "get_content") else ""
     return HTMLResponse(str(content), headers=NO_CACHE)
+
+
+# --------------------------------------------------------------------------- SMS status callbacks
+
+
+def _forbidden() -> Response:
+    return Response("Forbidden", status_code=403, media_type="text/plain", headers=NO_CACHE)
+
+
+def _candidate_urls(request: Request) -> list[str]:
+    """The URL the provider called: as we built it (base URL + path), and as received."""
+    query = f"?{request.url.query}" if request.url.query else ""
+    built = f"{sms_context.sms_context().base_url}{request.url.path}{query}"
+    return list(dict.fromkeys([built, str(request.url)]))
+
+
+@router.post(sms_context.SMS_STATUS_PREFIX + "{token}")
+async def sms_status(token: str, request: Request) -> Response:
+    data = _signer(request).verify(token, sms_context.KIND_SMS_STATUS)
+    if data is None or len(data.ids) != 1:
+        return _not_found()
+    trace_id = data.ids[0]
+    raw = (await request.body())[:65536].decode("utf-8", "replace")
+    params = parse_qsl(raw, keep_blank_values=True)
+    signature = request.headers.get("x-twilio-signature")
+    auth = await run_in_threadpool(sms_delivery.auth_token)
+    if not auth:
+        return _forbidden()
+    update: StatusUpdate | None = None
+    for url in _candidate_urls(request):
+        try:
+            update = parse_status_callback(url, params, signature, auth)
+            break
+        except CallbackRefused:
+            continue
+    if update is None:
+        return _forbidden()
+    now = _now(request)
+    db = _db(request)
+    found_update = update
+
+    def work() -> bool:
+        with db.transaction() as session:
+            return sms_tracking.apply_status(session, trace_id=trace_id, update=found_update, now=now)
+
+    if not await run_in_threadpool(work):
+        return _forbidden()
+    return Response(status_code=204, headers=NO_CACHE)

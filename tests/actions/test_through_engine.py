@@ -1,13 +1,9 @@
 """Each server action kind through the engine: an ``action`` activity in a running campaign,
 executed by ``nurture tick --now …`` (click's CliRunner), on SQLite and PostgreSQL.
 
-NOTE (pending change outside this package): these tests create the server actions with
-``nurture.campaigns.service.create_server_action(..., action_type=X, payload={...})``. Until the
-campaign service accepts a ``payload`` for action types other than ``update_record`` and
-validates it with :func:`nurture.actions.validate_action` (see the hand-over report:
-``campaigns/service.py`` ``create_server_action`` and ``campaigns/models.py``
-``SERVER_ACTION_TYPES``), they fail with ``TypeError: ... unexpected keyword argument
-'payload'``. They are deliberately not skipped.
+The actions are created with
+:func:`nurture.actions.service.create_server_action` (``action_type=X, payload={...}``),
+validated by :func:`nurture.actions.validate_action`.
 """
 
 from __future__ import annotations

@@ -47,10 +47,26 @@ def queue_indexes(table: str) -> tuple[Index, Index]:
     )
 
 
-class QueuedMessageColumns:
-    """The columns of every message channel's outbox (:mod:`nurture.channels.queue`): one
-    row per trace (``UNIQUE(trace_id)``: the idempotency key of a send), its state, claim
-    and lease, attempts and failure; with :func:`queue_indexes`."""
+class QueuedRow:
+    """The columns the delivery core (:mod:`nurture.channels.queue`) reads and writes on
+    every outbox table: state, attempts, due time, claim token and lease, failure reason,
+    timestamps. An outbox table's class adds its own columns and its indexes."""
+
+    state: Mapped[str] = mapped_column(String(16), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column()
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column()
+    failure_reason: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column()
+    sent_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column()
+
+
+class QueuedMessageColumns(QueuedRow):
+    """The columns of a campaign message channel's outbox (email, SMS): one row per trace
+    (``UNIQUE(trace_id)``: the idempotency key of a send) of a campaign's activity, with the
+    delivery core's :class:`QueuedRow`; with :func:`queue_indexes`."""
 
     id: Mapped[int] = mapped_column(primary_key=True, sort_order=-1)
     trace_id: Mapped[int] = mapped_column(
@@ -61,12 +77,3 @@ class QueuedMessageColumns:
     )
     activity_id: Mapped[int] = mapped_column(ForeignKey("activity.id", ondelete="CASCADE"), sort_order=-1)
     is_test: Mapped[bool] = mapped_column(Boolean, default=False, sort_order=-1)
-    state: Mapped[str] = mapped_column(String(16), default="queued")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column()
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[datetime | None] = mapped_column()
-    failure_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column()
-    sent_at: Mapped[datetime | None] = mapped_column()
-    updated_at: Mapped[datetime] = mapped_column()

@@ -63,6 +63,7 @@ from nurture.templating.compiled import (
     RenderedEmail,
     compile_template,
     render_preview,
+    target_model,
     validate_template,
 )
 from nurture.templating.errors import (
@@ -94,6 +95,7 @@ __all__ = [
     "add_preheader",
     "check_source",
     "compile_template",
+    "target_model",
     "html_to_text",
     "inline_css",
     "metered",

@@ -177,8 +177,15 @@ class CompiledTemplate:
         return RenderedEmail(subject=subject, preview=preview, html=add_preheader(html, preview), text=text)
 
 
-def _registry(registry: Registry | None) -> Registry:
-    return registry if registry is not None else REGISTRY
+def target_model(model: str | ModelDef, registry: Registry | None = None) -> tuple[Registry, ModelDef]:
+    """The registry (default: the application's) and the definition of the target ``model``
+    a template is checked against; an unknown model is a :class:`ValidationError` on
+    ``model``."""
+    reg = registry if registry is not None else REGISTRY
+    try:
+        return reg, (reg.get(model) if isinstance(model, str) else model)
+    except RegistryError as exc:
+        raise ValidationError(str(exc), field="model") from None
 
 
 def compile_template(
@@ -189,11 +196,7 @@ def compile_template(
     names: frozenset[str] = CONTEXT_NAMES,
 ) -> CompiledTemplate:
     """Validate (raising :class:`TemplateValidationError`) and compile a template."""
-    reg = _registry(registry)
-    try:
-        mdef = reg.get(model) if isinstance(model, str) else model
-    except RegistryError as exc:
-        raise ValidationError(str(exc), field="model") from None
+    reg, mdef = target_model(model, registry)
     problems: list[TemplateProblem] = []
     compiled: dict[str, Template | None] = {}
     for name, source, env in (

@@ -43,7 +43,6 @@ from sqlalchemy.orm import Session
 
 from nurture.campaigns.models import Activity
 from nurture.channels.context import ProcessTransport
-from nurture.channels.email import service  # noqa: F401 - registers the ``email`` executor
 from nurture.channels.email.bounces import apply_auto_blacklist
 from nurture.channels.email.context import EMAIL, email_context
 from nurture.channels.email.models import MailMessage

@@ -10,30 +10,13 @@ its ``send`` needs). States: ``queued`` â†’ ``sending`` (claimed with a lease) â
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from sqlalchemy import Boolean, ForeignKey, Index, Integer, String, Text, text
+from sqlalchemy import Boolean, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
+from nurture.channels.models import QueuedRow
 from nurture.db.base import Base
 
 MESSAGE_STATES = ("queued", "sending", "sent", "failed")
-
-
-class QueuedRow:
-    """The columns the delivery core (:mod:`nurture.channels.queue`) reads and writes on
-    every outbox table: state, attempts, due time, claim token and lease, failure reason,
-    timestamps. An outbox table's class adds its own columns and its indexes."""
-
-    state: Mapped[str] = mapped_column(String(16), default="queued")
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    next_attempt_at: Mapped[datetime | None] = mapped_column()
-    claimed_by: Mapped[str | None] = mapped_column(String(64))
-    lease_until: Mapped[datetime | None] = mapped_column()
-    failure_reason: Mapped[str | None] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column()
-    sent_at: Mapped[datetime | None] = mapped_column()
-    updated_at: Mapped[datetime] = mapped_column()
 
 
 class ChannelMessage(QueuedRow, Base):

@@ -36,7 +36,6 @@ from sqlalchemy.orm import Session
 from nurture.channels.context import ProcessTransport
 from nurture.channels.messages import MessageChannel, Outcome
 from nurture.channels.queue import DEFAULT_LEASE_SECONDS
-from nurture.channels.sms import service  # noqa: F401 - registers the ``sms`` executor
 from nurture.channels.sms.context import SMS, sms_context
 from nurture.channels.sms.models import SmsMessage
 from nurture.channels.sms.providers import (

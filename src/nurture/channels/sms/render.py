@@ -32,9 +32,7 @@ from jinja2.exceptions import SecurityError, TemplateError
 
 from nurture.channels.email.links import is_trackable
 from nurture.channels.sms.segments import SegmentInfo, count_segments
-from nurture.errors import ValidationError
-from nurture.records.catalog import REGISTRY
-from nurture.records.registry import ModelDef, Registry, RegistryError
+from nurture.records.registry import ModelDef, Registry
 from nurture.records.validation import normalize_country_code, parse_phone
 from nurture.templating import (
     MAX_OUTPUT_CHARS,
@@ -45,6 +43,7 @@ from nurture.templating import (
     TemplateRenderError,
     TemplateValidationError,
     compile_template,
+    target_model,
 )
 
 #: variables an SMS template may use besides ``record``
@@ -161,12 +160,6 @@ def _problems_on_body(exc: TemplateValidationError) -> TemplateValidationError:
     )
 
 
-def _registry(registry: Registry | None) -> Registry:
-    if registry is not None:
-        return registry
-    return REGISTRY
-
-
 @dataclass
 class CompiledSms:
     """A validated SMS template, compiled once and rendered for many records."""
@@ -229,11 +222,7 @@ def compile_sms(
     names: frozenset[str] = SMS_CONTEXT_NAMES,
 ) -> CompiledSms:
     """Validate (raising :class:`TemplateValidationError` on ``body``) and compile."""
-    reg = _registry(registry)
-    try:
-        mdef = reg.get(model) if isinstance(model, str) else model
-    except RegistryError as exc:
-        raise ValidationError(str(exc), field="model") from None
+    reg, mdef = target_model(model, registry)
     if not body or not body.strip():
         raise TemplateValidationError([TemplateProblem("body", 1, 1, "the message is required")])
     try:

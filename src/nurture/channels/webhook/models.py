@@ -12,7 +12,7 @@ from __future__ import annotations
 from sqlalchemy import ForeignKey, Index, Integer, LargeBinary, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from nurture.channels.outbox.models import QueuedRow
+from nurture.channels.models import QueuedRow
 from nurture.db.base import Base
 
 WEBHOOK_STATES = ("queued", "sending", "sent", "failed")

@@ -36,16 +36,9 @@ from typing import Any, Literal
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
+from nurture.channels.messages import MessageChannel, Outcome
 from nurture.channels.outbox.models import ChannelMessage
-from nurture.channels.queue import (
-    DEFAULT_LIMIT,
-    DeliveryResult,
-    claim_queued,
-    fail_trace,
-    recover_interrupted,
-    stamp_sent,
-    update_claimed,
-)
+from nurture.channels.queue import DEFAULT_LIMIT, claim_queued, recover_interrupted
 from nurture.engine.executors import ExecutionBatch
 
 log = logging.getLogger(__name__)
@@ -120,11 +113,13 @@ class SendResult:
 Sender = Callable[[Message], SendResult]
 
 
-class OutboxChannel:
+class OutboxChannel(MessageChannel[Message, SendResult]):
     """A delivery channel (:class:`nurture.channels.queue.Channel`) of the shared outbox:
-    the rows of ``channel_message`` named ``name``, each handed to ``send``."""
+    the rows of ``channel_message`` named ``name``, each handed to ``send``; outcomes are
+    recorded by :class:`~nurture.channels.messages.MessageChannel`."""
 
     model = ChannelMessage
+    columns = ("channel", "trace_id", "recipient", "payload", "attempts", "is_test")
 
     def __init__(
         self,
@@ -144,7 +139,7 @@ class OutboxChannel:
         self.limit = limit
         self.scope = ChannelMessage.channel == name
         self.failure_failed = f"{name}_failed"
-        self.failure_unknown = f"{name}_unknown"
+        self.failure_interrupted = f"{name}_unknown"
 
     def __repr__(self) -> str:
         return f"OutboxChannel({self.name!r})"
@@ -154,12 +149,16 @@ class OutboxChannel:
         index = min(max(attempts, 1), len(self.retry_delays)) - 1
         return timedelta(seconds=self.retry_delays[index])
 
+    @classmethod
+    def item(cls, row: Sequence[Any]) -> Message:
+        return Message(row[0], row[1], row[2], row[3], json.loads(row[4]), row[5], bool(row[6]))
+
     def claim(self, session: Session, *, now: datetime, limit: int, token: str, lease: timedelta) -> list[Message]:
         rows = claim_queued(
-            session, ChannelMessage, now=now, limit=limit, token=token, lease=lease, where=self.scope,
-            columns=("channel", "trace_id", "recipient", "payload", "attempts", "is_test"),
+            session, ChannelMessage, now=now, limit=limit, token=token, lease=lease,
+            columns=self.columns, where=self.scope,
         )
-        return [Message(r[0], r[1], r[2], r[3], json.loads(r[4]), r[5], bool(r[6])) for r in rows]
+        return [self.item(row) for row in rows]
 
     def send(self, item: Message, *, now: datetime) -> SendResult:
         try:
@@ -173,48 +172,21 @@ class OutboxChannel:
 
     def recover(self, session: Session, *, now: datetime) -> int:
         return recover_interrupted(
-            session, ChannelMessage, now=now, trace_failure=self.failure_unknown, where=self.scope
+            session, ChannelMessage, now=now, trace_failure=self.failure_interrupted, where=self.scope
         )
 
-    def record(
-        self,
-        session: Session,
-        outcomes: Sequence[tuple[Message, SendResult]],
-        *,
-        token: str,
-        now: datetime,
-        result: DeliveryResult,
-    ) -> None:
-        for item, got in outcomes:
-            reason = (got.reason or got.status)[:1000]
-            if got.status == "sent":
-                if update_claimed(
-                    session, ChannelMessage, item.id, token=token, now=now,
-                    state="sent", provider_id=got.provider_id, sent_at=now, failure_reason=None,
-                ):
-                    stamp_sent(session, item.trace_id, now=now)
-                    result.sent += 1
-                continue
-            if got.status == "retry" and item.attempts < self.max_attempts:
-                wait = (
-                    timedelta(seconds=max(got.retry_after, 0))
-                    if got.retry_after is not None
-                    else self.retry_delay(item.attempts)
-                )
-                if update_claimed(
-                    session, ChannelMessage, item.id, token=token, now=now,
-                    state="queued", next_attempt_at=now + wait, failure_reason=reason,
-                ):
-                    result.retried += 1
-                continue
-            if got.status == "retry":
-                reason = f"after {item.attempts} attempt(s): {reason}"[:1000]
-            if update_claimed(
-                session, ChannelMessage, item.id, token=token, now=now,
-                state="failed", provider_id=got.provider_id, failure_reason=reason,
-            ):
-                fail_trace(
-                    session, item.trace_id, message=f"Not delivered: {reason}",
-                    failure_type=self.failure_failed,
-                )
-                result.failed += 1
+    def outcome(self, item: Message, out: SendResult, *, now: datetime) -> Outcome:
+        values = {"provider_id": out.provider_id}
+        reason = out.reason or out.status
+        if out.status == "sent":
+            return Outcome("sent", values=values)
+        if out.status == "retry" and item.attempts < self.max_attempts:
+            wait = (
+                timedelta(seconds=max(out.retry_after, 0))
+                if out.retry_after is not None
+                else self.retry_delay(item.attempts)
+            )
+            return Outcome("retry", reason, retry_at=now + wait)
+        if out.status == "retry":
+            reason = f"after {item.attempts} attempt(s): {reason}"
+        return Outcome("failed", reason, failure_type=self.failure_failed, values=values)

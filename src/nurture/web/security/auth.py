@@ -9,7 +9,9 @@ from typing import Annotated, Literal
 from fastapi import Depends, HTTPException, Request
 
 from nurture.accounts import sessions, tokens
+from nurture.accounts.models import ApiToken, WebSession
 from nurture.accounts.permissions import can
+from nurture.records.models import User
 from nurture.web.security.config import request_database, security_config
 from nurture.web.security.cookies import SESSION_COOKIE, unsign_value
 
@@ -30,6 +32,17 @@ class CurrentUser:
     def can(self, action: str) -> bool:
         return can(self.role, action)
 
+    @classmethod
+    def of_token(cls, user: User, token: ApiToken) -> CurrentUser:
+        return cls(user.id, user.login, user.name, user.role, "token", token_id=token.id)
+
+    @classmethod
+    def of_session(cls, user: User, session: WebSession) -> CurrentUser:
+        return cls(
+            user.id, user.login, user.name, user.role, "session",
+            session_id=session.id, csrf_token=session.csrf_token,
+        )
+
 
 def _unauthorized(message: str) -> HTTPException:
     return HTTPException(
@@ -49,14 +62,7 @@ def _from_token(request: Request, token: str) -> CurrentUser:
         row, user = found
         needs_touch = tokens.token_needs_touch(row, now)
         token_id = row.id
-        principal = CurrentUser(
-            id=user.id,
-            login=user.login,
-            name=user.name,
-            role=user.role,
-            via="token",
-            token_id=row.id,
-        )
+        principal = CurrentUser.of_token(user, row)
     if needs_touch:  # at most once a minute per token: reads stay off the write lock
         with db.transaction() as s:
             tokens.touch_token(s, token_id, now)
@@ -76,15 +82,7 @@ def _from_session_cookie(request: Request, cookie: str) -> CurrentUser | None:
         row, user = found
         needs_touch = sessions.session_needs_touch(row, now)
         session_id = row.id
-        principal = CurrentUser(
-            id=user.id,
-            login=user.login,
-            name=user.name,
-            role=user.role,
-            via="session",
-            session_id=row.id,
-            csrf_token=row.csrf_token,
-        )
+        principal = CurrentUser.of_session(user, row)
     if needs_touch:
         with db.transaction() as s:
             sessions.touch_session(s, session_id, now)

@@ -32,15 +32,7 @@ def start_session(request: Request, response: Response, user: User) -> CurrentUs
         sid, row = sessions.create_session(
             s, user, now=now, ip=client_ip(request), user_agent=request.headers.get("user-agent")
         )
-        principal = CurrentUser(
-            id=user.id,
-            login=user.login,
-            name=user.name,
-            role=user.role,
-            via="session",
-            session_id=row.id,
-            csrf_token=row.csrf_token,
-        )
+        principal = CurrentUser.of_session(user, row)
     max_age = int(sessions.SESSION_MAX_AGE.total_seconds())
     set_cookie(request, response, SESSION_COOKIE, sign_value(config.signing_key, sid), max_age)
     response.delete_cookie(CSRF_COOKIE, path="/")

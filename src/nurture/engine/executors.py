@@ -30,6 +30,7 @@ from importlib.metadata import entry_points
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.orm import Session
 
+from nurture.campaigns.activity_types import EXECUTORS_GROUP
 from nurture.campaigns.models import Activity, Campaign
 from nurture.engine.models import Trace
 
@@ -100,9 +101,6 @@ class ExecutionBatch:
 
 Executor = Callable[[ExecutionBatch], Mapping[int, Outcome]]
 
-#: entry-point group naming the executor of each activity type (name = activity type)
-EXECUTOR_GROUP = "nurture.executors"
-
 _executors: dict[str, Executor] = {}
 
 
@@ -118,7 +116,7 @@ def get_executor(activity_type: str) -> Executor | None:
     plugins declare theirs there, so the engine imports none of them)."""
     executor = _executors.get(activity_type)
     if executor is None:
-        for point in entry_points(group=EXECUTOR_GROUP, name=activity_type):
+        for point in entry_points(group=EXECUTORS_GROUP, name=activity_type):
             try:
                 loaded = point.load()
             except Exception:
